@@ -1,0 +1,28 @@
+# Two entry points: `make demo` and `make test`. Both build the virtual environment on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first and pinned: a CPU build; letting pip resolve it pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[all]"
+	touch $@
+
+.PHONY: install demo test bench clean
+install: $(VENV)/.installed
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/mmfeat demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: install
+	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) reports data/demo

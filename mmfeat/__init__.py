@@ -1,0 +1,20 @@
+"""mmfeat: image, text and audio features for scikit-learn, cached per item, fused early or late.
+
+Importing mmfeat is light: torch and sentence-transformers load only when a model is first used.
+"""
+
+from .config import config_context, get_config, set_config
+from .errors import CacheWarning, ExtractionError, ExtractionWarning, collect_errors
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheWarning",
+    "ExtractionError",
+    "ExtractionWarning",
+    "__version__",
+    "collect_errors",
+    "config_context",
+    "get_config",
+    "set_config",
+]

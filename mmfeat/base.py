@@ -1,0 +1,374 @@
+"""The Extractor base class: the one place for batching, caching, the error policy,
+feature names and lazy model loading.
+
+A subclass implements only:
+
+- ``_load_item(item)``: one raw item -> a loaded object (raise :class:`ItemError` if it can't);
+- ``_features(loaded)``: a list of loaded objects -> ``(len(loaded), d)`` array;
+- ``_feature_suffixes()``: the ``d`` column names, without the extractor's prefix;
+- optionally ``_fit(items)`` to learn state, ``_validate()`` to check its own parameters,
+  ``_state_digest()`` when fitted state changes the output, and, for model-backed extractors
+  (``uses_model = True``), ``_load_model(device)`` and ``_model_identity()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .cache import item_digest, make_key, resolve_cache
+from .config import get_config
+from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
+from .io import describe, is_missing
+
+_MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
+_MODELS_LOCK = threading.Lock()
+
+
+def clear_model_cache() -> None:
+    """Forget every model loaded in this process (they reload lazily on next use)."""
+    with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` if available, then ``"mps"``, else ``"cpu"``; other values as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _stable(value):
+    """A JSON-able, address-free form of a parameter value for the fingerprint."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_stable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _stable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, np.ndarray):
+        return "array:" + hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
+    if isinstance(value, np.generic):
+        return value.item()
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return repr(value)
+
+
+def _as_items(X, modality: str) -> list:
+    """Turn the accepted 1-D inputs into a list of items."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError(
+            f"Expected a 1-D sequence of items (list, Series, 1-column DataFrame), got a single "
+            f"{type(X).__name__}. Wrap it in a list."
+        )
+    if hasattr(X, "columns") and hasattr(X, "iloc"):  # DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"Expected one column of items, got a DataFrame with {X.shape[1]} columns "
+                f"{list(X.columns)[:5]}. Select the column (e.g. in a ColumnTransformer)."
+            )
+        return X.iloc[:, 0].tolist()
+    if hasattr(X, "iloc"):  # Series
+        return X.tolist()
+    if isinstance(X, np.ndarray):
+        if X.ndim == 1:
+            return list(X)
+        if X.ndim == 2 and X.shape[1] == 1 and X.dtype == object:
+            return list(X[:, 0])
+        if modality == "image" and X.ndim in (3, 4):  # a stack of images
+            return list(X)
+        raise ValueError(f"Expected a 1-D array of items, got an array of shape {X.shape}.")
+    try:
+        return list(X)
+    except TypeError:
+        raise TypeError(f"Expected a 1-D sequence of items, got {type(X).__name__}.") from None
+
+
+def _run_batch(extractor, items):
+    """Load and featurise one batch in a worker process; returns (features, {position: cause})."""
+    return extractor._featurise(*extractor._load_batch(items))
+
+
+class Extractor(TransformerMixin, BaseEstimator):
+    """Base class of every mmfeat extractor (see the module docstring for the contract).
+
+    Common parameters, defined by each subclass's ``__init__``:
+    ``batch_size``, ``n_jobs`` (CPU extractors), ``device`` (model extractors), ``cache``,
+    ``on_error`` and ``verbose``.
+    """
+
+    #: "image", "text" or "audio": how items are read and keyed.
+    modality: str = ""
+    #: Bump when the feature code changes its output, so old cache entries are never served.
+    algorithm_version: str = "1"
+    #: Prefix of the output column names.
+    feature_prefix: str = ""
+    #: True for extractors backed by a model loaded lazily (torch, sentence-transformers).
+    uses_model: bool = False
+    #: Parameters that never change the output and so stay out of the cache fingerprint.
+    runtime_params = frozenset({"batch_size", "n_jobs", "device", "cache", "on_error", "verbose"})
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    def _load_item(self, item):
+        raise NotImplementedError
+
+    def _features(self, loaded: list) -> np.ndarray:
+        raise NotImplementedError
+
+    def _feature_suffixes(self) -> list[str]:
+        raise NotImplementedError
+
+    def _fit(self, items: list) -> None:
+        """Learn state from the training items (stateless extractors keep this no-op)."""
+
+    def _validate(self) -> None:
+        """Check the subclass's own parameters; raise ValueError naming the bad value."""
+
+    def _state_digest(self) -> str:
+        """A digest of fitted state that changes the output (e.g. a learned codebook)."""
+        return ""
+
+    def _load_model(self, device: str):
+        raise NotImplementedError
+
+    def _model_identity(self) -> str:
+        """Name and weights digest of the model, for the fingerprint."""
+        return ""
+
+    # ------------------------------------------------------------------ sklearn API
+
+    def fit(self, X, y=None):
+        """Validate parameters and learn state where the extractor has some.
+
+        Parameters
+        ----------
+        X : 1-D sequence of items (list, Series, 1-column DataFrame, object ndarray)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate_common()
+        self._validate()
+        items = _as_items(X, self.modality)
+        self.n_features_in_ = 1
+        if hasattr(X, "columns") and isinstance(X.columns[0], str):
+            self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._fit(items)
+        self.n_features_out_ = len(self._feature_suffixes())
+        return self
+
+    def transform(self, X):
+        """Features of every item, in input order.
+
+        Parameters
+        ----------
+        X : 1-D sequence of items
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out_), float32
+            Rows that failed under ``on_error="nan"`` are all NaN.
+        """
+        check_is_fitted(self, "n_features_out_")
+        return self._extract(_as_items(X, self.modality))
+
+    def get_feature_names_out(self, input_features=None):
+        """Output column names: ``{feature_prefix}_{suffix}``."""
+        check_is_fitted(self, "n_features_out_")
+        return np.asarray([f"{self.feature_prefix}_{s}" for s in self._feature_suffixes()], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = self.modality == "text"
+        return tags
+
+    # ------------------------------------------------------------------ shared machinery
+
+    def _validate_common(self) -> None:
+        params = self.get_params(deep=False)
+        bs = params.get("batch_size", 1)
+        if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs < 1:
+            raise ValueError(f"Got batch_size={bs!r}, expected a positive integer.")
+        if params.get("on_error", "raise") not in ("raise", "nan"):
+            raise ValueError(f"Got on_error={params['on_error']!r}, expected 'raise' or 'nan'.")
+        n_jobs = params.get("n_jobs", None)
+        if n_jobs is not None and (not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
+            raise ValueError(f"Got n_jobs={n_jobs!r}, expected None or a non-zero integer.")
+
+    def fingerprint(self) -> str:
+        """Digest of everything that changes this extractor's output (part of every cache key)."""
+        params = {
+            k: v for k, v in self.get_params(deep=False).items() if k not in self.runtime_params
+        }
+        payload = {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "version": self.algorithm_version,
+            "params": _stable(params),
+            "model": self._model_identity() if self.uses_model else "",
+            "state": self._state_digest(),
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+    def _get_model(self):
+        """The model, loaded on first use and shared by clones in this process; never pickled."""
+        device = resolve_device(getattr(self, "device", "auto"))
+        key = (type(self).__qualname__, self._model_identity(), device)
+        with _MODELS_LOCK:
+            if key not in _MODELS:
+                _MODELS[key] = self._load_model(device)
+            return _MODELS[key]
+
+    def _featurise(self, loaded, positions, n, errors):
+        """Features for the loaded items of a batch of ``n``; a failing batch is retried item by
+        item so that one bad item costs only its own row."""
+        out = np.full((n, self.n_features_out_), np.nan, dtype=np.float32)
+        if loaded:
+            try:
+                out[positions] = self._features(loaded)
+            except Exception:
+                for pos, obj in zip(positions, loaded):
+                    try:
+                        out[pos] = self._features([obj])[0]
+                    except Exception as exc:
+                        errors[pos] = f"{type(exc).__name__}: {exc}"
+        for pos in positions:
+            if pos not in errors and not np.isfinite(out[pos]).all():
+                errors[pos] = "features are not finite (NaN or inf)"
+                out[pos] = np.nan
+        return out, errors
+
+    def _compute(self, items: list):
+        """Load and featurise ``items`` in batches: processes for CPU feature code (``n_jobs``),
+        a background loader thread for model-backed extractors so the model never waits on disk."""
+        bs = self.batch_size
+        batches = [items[i : i + bs] for i in range(0, len(items), bs)]
+        n_jobs = getattr(self, "n_jobs", None)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc=type(self).__name__, disable=not self.verbose, unit="item")
+        results = []
+        if not self.uses_model and len(batches) > 1 and effective_n_jobs(n_jobs) > 1:
+            for res in Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_run_batch)(self, b) for b in batches
+            ):
+                results.append(res)
+                bar.update(len(res[0]))
+        else:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                pending = [pool.submit(self._load_batch, batches[0])] if batches else []
+                for k in range(len(batches)):
+                    loaded = pending.pop().result()
+                    if k + 1 < len(batches):
+                        pending.append(pool.submit(self._load_batch, batches[k + 1]))
+                    results.append(self._featurise(*loaded))
+                    bar.update(len(batches[k]))
+        bar.close()
+        features = [r[0] for r in results]
+        errors = {}
+        for b, (_, errs) in enumerate(results):
+            errors.update({b * bs + pos: cause for pos, cause in errs.items()})
+        if not features:
+            return np.empty((0, self.n_features_out_), np.float32), errors
+        return np.concatenate(features), errors
+
+    def _load_batch(self, items):
+        """Load each item of a batch; a failure costs only that item's row."""
+        errors, loaded, positions = {}, [], []
+        for i, item in enumerate(items):
+            try:
+                loaded.append(self._load_item(item))
+                positions.append(i)
+            except ItemError as exc:
+                errors[i] = str(exc)
+            except Exception as exc:  # a loader bug or an odd file must not kill the batch
+                errors[i] = f"{type(exc).__name__}: {exc}"
+        return loaded, positions, len(items), errors
+
+    def _extract(self, items: list) -> np.ndarray:
+        """Cache lookup, compute the misses (each distinct item once), store, assemble in order."""
+        n, d = len(items), self.n_features_out_
+        out = np.full((n, d), np.nan, dtype=np.float32)
+        failed: dict[int, str] = {}
+        cache = resolve_cache(self.cache)
+        fingerprint = self.fingerprint() if cache is not None else ""
+        file_keys = get_config()["file_keys"]
+        groups: dict = {}  # key -> rows holding that item
+        for row, item in enumerate(items):
+            if is_missing(item):
+                failed[row] = "missing value"
+                continue
+            if cache is not None:
+                try:
+                    key = make_key(fingerprint, item_digest(item, self.modality, file_keys))
+                except ItemError as exc:
+                    failed[row] = str(exc)
+                    continue
+            else:  # without a cache, still embed repeated texts and paths only once
+                key = item if isinstance(item, str) else ("row", row)
+            groups.setdefault(key, []).append(row)
+        if failed and self.on_error == "raise":
+            self._raise(items, failed)
+
+        hits = cache.get_many(list(groups)) if cache is not None else {}
+        for key, vector in hits.items():
+            if vector.shape == (d,):
+                out[groups[key]] = vector
+        misses = [k for k in groups if k not in hits or hits[k].shape != (d,)]
+        features, errors = self._compute([items[groups[k][0]] for k in misses])
+        fresh = {}
+        for i, key in enumerate(misses):
+            if i in errors:
+                failed.update({row: errors[i] for row in groups[key]})
+            else:
+                out[groups[key]] = features[i]
+                fresh[key] = features[i]
+        if cache is not None and fresh:
+            cache.put_many(fresh)
+        if failed:
+            if self.on_error == "raise":
+                self._raise(items, failed)
+            self._report(items, failed)
+        return out
+
+    def _error(self, items, row, cause) -> ExtractionError:
+        return ExtractionError(row, describe(items[row]), cause, type(self).__name__)
+
+    def _raise(self, items, failed):
+        row = min(failed)
+        more = f" ({len(failed) - 1} more rows failed)" if len(failed) > 1 else ""
+        raise self._error(items, row, failed[row] + more)
+
+    def _report(self, items, failed):
+        errors = [self._error(items, row, failed[row]) for row in sorted(failed)]
+        report_errors(errors)
+        warnings.warn(
+            f"{type(self).__name__}: {len(failed)} of {len(items)} rows failed and were given NaN "
+            f"features; first: {errors[0]}",
+            ExtractionWarning,
+            stacklevel=3,
+        )
+

@@ -1,0 +1,257 @@
+"""Loading items: images, audio and text from paths, bytes and arrays.
+
+Every loader returns one canonical form (RGB ``uint8`` HxWx3 for images, mono ``float32``
+at the requested rate for audio, ``str`` for text) or raises :class:`~mmfeat.errors.ItemError`
+with a short cause. The extractor base class turns that into an error naming the row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ItemError
+
+#: Images with more pixels than this are refused before decoding (decompression bombs).
+DEFAULT_MAX_PIXELS = 89_478_485  # the same guard Pillow uses
+
+
+def is_missing(item) -> bool:
+    """True for None, NaN, ``pd.NA`` and ``pd.NaT``: a missing value, not an item."""
+    if item is None:
+        return True
+    if isinstance(item, float):
+        return math.isnan(item)
+    try:
+        import pandas as pd
+
+        return item is pd.NA or item is pd.NaT
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return False
+
+
+def describe(item, limit: int = 60) -> str:
+    """A short, printable description of an item for error messages."""
+    if isinstance(item, (str, os.PathLike)) and not isinstance(item, str):
+        return str(item)
+    if isinstance(item, str):
+        text = item if len(item) <= limit else item[: limit - 3] + "..."
+        return repr(text)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"<{len(item)} bytes>"
+    if isinstance(item, np.ndarray):
+        return f"<array {item.shape} {item.dtype}>"
+    if isinstance(item, tuple) and len(item) == 2:
+        wave, sr = item
+        return f"<waveform of {np.shape(wave)} at {sr} Hz>"
+    return f"<{type(item).__name__}>"
+
+
+def _read_file(path) -> bytes:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ItemError("file not found") from None
+    except IsADirectoryError:
+        raise ItemError("is a directory, not a file") from None
+    except OSError as exc:
+        raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise ItemError("empty file (0 bytes)")
+    return data
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _header_size(data: bytes):
+    """(width, height) from a PNG or JPEG header without decoding, else None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+                return width, height
+            i += 2 + length
+    return None
+
+
+def _check_pixels(width: int, height: int, max_pixels) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise ItemError(
+            f"image of {width}x{height} pixels exceeds max_pixels={max_pixels} "
+            "(possible decompression bomb)"
+        )
+
+
+def decode_image(data: bytes, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, BMP, TIFF, WebP ...) to RGB uint8."""
+    import cv2
+
+    size = _header_size(data)
+    if size is not None:
+        _check_pixels(*size, max_pixels)
+    # libjpeg fills a truncated JPEG with grey and only prints a warning: refuse it here.
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        raise ItemError("truncated JPEG (no end-of-image marker)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ItemError("not a decodable image (corrupt, truncated, or not an image format)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    elif image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return to_rgb_uint8(image, max_pixels=max_pixels)
+
+
+def to_rgb_uint8(image: np.ndarray, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bring an array (HxW, HxWx1, HxWx3 RGB, HxWx4 RGBA; uint8, uint16 or float) to RGB uint8."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ItemError(f"array of shape {image.shape} is not an image (expected HxW, HxWx3 or HxWx4)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ItemError(f"image of shape {image.shape} has no pixels")
+    _check_pixels(image.shape[1], image.shape[0], max_pixels)
+    if image.dtype == np.uint8:
+        pass
+    elif image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype.kind == "f":
+        if not np.isfinite(image).all():
+            raise ItemError("image contains NaN or inf")
+        scale = 255.0 if image.max(initial=0) <= 1.0 else 1.0
+        image = np.clip(image * scale, 0, 255).astype(np.uint8)
+    elif image.dtype == np.bool_ or image.dtype.kind in "iu":
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    else:
+        raise ItemError(f"unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]  # alpha dropped: features describe the colours
+    return np.ascontiguousarray(image)
+
+
+def load_image(item, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load an image given as a path, encoded bytes, or an array (RGB order) to RGB uint8 HxWx3."""
+    if is_missing(item):
+        raise ItemError("missing value")
+    if isinstance(item, (str, os.PathLike)):
+        return decode_image(_read_file(item), max_pixels=max_pixels)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        if not len(item):
+            raise ItemError("empty bytes")
+        return decode_image(bytes(item), max_pixels=max_pixels)
+    if isinstance(item, np.ndarray):
+        return to_rgb_uint8(item, max_pixels=max_pixels)
+    raise ItemError(f"cannot read an image from {type(item).__name__}; expected a path, bytes or an array")
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _to_mono(wave: np.ndarray) -> np.ndarray:
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        # soundfile gives (frames, channels), librosa (channels, frames): the short axis is channels
+        wave = wave.mean(axis=0 if wave.shape[0] < wave.shape[1] else 1)
+    elif wave.ndim != 1:
+        raise ItemError(f"waveform of shape {wave.shape}: expected 1-D or (channels, samples)")
+    return wave
+
+
+def load_audio(item, *, sr: int, offset: float = 0.0, duration=None, max_duration=None) -> np.ndarray:
+    """Load audio as mono float32 at ``sr`` Hz.
+
+    Parameters
+    ----------
+    item : path, or (waveform, sr) tuple
+        Files are read with soundfile (WAV, FLAC, OGG, MP3 where libsndfile supports it).
+    sr : int
+        Target sample rate in Hz; other rates are resampled.
+    offset : float
+        Seconds to skip at the start.
+    duration : float, optional
+        If given, the clip is cropped or zero-padded to exactly this many seconds.
+    max_duration : float, optional
+        Never read more than this many seconds (guards memory on very long files).
+    """
+    if is_missing(item):
+        raise ItemError("missing value")
+    limit = duration if duration is not None else max_duration
+    if isinstance(item, (str, os.PathLike)):
+        import soundfile as sf
+
+        path = Path(item)
+        if not path.exists():
+            raise ItemError("file not found")
+        if path.stat().st_size == 0:
+            raise ItemError("empty file (0 bytes)")
+        try:
+            with sf.SoundFile(str(path)) as f:
+                native_sr = f.samplerate
+                f.seek(min(int(offset * native_sr), f.frames))
+                frames = -1 if limit is None else int(math.ceil(limit * native_sr))
+                wave = f.read(frames=frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise ItemError(f"not a readable audio file: {exc}") from None
+        wave = wave.mean(axis=1)
+    elif isinstance(item, tuple) and len(item) == 2:
+        wave, native_sr = item
+        if not isinstance(native_sr, (int, np.integer)) or native_sr <= 0:
+            raise ItemError(f"sample rate {native_sr!r} is not a positive integer")
+        wave = _to_mono(wave)
+        start = int(offset * native_sr)
+        stop = None if limit is None else start + int(math.ceil(limit * native_sr))
+        wave = wave[start:stop]
+    else:
+        raise ItemError(
+            f"cannot read audio from {type(item).__name__}; expected a path or a (waveform, sr) tuple"
+        )
+    if wave.size == 0:
+        raise ItemError("audio has 0 samples")
+    if not np.isfinite(wave).all():
+        raise ItemError("waveform contains NaN or inf")
+    if native_sr != sr:
+        import librosa
+
+        wave = librosa.resample(wave, orig_sr=int(native_sr), target_sr=int(sr))
+    if duration is not None:
+        n = int(round(duration * sr))
+        wave = wave[:n] if wave.size >= n else np.pad(wave, (0, n - wave.size))
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def load_text(item) -> str:
+    """Return the text of an item; None/NaN are missing values, never the string "nan"."""
+    if is_missing(item):
+        raise ItemError("missing value")
+    if isinstance(item, (bytes, bytearray)):
+        try:
+            item = bytes(item).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ItemError(f"bytes are not UTF-8 text: {exc}") from None
+    if not isinstance(item, str):
+        raise ItemError(f"expected a string, got {type(item).__name__}")
+    if not item.strip():
+        raise ItemError("empty text")
+    return item
