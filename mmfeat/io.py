@@ -36,6 +36,8 @@ def is_missing(item) -> bool:
 
 def describe(item, limit: int = 60) -> str:
     """A short, printable description of an item for error messages."""
+    if is_missing(item):
+        return repr(item)
     if isinstance(item, (str, os.PathLike)) and not isinstance(item, str):
         return str(item)
     if isinstance(item, str):
