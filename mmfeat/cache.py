@@ -1,0 +1,407 @@
+"""Per-item, content-addressed feature store.
+
+Every featurised item is stored under ``make_key(fingerprint, item_digest(item))``: the
+extractor's fingerprint (class, version, parameters, model) and a digest of the item's
+content. A grid search then embeds each item once whatever the fold, and a scoring job that
+crashed resumes without recomputing what it had done.
+
+The store is one SQLite file in WAL mode: nothing to start, readers never block the writer,
+several processes may write at once, and every write is one transaction, so a crash leaves
+whole entries or none. A damaged store never fails the user's job: it warns once and acts
+as an empty cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+import os
+import sqlite3
+import stat
+import threading
+import time
+import warnings
+import zlib
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import numpy as np
+
+from .config import get_config
+from .errors import CacheWarning, ItemError
+from .io import is_missing
+
+STORE_NAME = "features.sqlite"
+FORMAT_VERSION = 1
+_CHUNK = 500  # keys per statement: well under SQLite's limit on bound parameters
+_FILE_BLOCK = 1 << 20
+_DISK_DTYPE = np.dtype("<f4")  # fixed byte order, so a store can move between machines
+_STORE_ERRORS = (sqlite3.Error, OSError)
+_MODALITIES = ("image", "audio", "text")
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS features (
+    key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL,
+    checksum INTEGER NOT NULL, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS features_by_access ON features (last_access);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('hits', 0), ('misses', 0);
+PRAGMA user_version = 1;
+COMMIT;
+"""
+# A connection inherited through fork() belongs to the parent; closing it in the child can
+# disturb SQLite's lock bookkeeping, so it is parked here and never used or closed.
+_INHERITED = []
+_INSTANCES = {}  # (directory, pid) -> FeatureCache, for resolve_cache
+
+
+class FeatureCache:
+    """Feature vectors of single items, keyed by content, in ``<path>/features.sqlite``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Directory of the store; it and its parents are created on first use.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The directory, absolute.
+    session_hits, session_misses : int
+        Lookups answered by this instance (the store also keeps totals across processes).
+
+    Notes
+    -----
+    Each process opens its own connection (checked with ``os.getpid()``), so an instance can
+    be pickled to joblib/loky or Dask workers; the pickle holds only the path. Any SQLite or
+    file-system error is turned into one :class:`~mmfeat.errors.CacheWarning` per instance,
+    after which the call behaves as on an empty cache: features get computed, never wrong.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path).expanduser().resolve()
+        self.session_hits = self.session_misses = 0
+        self._conn, self._pid, self._lock, self._warned = None, os.getpid(), threading.RLock(), False
+
+    @property
+    def file(self) -> Path:
+        return self.path / STORE_NAME
+
+    def __repr__(self):
+        return f"FeatureCache({str(self.path)!r})"
+
+    def __getstate__(self):
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    # ------------------------------------------------------------------ public operations
+
+    def get_many(self, keys) -> dict:
+        """Return ``{key: float32 1-D array}`` for the keys present; absent keys are left out.
+
+        Entries whose checksum fails are misses and are deleted. One write per call records
+        the access time of the hits (for :meth:`prune`) and the hit/miss totals.
+        """
+        keys = list(dict.fromkeys(keys))
+        return self._run(lambda db: self._read(db, keys), {}) if keys else {}
+
+    def put_many(self, entries) -> None:
+        """Store ``{key: 1-D vector}`` as float32, in one transaction: all entries or none."""
+        now, rows = time.time_ns(), []
+        for key, vector in entries.items():
+            vector = np.asarray(vector)
+            if vector.ndim != 1:
+                raise ValueError(f"Got a vector of shape {vector.shape} for {key!r}, expected 1-D.")
+            blob = vector.astype(_DISK_DTYPE).tobytes()
+            rows.append((key, vector.size, blob, _checksum(key, blob), len(blob), now))
+        if rows:
+            self._run(lambda db: self._write(db, rows), None)
+
+    def stats(self) -> dict:
+        """Return ``path``, ``entries``, ``bytes`` (of vectors), ``hits`` and ``misses`` (totals
+        of every process that used the store) and ``session_hits``/``session_misses``."""
+        counts = self._run(self._count, {"entries": 0, "bytes": 0, "hits": 0, "misses": 0})
+        return {"path": str(self.path), **counts,
+                "session_hits": self.session_hits, "session_misses": self.session_misses}
+
+    def prune(self, max_bytes: int) -> int:
+        """Delete least-recently-used entries until the vectors take at most ``max_bytes``;
+        return how many were removed."""
+        if not isinstance(max_bytes, numbers.Integral) or max_bytes < 0:
+            raise ValueError(f"Got max_bytes={max_bytes!r}, expected a non-negative integer.")
+        return self._run(lambda db: self._prune(db, int(max_bytes)), 0)
+
+    def clear(self) -> None:
+        """Remove every entry and reset the totals; a damaged store is deleted and recreated."""
+        self._check_process()
+        with self._lock:
+            try:
+                return _wipe(self._connect())
+            except _STORE_ERRORS:
+                self._disconnect()
+            try:  # damaged: start afresh, so the user always has a way out
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+                self._connect()
+                self._warned = False  # a later problem deserves its own warning
+            except _STORE_ERRORS as exc:
+                self._disconnect()
+                self._warn(exc, stacklevel=3)
+
+    def close(self) -> None:
+        """Close this process's connection (the next call reopens it)."""
+        self._check_process()
+        with self._lock:
+            self._disconnect()
+
+    # ------------------------------------------------------------------ internals
+
+    def _read(self, db, keys):
+        found, damaged = {}, []
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, dim, vec, checksum FROM features WHERE key IN ({marks})"
+            for key, dim, blob, checksum in db.execute(query, chunk):
+                if isinstance(blob, bytes) and len(blob) == 4 * dim and _checksum(key, blob) == checksum:
+                    found[key] = np.frombuffer(blob, dtype=_DISK_DTYPE).astype(np.float32)
+                else:
+                    damaged.append(key)
+        hits, misses = len(found), len(keys) - len(found)
+        with _transaction(db):
+            now = time.time_ns()
+            for chunk in _chunks(list(found)):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"UPDATE features SET last_access = ? WHERE key IN ({marks})", [now, *chunk])
+            _delete(db, damaged)
+            db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
+                           [(hits, "hits"), (misses, "misses")])
+        self.session_hits += hits
+        self.session_misses += misses
+        return found
+
+    def _write(self, db, rows):
+        with _transaction(db):
+            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _count(self, db):
+        entries, nbytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM features").fetchone()
+        totals = dict(db.execute("SELECT name, value FROM meta"))
+        return {"entries": entries, "bytes": nbytes,
+                "hits": totals.get("hits", 0), "misses": totals.get("misses", 0)}
+
+    def _prune(self, db, max_bytes):
+        with _transaction(db):
+            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM features").fetchone()[0]
+            victims = []
+            for key, size in db.execute("SELECT key, size FROM features ORDER BY last_access"):
+                if total <= max_bytes:
+                    break
+                victims.append(key)
+                total -= size
+            _delete(db, victims)
+        _shrink(db)
+        return len(victims)
+
+    def _run(self, operation, fallback):
+        """Run ``operation(connection)``; on any store error warn once and return ``fallback``."""
+        self._check_process()
+        with self._lock:
+            try:
+                return operation(self._connect())
+            except _STORE_ERRORS as exc:
+                self._disconnect()  # the next call starts from a fresh connection
+                self._warn(exc)
+                return fallback
+
+    def _check_process(self):
+        if self._pid != os.getpid():  # forked: the connection and the lock are the parent's
+            if self._conn is not None:
+                _INHERITED.append(self._conn)
+            self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
+
+    def _connect(self):
+        if self._conn is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) and short.
+            conn = sqlite3.connect(self.file, timeout=60, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout = 60000")
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes on a new file
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: crash-safe, fewer fsyncs
+                conn.execute("PRAGMA journal_size_limit = 67108864")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > FORMAT_VERSION:
+                    raise sqlite3.DatabaseError(f"written by a newer mmfeat (format {version})")
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self):
+        if self._conn is not None:
+            with suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _warn(self, exc, stacklevel=4):
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"The feature cache {self.file} cannot be used ({type(exc).__name__}: {exc}); "
+                f"features are computed without it. {self!r}.clear() starts it afresh.",
+                CacheWarning, stacklevel=stacklevel)
+
+
+@contextmanager
+def _transaction(db):
+    # IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades
+    # can fail at once with "database is locked" instead of waiting for busy_timeout.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:  # SQLite rolls back by itself after some errors
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _wipe(db):
+    with _transaction(db):
+        db.execute("DELETE FROM features")
+        db.execute("UPDATE meta SET value = 0")
+    _shrink(db)
+    # An emptied file can still be damaged (a broken page list): then clear() recreates it.
+    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        raise sqlite3.DatabaseError("the emptied store failed its integrity check")
+
+
+def _shrink(db):
+    # Give freed pages back to the file system. executescript() runs the vacuum pragma to
+    # the end (execute() would free one page); the checkpoint truncates the write-ahead log.
+    db.executescript("PRAGMA incremental_vacuum")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _chunks(keys):
+    return (keys[i:i + _CHUNK] for i in range(0, len(keys), _CHUNK))
+
+
+def _delete(db, keys):
+    for chunk in _chunks(keys):
+        db.execute(f"DELETE FROM features WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def _checksum(key, blob):
+    # Covers the key too, so a vector can never be served for another key.
+    return zlib.crc32(blob, zlib.crc32(key.encode()))
+
+
+def resolve_cache(cache):
+    """Turn an estimator's ``cache=`` argument into a :class:`FeatureCache` or ``None`` (off).
+
+    ``None`` means the global default (``mmfeat.config``), ``False`` off, a path the store
+    in that directory. Instances are shared per directory and process, so that repeated
+    ``transform`` calls reuse one connection.
+    """
+    if isinstance(cache, FeatureCache):
+        return cache
+    if cache is False:
+        return None
+    if cache is None:
+        cache = get_config()["cache_dir"]
+        if cache is None:
+            return None
+    if not isinstance(cache, (str, os.PathLike)):
+        raise TypeError(f"Got cache={cache!r}, expected None (the global default), "
+                        "False (off), a directory path or a FeatureCache.")
+    path = Path(cache).expanduser().resolve()
+    key = (str(path), os.getpid())
+    if key not in _INSTANCES:
+        _INSTANCES.setdefault(key, FeatureCache(path))
+    return _INSTANCES[key]
+
+
+def item_digest(item, modality: str, file_keys: str = "content") -> str:
+    """Return a hex BLAKE2b digest of an item's content, the same wherever the item lives.
+
+    Parameters
+    ----------
+    item : str, PathLike, bytes, ndarray or (waveform, sr)
+        A ``str`` is a file path for ``"image"``/``"audio"`` (the file's bytes are digested,
+        not its name) and the text itself for ``"text"``. An array is digested with its dtype
+        and shape; a ``(waveform, sr)`` audio pair as float32 samples, shape and rate.
+    modality : {"image", "audio", "text"}
+    file_keys : {"content", "stat"}
+        Digest a file's bytes, or only its ``(absolute path, size, mtime_ns)``: faster for
+        very large files, but it trusts the file system to change mtime on every write.
+
+    Raises
+    ------
+    ItemError
+        Missing value, unreadable file, or a type that cannot be keyed.
+    """
+    if modality not in _MODALITIES:
+        raise ValueError(f"Got modality={modality!r}, expected one of {_MODALITIES}.")
+    if file_keys not in ("content", "stat"):
+        raise ValueError(f"Got file_keys={file_keys!r}, expected 'content' or 'stat'.")
+    if is_missing(item):
+        raise ItemError("missing value")
+    h = hashlib.blake2b(digest_size=32)
+    # Each kind is tagged, so a text and the same bytes (or a file) never share a key.
+    if isinstance(item, str) and modality == "text":
+        h.update(b"text:" + item.encode("utf-8", "surrogatepass"))
+    elif isinstance(item, (str, os.PathLike)) and modality != "text":
+        _digest_file(h, item, file_keys)
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        h.update(b"bytes:")
+        h.update(item)
+    elif isinstance(item, np.ndarray):
+        if item.dtype.hasobject:  # the bytes of an object array are pointers, not content
+            raise ItemError(f"cannot key an array of dtype {item.dtype}")
+        h.update(f"array:{item.dtype.str}|{item.shape}|".encode())
+        h.update(np.ascontiguousarray(item).view(np.uint8))
+    elif modality == "audio" and isinstance(item, tuple) and len(item) == 2:
+        try:
+            wave, sr = np.ascontiguousarray(item[0], dtype=np.float32), float(item[1])
+        except (TypeError, ValueError) as exc:
+            raise ItemError(f"expected a (waveform, sr) pair: {exc}") from None
+        h.update(f"wave:{wave.shape}|{sr!r}|".encode())
+        h.update(wave.view(np.uint8))
+    else:
+        raise ItemError(f"cannot key an item of type {type(item).__name__} for {modality}")
+    return h.hexdigest()
+
+
+def _digest_file(h, path, file_keys):
+    try:
+        if file_keys == "stat":
+            path = os.path.abspath(os.fspath(path))
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(path)
+            h.update(b"stat:" + os.fsencode(path) + f"\0{st.st_size}\0{st.st_mtime_ns}".encode())
+            return
+        h.update(b"file:")
+        block = bytearray(_FILE_BLOCK)
+        view = memoryview(block)
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(block):
+                h.update(view[:n])
+    except FileNotFoundError:
+        raise ItemError("file not found") from None
+    except IsADirectoryError:
+        raise ItemError("is a directory, not a file") from None
+    except OSError as exc:
+        raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def make_key(fingerprint: str, digest: str) -> str:
+    """Return the store key of an item's digest under an extractor's fingerprint."""
+    # The digest is hex, so the last NUL separates the two parts unambiguously.
+    return hashlib.blake2b(f"{fingerprint}\0{digest}".encode(), digest_size=32).hexdigest()
