@@ -52,12 +52,15 @@ def cmd_extract(args) -> int:
     if args.column not in table.columns:
         sys.exit(f"mmfeat extract: no column {args.column!r} in {args.manifest}; "
                  f"columns are {list(table.columns)}.")
-    params = parse_params(args.param)
-    params.setdefault("verbose", True)
-    params.setdefault("on_error", "nan")
-    if args.dir:
-        params["cache"] = args.dir
-    extractor = make_extractor(args.extractor, **params)
+    try:
+        params = parse_params(args.param)
+        params.setdefault("verbose", True)
+        params.setdefault("on_error", "nan")
+        if args.dir:
+            params["cache"] = args.dir
+        extractor = make_extractor(args.extractor, **params)
+    except (ValueError, TypeError) as exc:
+        sys.exit(f"mmfeat extract: {exc}")
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExtractionWarning)
