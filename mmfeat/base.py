@@ -338,9 +338,34 @@ class Extractor(TransformerMixin, BaseEstimator):
             if vector.shape == (d,):
                 out[groups[key]] = vector
         misses = [k for k in groups if k not in hits or hits[k].shape != (d,)]
-        features, errors = self._compute([items[groups[k][0]] for k in misses])
+        if cache is None:
+            self._compute_into(misses, groups, items, out, failed, None)
+        elif misses:
+            # Claim the misses so that parallel workers (GridSearchCV n_jobs, Dask) never
+            # compute the same item twice; wait for the ones another process is computing.
+            claimed, busy = cache.claim_many(misses)
+            try:
+                self._compute_into(claimed, groups, items, out, failed, cache)
+            finally:
+                cache.release(claimed)
+            arrived = cache.wait_for(busy) if busy else {}
+            for key, vector in arrived.items():
+                out[groups[key]] = vector
+            leftover = [k for k in busy if k not in arrived or arrived[k].shape != (d,)]
+            self._compute_into(leftover, groups, items, out, failed, cache)
+        if failed:
+            if self.on_error == "raise":
+                self._raise(items, failed)
+            self._report(items, failed)
+        return out
+
+    def _compute_into(self, keys, groups, items, out, failed, cache):
+        """Compute each key's item once, write it to every row holding it, and store it."""
+        if not keys:
+            return
+        features, errors = self._compute([items[groups[k][0]] for k in keys])
         fresh = {}
-        for i, key in enumerate(misses):
+        for i, key in enumerate(keys):
             if i in errors:
                 failed.update({row: errors[i] for row in groups[key]})
             else:
@@ -348,11 +373,6 @@ class Extractor(TransformerMixin, BaseEstimator):
                 fresh[key] = features[i]
         if cache is not None and fresh:
             cache.put_many(fresh)
-        if failed:
-            if self.on_error == "raise":
-                self._raise(items, failed)
-            self._report(items, failed)
-        return out
 
     def _error(self, items, row, cause) -> ExtractionError:
         return ExtractionError(row, describe(items[row]), cause, type(self).__name__)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
+import socket
 import sqlite3
 import stat
 import threading
@@ -45,6 +46,8 @@ CREATE TABLE IF NOT EXISTS features (
     checksum INTEGER NOT NULL, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS features_by_access ON features (last_access);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    since INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('hits', 0), ('misses', 0);
 PRAGMA user_version = 1;
 COMMIT;
@@ -119,6 +122,71 @@ class FeatureCache:
         if rows:
             self._run(lambda db: self._write(db, rows), None)
 
+    # ------------------------------------------------------------------ claims
+    # Two workers of one grid search often miss on the same items at the same moment. A worker
+    # first claims the misses nobody else is computing, computes only those, and waits for the
+    # others' results: each item is computed once, and disjoint work still runs in parallel.
+
+    def claim_many(self, keys, *, stale_after: float = 3600.0):
+        """Claim the keys that no live process is computing.
+
+        Returns ``(claimed, busy)``: compute ``claimed`` then :meth:`release` them; wait for
+        ``busy`` with :meth:`wait_for`. A claim whose process is gone (same host, pid not
+        alive) or older than ``stale_after`` seconds is taken over. On a store error every key
+        is returned as claimed, so the caller simply computes everything.
+        """
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return [], []
+        return self._run(lambda db: self._claim(db, keys, stale_after), (keys, []))
+
+    def release(self, keys) -> None:
+        """Drop this process's claims on ``keys`` (after storing their features, or failing)."""
+        keys = list(keys)
+        if keys:
+            self._run(lambda db: self._release(db, keys), None)
+
+    def wait_for(self, keys, *, poll: float = 0.05, timeout: float = 3600.0) -> dict:
+        """Wait until other processes finish the claimed ``keys``; return ``{key: vector}`` for
+        those that arrived. Keys whose claim ended without a result (the item failed, or the
+        process died) are left out for the caller to compute."""
+        pending, found = list(keys), {}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            arrived = self._run(lambda db: self._read(db, pending, count=False), None)
+            if arrived is None:
+                break
+            found.update(arrived)
+            claimed = self._run(lambda db: _claimed(db, [k for k in pending if k not in arrived]), set())
+            pending = [k for k in pending if k not in arrived and k in claimed]
+            if pending:
+                time.sleep(poll)
+        return found
+
+    def _claim(self, db, keys, stale_after):
+        host, pid = socket.gethostname(), os.getpid()
+        now = time.time_ns()
+        with _transaction(db):
+            busy = set()
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key, host, pid, since FROM claims WHERE key IN ({marks})"
+                for key, c_host, c_pid, since in db.execute(query, chunk):
+                    alive = c_host != host or (c_pid != pid and _pid_alive(c_pid))
+                    if alive and now - since < stale_after * 1e9:
+                        busy.add(key)
+            claimed = [k for k in keys if k not in busy]
+            db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
+                           [(k, host, pid, now) for k in claimed])
+        return claimed, [k for k in keys if k in busy]
+
+    def _release(self, db, keys):
+        with _transaction(db):
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM claims WHERE pid = ? AND host = ? AND key IN ({marks})",
+                           [os.getpid(), socket.gethostname(), *chunk])
+
     def stats(self) -> dict:
         """Return ``path``, ``entries``, ``bytes`` (of vectors), ``hits`` and ``misses`` (totals
         of every process that used the store) and ``session_hits``/``session_misses``."""
@@ -158,7 +226,7 @@ class FeatureCache:
 
     # ------------------------------------------------------------------ internals
 
-    def _read(self, db, keys):
+    def _read(self, db, keys, count=True):
         found, damaged = {}, []
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
@@ -169,16 +237,20 @@ class FeatureCache:
                 else:
                     damaged.append(key)
         hits, misses = len(found), len(keys) - len(found)
+        if not count and not damaged:
+            return found
         with _transaction(db):
             now = time.time_ns()
             for chunk in _chunks(list(found)):
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"UPDATE features SET last_access = ? WHERE key IN ({marks})", [now, *chunk])
             _delete(db, damaged)
-            db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
-                           [(hits, "hits"), (misses, "misses")])
-        self.session_hits += hits
-        self.session_misses += misses
+            if count:
+                db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
+                               [(hits, "hits"), (misses, "misses")])
+        if count:
+            self.session_hits += hits
+            self.session_misses += misses
         return found
 
     def _write(self, db, rows):
@@ -286,6 +358,24 @@ def _shrink(db):
     # the end (execute() would free one page); the checkpoint truncates the write-ahead log.
     db.executescript("PRAGMA incremental_vacuum")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _claimed(db, keys):
+    found = set()
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        found.update(k for (k,) in db.execute(f"SELECT key FROM claims WHERE key IN ({marks})", chunk))
+    return found
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def _chunks(keys):

@@ -293,3 +293,27 @@ def test_item_digest(tmp_path):
 
     key = make_key("Extractor(v1)", item_digest("hi", "text"))
     assert len(key) == 64 and key != make_key("Extractor(v2)", item_digest("hi", "text"))
+
+
+def _claim_and_exit(path, keys):
+    FeatureCache(path).claim_many(keys)  # claims, then the process ends without releasing
+
+
+def test_claims_split_work_and_are_taken_over_from_dead_processes(tmp_path):
+    store = FeatureCache(tmp_path)
+    claimed, busy = store.claim_many(["a", "b"])
+    assert (claimed, busy) == (["a", "b"], [])
+    # A claim by a process that died is stale: it is taken over at once.
+    child = multiprocessing.get_context("spawn").Process(target=_claim_and_exit, args=(str(tmp_path), ["c", "d"]))
+    child.start()
+    child.join(60)
+    assert store.claim_many(["c", "d", "e"]) == (["c", "d", "e"], [])
+    # A live claim (this test's parent process stands in for a live worker) makes keys busy.
+    with sqlite3.connect(store.file) as db:
+        db.execute("UPDATE claims SET pid = ? WHERE key = 'a'", (os.getppid(),))
+    assert store.claim_many(["a", "f"]) == (["f"], ["a"])
+    # wait_for returns what arrives, and gives up on a claim released without a result.
+    store.put_many({"a": np.ones(3, np.float32)})
+    assert list(store.wait_for(["a"], timeout=5)) == ["a"]
+    store.release(["b"])
+    assert store.wait_for(["b"], timeout=5) == {}
