@@ -1,0 +1,15 @@
+"""Fusing modalities: early (features side by side) and late (one model per modality, stacked).
+
+- :func:`make_early_fusion` builds a ``ColumnTransformer`` of one :class:`ModalityBlock` per
+  modality (optionally followed by an estimator);
+- :class:`LateFusionClassifier` and :class:`LateFusionRegressor` fit one model per modality
+  and combine their out-of-fold predictions with a meta-learner or a fixed rule.
+
+Both let rows miss modalities (``handle_missing=True``).
+"""
+
+from .blocks import ModalityBlock
+from .early import make_early_fusion
+from .late import LateFusionClassifier, LateFusionRegressor
+
+__all__ = ["LateFusionClassifier", "LateFusionRegressor", "ModalityBlock", "make_early_fusion"]

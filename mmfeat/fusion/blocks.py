@@ -1,0 +1,232 @@
+"""One modality as a block of columns for early fusion: extract, impute, scale, reduce, weight."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import replace
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import get_tags
+from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted
+
+
+def as_feature_matrix(features, *, accept_sparse=False):
+    """An extractor's output as a 2-D float matrix (NaN allowed: it marks missing rows), whatever
+    output container the extractor is set to."""
+    return check_array(features, accept_sparse="csr" if accept_sparse else False,
+                       dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", ensure_min_samples=0,
+                       input_name="features")
+
+
+def set_nan_on_error(extractor):
+    """Make a (cloned) extractor give failed or missing items all-NaN rows instead of raising.
+
+    Extractors without an ``on_error`` parameter (plain scikit-learn transformers) are left
+    as they are: NaN rows they produce are still treated as missing.
+    """
+    if "on_error" in extractor.get_params(deep=False):
+        extractor.set_params(on_error="nan")
+    return extractor
+
+
+class ModalityBlock(TransformerMixin, BaseEstimator):
+    """The columns one modality contributes to an early-fusion feature matrix.
+
+    ``fit`` clones ``extractor``, extracts the features of every item and learns, in this
+    order: the mean of each feature (to impute missing rows), a standard scaling, and an
+    optional PCA. ``transform`` applies them and multiplies the block by ``weight``.
+    :func:`make_early_fusion` puts one block per modality in a ``ColumnTransformer``, so a
+    grid search can tune ``features__text__weight``, ``features__text__pca`` or
+    ``features__audio__extractor__n_mfcc`` directly.
+
+    Parameters
+    ----------
+    extractor : mmfeat Extractor or scikit-learn transformer
+        Turns the modality's column into a 2-D feature matrix. It is cloned in ``fit``.
+    scale : bool, default=True
+        Standardise every feature to zero mean and unit variance, so that blocks of
+        different sizes and units are comparable before they are stacked.
+    pca : int, float or None, default=None
+        Reduce the block to this many principal components (an int), or to the components
+        that explain this fraction of the variance (a float in (0, 1)). None keeps every feature.
+    weight : float, default=1.0
+        Every output column is multiplied by this. With ``scale=True`` it sets how much the
+        block counts against the others: in a regularised linear model a larger weight means
+        a smaller penalty for using the block, in distance-based models a larger share of the
+        distance. 0 switches the block off without changing the output shape.
+    handle_missing : bool, default=False
+        If True, items that are missing (None, NaN) or cannot be featurised get the training
+        mean of each feature instead of raising (the clone of an mmfeat extractor is set to
+        ``on_error="nan"``), and the block ends with a 0/1 column ``{prefix}_missing`` that is 1
+        for those rows. A row counts as missing when any of its features is NaN. If False the
+        extractor's own ``on_error`` applies.
+
+    Attributes
+    ----------
+    extractor_ : fitted clone of ``extractor``
+    imputer_ : SimpleImputer or None
+        Fitted when ``handle_missing=True``.
+    scaler_ : StandardScaler or None
+    pca_ : PCA or None
+    n_features_in_ : int
+        As seen by the extractor (1 for a column of items).
+    feature_names_in_ : ndarray of str
+        Only when the extractor records them (it was fitted on a DataFrame).
+    n_features_out_ : int
+
+    See Also
+    --------
+    make_early_fusion : the ColumnTransformer of one block per modality.
+
+    Notes
+    -----
+    Missing rows are imputed before scaling, so a missing row sits at the centre of the block
+    (all zeros after scaling) and only the indicator column tells the model it was missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> from mmfeat.fusion import ModalityBlock
+    >>> X = np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 6.0], [5.0, 4.0]])
+    >>> block = ModalityBlock(FunctionTransformer(feature_names_out="one-to-one"),
+    ...                       weight=2.0, handle_missing=True)
+    >>> block.fit_transform(X).round(2)
+    array([[-2.83, -2.83,  0.  ],
+           [ 0.  ,  0.  ,  2.  ],
+           [ 0.  ,  2.83,  0.  ],
+           [ 2.83,  0.  ,  0.  ]])
+    >>> block.get_feature_names_out().tolist()
+    ['x0', 'x1', 'missing']
+    """
+
+    def __init__(self, extractor, *, scale=True, pca=None, weight=1.0, handle_missing=False):
+        self.extractor = extractor
+        self.scale = scale
+        self.pca = pca
+        self.weight = weight
+        self.handle_missing = handle_missing
+
+    def _validate_params(self):
+        if not hasattr(self.extractor, "fit") or not hasattr(self.extractor, "transform"):
+            raise TypeError(
+                f"Got extractor={self.extractor!r}, expected an mmfeat Extractor or a "
+                "scikit-learn transformer (with fit and transform)."
+            )
+        if isinstance(self.weight, bool) or not isinstance(self.weight, numbers.Real) \
+                or not np.isfinite(self.weight):
+            raise ValueError(f"Got weight={self.weight!r}, expected a finite number.")
+        pca = self.pca
+        valid_int = isinstance(pca, numbers.Integral) and not isinstance(pca, bool) and pca >= 1
+        valid_float = isinstance(pca, numbers.Real) and not isinstance(pca, numbers.Integral) \
+            and 0 < pca < 1
+        if pca is not None and not (valid_int or valid_float):
+            raise ValueError(
+                f"Got pca={pca!r}, expected None, a positive number of components or a "
+                "fraction of explained variance in (0, 1)."
+            )
+
+    def fit(self, X, y=None):
+        """Fit the extractor and learn the imputation, scaling and PCA of the block.
+
+        Parameters
+        ----------
+        X : the modality's column (1-D sequence of items), or what ``extractor`` accepts
+        y : passed to the extractor's ``fit``
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, y)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, and return the block of the training rows (extracted only once)."""
+        return self._fit(X, y)
+
+    def _fit(self, X, y):
+        self._validate_params()
+        extractor = clone(self.extractor)
+        if self.handle_missing:
+            set_nan_on_error(extractor)
+        features = as_feature_matrix(extractor.fit_transform(X, y))
+        self.extractor_ = extractor
+        for attr in ("n_features_in_", "feature_names_in_"):
+            if hasattr(extractor, attr):
+                setattr(self, attr, getattr(extractor, attr))
+            elif attr in self.__dict__:  # refitted on other data
+                delattr(self, attr)
+        missing = np.isnan(features).any(axis=1)
+        self.imputer_ = None
+        if self.handle_missing:
+            # keep_empty_features: a feature never seen (every training row missing) stays, as 0.
+            self.imputer_ = SimpleImputer(strategy="mean", keep_empty_features=True)
+            features = self.imputer_.fit_transform(features)
+        self.scaler_ = StandardScaler().fit(features) if self.scale else None
+        if self.scaler_ is not None:
+            features = self.scaler_.transform(features)
+        self.pca_ = None
+        if self.pca is not None:
+            self.pca_ = PCA(n_components=self.pca, random_state=0)
+            features = self.pca_.fit_transform(features)
+        out = self._finish(features, missing)
+        self.n_features_out_ = out.shape[1]
+        return out
+
+    def transform(self, X):
+        """The block for ``X``: features, imputed, scaled, reduced, weighted, then the indicator.
+
+        Parameters
+        ----------
+        X : the modality's column (1-D sequence of items), or what ``extractor`` accepts
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out_)
+        """
+        check_is_fitted(self, "extractor_")
+        features = as_feature_matrix(self.extractor_.transform(X))
+        missing = np.isnan(features).any(axis=1)
+        for step in (self.imputer_, self.scaler_, self.pca_):
+            if step is not None:
+                features = step.transform(features)
+        return self._finish(features, missing)
+
+    def _finish(self, features, missing):
+        out = features * self.weight
+        if self.handle_missing:
+            indicator = missing.astype(out.dtype)[:, None] * self.weight
+            out = np.hstack([out, indicator])
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Column names: the extractor's (or ``{prefix}_pca{i}``), then ``{prefix}_missing``.
+
+        ``{prefix}`` is the extractor's ``feature_prefix`` (e.g. ``hsv``); a plain transformer
+        gives ``pca{i}`` and ``missing``. A ``ColumnTransformer`` then adds the block's name.
+        """
+        check_is_fitted(self, "extractor_")
+        prefix = getattr(self.extractor_, "feature_prefix", "")
+        prefix = f"{prefix}_" if prefix else ""
+        if self.pca_ is not None:
+            names = [f"{prefix}pca{i}" for i in range(self.pca_.n_components_)]
+        elif hasattr(self.extractor_, "get_feature_names_out"):
+            names = list(self.extractor_.get_feature_names_out(input_features))
+        else:
+            width = self.n_features_out_ - bool(self.handle_missing)
+            names = [f"{prefix}x{i}" for i in range(width)]
+        if self.handle_missing:
+            names.append(f"{prefix}missing")
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        input_tags = get_tags(self.extractor).input_tags
+        tags.input_tags = replace(input_tags, sparse=False,
+                                  allow_nan=input_tags.allow_nan or self.handle_missing)
+        return tags

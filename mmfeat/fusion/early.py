@@ -1,0 +1,127 @@
+"""Early fusion: one block of columns per modality, stacked side by side, then any estimator."""
+
+from __future__ import annotations
+
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .blocks import ModalityBlock
+
+BLOCK_OPTIONS = ("scale", "pca", "weight", "handle_missing")
+NUMERIC_BLOCK = "numeric"
+
+
+def parse_modality(name, spec, n_extra, what):
+    """Split a modality spec ``(column, extractor, *extra)`` into its parts, checking its shape.
+
+    ``n_extra`` is how many optional trailing parts the spec may have; ``what`` names them
+    for the error message.
+    """
+    if not isinstance(name, str) or not name or "__" in name:
+        raise ValueError(f"Got modality name {name!r}, expected a non-empty string without '__'.")
+    if not isinstance(spec, (tuple, list)) or not 2 <= len(spec) <= 2 + n_extra:
+        raise ValueError(
+            f"Got {name}={spec!r}, expected a tuple (column, extractor) or "
+            f"(column, extractor, {what})."
+        )
+    column, extractor, *extra = spec
+    if extractor != "passthrough" and not (hasattr(extractor, "fit") and hasattr(extractor, "transform")):
+        raise TypeError(
+            f"Got {name}=({column!r}, {extractor!r}, ...): the second element must be an mmfeat "
+            "Extractor or a scikit-learn transformer."
+        )
+    return column, extractor, (extra + [None] * n_extra)[:n_extra]
+
+
+def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, estimator=None,
+                      scale=True, pca=None, handle_missing=False, n_jobs=None, **more_modalities):
+    """Build an early-fusion feature union: one :class:`ModalityBlock` per modality.
+
+    Each modality is given as ``(column, extractor)`` or ``(column, extractor, options)``,
+    where ``options`` is a dict of :class:`ModalityBlock` parameters (``scale``, ``pca``,
+    ``weight``, ``handle_missing``) for that block only. The result is a plain scikit-learn
+    ``ColumnTransformer`` (or a ``Pipeline`` of it and ``estimator``): it clones, pickles,
+    runs in ``GridSearchCV``, and ``set_output(transform="pandas")`` gives named columns.
+
+    Parameters
+    ----------
+    image, text, audio : tuple or None, default=None
+        ``(column, extractor[, options])`` for that modality, e.g.
+        ``image=("image", CNNEmbedder())``; None leaves the modality out.
+    passthrough : list of str or None, default=None
+        Numeric columns added as they are (standardised when ``scale=True``; with
+        ``handle_missing=True`` NaNs are imputed with the training mean and get indicator
+        columns). They form a block called ``"numeric"``.
+    estimator : estimator or None, default=None
+        If given, the result is ``Pipeline([("features", union), ("model", estimator)])``.
+    scale, pca, handle_missing : default for every block, see :class:`ModalityBlock`
+        (``options`` in a modality's tuple override them).
+    n_jobs : int or None, default=None
+        Blocks fitted in parallel (``ColumnTransformer`` semantics). Extractors have their own
+        ``n_jobs`` for their feature code.
+    **more_modalities : tuple
+        Further modalities, by name, in the same form (e.g. ``thumbnail=("thumb", ColorHistogram())``).
+
+    Returns
+    -------
+    ColumnTransformer or Pipeline
+        Blocks are named after their modality, so grid-search parameters read
+        ``features__text__weight``, ``features__text__pca``,
+        ``features__audio__extractor__n_mfcc`` (without the ``features__`` when
+        ``estimator`` is None), and output columns read ``text__sbert_000``,
+        ``image__hsv_missing``.
+
+    See Also
+    --------
+    ModalityBlock : one modality's block.
+    LateFusionClassifier : one model per modality, combined by a meta-learner.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from mmfeat.fusion import make_early_fusion
+    >>> from mmfeat.image import ColorHistogram
+    >>> model = make_early_fusion(
+    ...     image=("image", ColorHistogram(bins=(4, 2, 2)), {"weight": 2.0}),
+    ...     passthrough=["price"], estimator=LogisticRegression(), handle_missing=True)
+    >>> [name for name, *_ in model.named_steps["features"].transformers]
+    ['image', 'numeric']
+    """
+    modalities = {"image": image, "text": text, "audio": audio, **more_modalities}
+    transformers = []
+    for name, spec in modalities.items():
+        if spec is None:
+            continue
+        if name == NUMERIC_BLOCK:
+            raise ValueError(f"The name {NUMERIC_BLOCK!r} is kept for the passthrough columns; "
+                             "give the modality another name.")
+        column, extractor, (options,) = parse_modality(name, spec, 1, "{option: value}")
+        options = {} if options is None else dict(options)
+        unknown = sorted(set(options) - set(BLOCK_OPTIONS))
+        if unknown:
+            raise ValueError(f"Got options {unknown} for modality {name!r}, expected some of "
+                             f"{list(BLOCK_OPTIONS)}.")
+        if extractor == "passthrough":
+            raise ValueError(f"Got {name}=({column!r}, 'passthrough'): use passthrough=[...] for "
+                             "numeric columns.")
+        block = ModalityBlock(extractor, **{"scale": scale, "pca": pca,
+                                            "handle_missing": handle_missing, **options})
+        transformers.append((name, block, column))
+    if passthrough:
+        columns = [passthrough] if isinstance(passthrough, str) else list(passthrough)
+        steps = []
+        if handle_missing:
+            steps.append(("impute", SimpleImputer(strategy="mean", add_indicator=True,
+                                                  keep_empty_features=True)))
+        if scale:
+            steps.append(("scale", StandardScaler()))
+        transformers.append((NUMERIC_BLOCK, Pipeline(steps) if steps else "passthrough", columns))
+    if not transformers:
+        raise ValueError("No modality given: pass at least one of image=, text=, audio=, "
+                         "passthrough= or another name=(column, extractor).")
+    union = ColumnTransformer(transformers, remainder="drop", n_jobs=n_jobs)
+    if estimator is None:
+        return union
+    return Pipeline([("features", union), ("model", estimator)])
