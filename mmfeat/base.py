@@ -383,12 +383,20 @@ class Extractor(TransformerMixin, BaseEstimator):
         raise self._error(items, row, failed[row] + more)
 
     def _report(self, items, failed):
+        """Report every failed row to the active collectors; warn when real failures occurred.
+
+        Missing values (None/NaN) come out as NaN rows without a warning, as NaN passes
+        through scikit-learn's own transformers; a file or item that could not be read warns.
+        """
         errors = [self._error(items, row, failed[row]) for row in sorted(failed)]
         report_errors(errors)
-        warnings.warn(
-            f"{type(self).__name__}: {len(failed)} of {len(items)} rows failed and were given NaN "
-            f"features; first: {errors[0]}",
-            ExtractionWarning,
-            stacklevel=3,
-        )
-
+        broken = [e for e in errors if e.cause != "missing value"]
+        if broken:
+            missing = len(errors) - len(broken)
+            also = f" ({missing} more were missing values)" if missing else ""
+            warnings.warn(
+                f"{type(self).__name__}: {len(broken)} of {len(items)} rows failed and were given "
+                f"NaN features{also}; first: {broken[0]}",
+                ExtractionWarning,
+                stacklevel=3,
+            )

@@ -72,9 +72,18 @@ def test_nan_policy_keeps_every_other_row_in_place(batch_size):
     assert np.isnan(out[bad_rows]).all()
     np.testing.assert_array_equal(out[[0, 2, 5, 7]], clean)
     messages = [w for w in caught if issubclass(w.category, ExtractionWarning)]
-    assert len(messages) == 1 and "4 of 8 rows failed" in str(messages[0].message)
+    assert len(messages) == 1
+    assert "2 of 8 rows failed and were given NaN features (2 more were missing values)" in str(messages[0].message)
     assert [e.row for e in errors] == bad_rows
     assert {e.cause for e in errors} == {"missing value", "ValueError: exploded on purpose", "empty text"}
+
+
+def test_missing_values_alone_give_nan_rows_without_a_warning():
+    ext = CountingText(cache=False, on_error="nan").fit(TEXTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ext.transform(["some text", None, float("nan")])
+    assert np.isnan(out[1:]).all() and np.isfinite(out[0]).all()
 
 
 def test_duplicates_are_computed_once_without_a_cache(tmp_path):
