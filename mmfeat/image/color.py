@@ -11,6 +11,10 @@ from ..io import DEFAULT_MAX_PIXELS, load_image
 class ColorHistogram(Extractor):
     """Joint HSV colour histogram of each image, normalised to sum to one.
 
+    The hue bins are turned by half a bin so that the first one is centred on red: red lies at
+    both ends of the hue circle, and would otherwise be split between the first and last bins.
+    Colours are those of the pixels; the alpha channel of an RGBA image is dropped.
+
     Parameters
     ----------
     bins : tuple of 3 ints, default=(8, 8, 8)
@@ -39,6 +43,7 @@ class ColorHistogram(Extractor):
 
     modality = "image"
     feature_prefix = "hsv"
+    algorithm_version = "2"  # 2: hue bins centred on red
 
     def __init__(self, bins=(8, 8, 8), *, size=224, max_pixels=DEFAULT_MAX_PIXELS, batch_size=64,
                  n_jobs=None, cache=None, on_error="raise", verbose=False):
@@ -70,10 +75,14 @@ class ColorHistogram(Extractor):
     def _features(self, loaded):
         import cv2
 
-        out = np.empty((len(loaded), int(np.prod(self.bins))), np.float32)
+        h, s, v = map(int, self.bins)
+        out = np.empty((len(loaded), h * s * v), np.float32)
         for i, image in enumerate(loaded):
             hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-            hist = cv2.calcHist([hsv], [0, 1, 2], None, list(map(int, self.bins)), [0, 180, 0, 256, 0, 256])
+            # count in half-width hue bins, then pair them up shifted by one: the last half-bin
+            # and the first make bin 0, centred on red (hue 0), at no cost per pixel
+            hist = cv2.calcHist([hsv], [0, 1, 2], None, [2 * h, s, v], [0, 180, 0, 256, 0, 256])
+            hist = np.roll(hist, 1, axis=0).reshape(h, 2, s, v).sum(axis=1)
             out[i] = hist.ravel() / max(hist.sum(), 1.0)
         return out
 
