@@ -5,6 +5,7 @@ Importing mmfeat is light: torch and sentence-transformers load only when a mode
 
 from .config import config_context, get_config, set_config
 from .errors import CacheWarning, ExtractionError, ExtractionWarning, collect_errors
+from .modelfile import ModelVersionWarning, load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -12,9 +13,12 @@ __all__ = [
     "CacheWarning",
     "ExtractionError",
     "ExtractionWarning",
+    "ModelVersionWarning",
     "__version__",
     "collect_errors",
     "config_context",
     "get_config",
+    "load_model",
+    "save_model",
     "set_config",
 ]
