@@ -123,13 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model file saved with mmfeat.save_model / joblib")
     p.add_argument("input", help="CSV or Parquet file, or a folder of Parquet files")
     p.add_argument("output", help="output folder of Parquet parts")
-    p.add_argument("--id-col", action="append", help="id column(s); default 'id' when present, else the row number")
-    p.add_argument("--chunk-size", type=int, default=10_000)
+    p.add_argument("--id-col", action="append", help="id column (repeatable); default 'id' when present, else the row number as 'row'")
+    p.add_argument("--chunk-size", type=int, default=10_000, help="rows per chunk and per output part (bounds memory)")
     p.add_argument("--proba", action="store_true", help="add proba_<class> columns")
     p.add_argument("--max-error-rate", type=float, default=1.0, help="fail when more rows than this fraction fail")
-    p.add_argument("--workers", type=int, default=1, help="local processes")
+    p.add_argument("--workers", type=int, default=1, help="local processes, each loading the model once")
     p.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler address, or 'local' for a LocalCluster")
-    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT holds another job")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    p.epilog = ("OUTPUT gets part-NNNNN.parquet files with the id column(s), prediction, proba_<class> "
+                "(--proba) and error (null when the row scored), and _job.json: rerunning the same "
+                "command after a crash resumes. Exit status 2 when the job fails (bad model or input, "
+                "another job in OUTPUT, error rate above --max-error-rate). Model files are pickles: "
+                "load only trusted ones.")
     p.set_defaults(func=cmd_score)
     return parser
 

@@ -1,0 +1,254 @@
+"""Saving and loading fitted models, with the versions and extractor fingerprints they were made with.
+
+A model file is a joblib file holding one dict::
+
+    {"format": "mmfeat-model", "format_version": 1,
+     "mmfeat_version": ..., "sklearn_version": ..., "python_version": ..., "created": ...,
+     "extractors": {name: fingerprint, ...},
+     "model": <the fitted estimator>}
+
+Model weights (torch, sentence-transformers) are never in the file: extractors load them lazily
+on first use, on the device available then, so a file saved on a GPU machine loads and runs on
+a CPU-only one and stays small.
+
+.. warning::
+   joblib files are pickles: **loading one runs code chosen by whoever wrote it.** Load model
+   files only from sources you trust (your own training jobs, an artifact store you control).
+   Never load a model file received from an untrusted party.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import warnings
+from pathlib import Path
+
+__all__ = ["ModelVersionWarning", "find_extractors", "load_model", "save_model"]
+
+FORMAT = "mmfeat-model"
+FORMAT_VERSION = 1
+
+
+class ModelVersionWarning(UserWarning):
+    """The model file was made by another mmfeat or scikit-learn version (or its extractors'
+    fingerprints changed since): predictions may differ from the ones seen at training time."""
+
+
+def _versions() -> dict:
+    import sklearn
+
+    from . import __version__
+
+    return {
+        "mmfeat_version": __version__,
+        "sklearn_version": sklearn.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def find_extractors(model) -> dict:
+    """Every :class:`mmfeat.base.Extractor` inside ``model``, by name.
+
+    Extractors are looked up through ``get_params(deep=True)`` (named by their deep parameter
+    name, e.g. ``"features__image"``) and through fitted attributes (the fitted clones a
+    ``ColumnTransformer`` keeps in ``transformers_``, named e.g. ``"features.transformers_[image]"``).
+    The same object is listed once.
+
+    Parameters
+    ----------
+    model : estimator
+
+    Returns
+    -------
+    dict of str -> Extractor
+    """
+    from .base import Extractor
+
+    found: dict = {}
+    seen: set = set()
+
+    def add(name, obj):
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            found[name] = obj
+
+    def visit_fitted(obj, path, depth=0):
+        """Look into the fitted attributes (``name_``) of an estimator for more extractors."""
+        if depth > 20:
+            return
+        for attr, value in sorted(vars(obj).items()):
+            if attr.endswith("_") and not attr.startswith("_") and not attr.endswith("__"):
+                walk(value, f"{path}.{attr}" if path else attr, depth + 1)
+
+    def walk(value, path, depth):
+        if depth > 20 or isinstance(value, (str, bytes, int, float, type(None))):
+            return
+        if isinstance(value, Extractor):
+            add(path, value)
+            return
+        if hasattr(value, "get_params") and not isinstance(value, type):
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            try:
+                params = value.get_params(deep=True)
+            except Exception:  # a half-built or odd estimator: its fitted attributes still count
+                params = {}
+            for name, sub in params.items():
+                if isinstance(sub, Extractor):
+                    add(f"{path}__{name}" if path else name, sub)
+            for name, sub in params.items():
+                if hasattr(sub, "get_params") and not isinstance(sub, (type, Extractor)):
+                    visit_fitted(sub, f"{path}__{name}" if path else name, depth)
+            visit_fitted(value, path, depth)
+            return
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(sub, f"{path}[{key}]", depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for i, sub in enumerate(value):
+                if isinstance(sub, tuple) and len(sub) >= 2 and isinstance(sub[0], str):
+                    walk(sub[1], f"{path}[{sub[0]}]", depth + 1)  # (name, estimator, ...) tuples
+                else:
+                    walk(sub, f"{path}[{i}]", depth + 1)
+
+    if isinstance(model, Extractor):
+        return {type(model).__name__: model}
+    walk(model, "", 0)
+    return found
+
+
+def _fingerprints(model) -> dict:
+    out = {}
+    for name, extractor in find_extractors(model).items():
+        try:
+            out[name] = extractor.fingerprint()
+        except Exception as exc:  # an unfitted or broken extractor must not block saving
+            out[name] = f"unavailable: {type(exc).__name__}: {exc}"
+    return out
+
+
+def save_model(model, path, *, compress=3):
+    """Save a fitted model with the versions and extractor fingerprints it was made with.
+
+    The file is written atomically (a temporary file, then a rename): a crash never leaves a
+    half-written model behind.
+
+    Parameters
+    ----------
+    model : estimator
+        Usually a fitted ``Pipeline``. Extractors keep their model weights out of the file.
+    path : str or path-like
+        Where to write (conventionally ``*.joblib``). Parent folders are created.
+    compress : int, default=3
+        joblib compression level (0-9).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Warnings
+    --------
+    The file is a pickle: loading it runs code. Share it only with people who trust you, and
+    load only files you trust (see :func:`load_model`).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from mmfeat.modelfile import save_model, load_model
+    >>> clf = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    >>> p = save_model(clf, tmp_dir / "clf.joblib")  # doctest: +SKIP
+    >>> load_model(p).predict([[0.9]])  # doctest: +SKIP
+    array([1])
+    """
+    import joblib
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "extractors": _fingerprints(model),
+        "model": model,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        joblib.dump(payload, tmp, compress=compress)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_model(path, *, return_info=False, check_fingerprints=False):
+    """Load a model saved with :func:`save_model` (plain joblib dumps of an estimator load too).
+
+    Warns with :class:`ModelVersionWarning` when the file was made with another mmfeat or
+    scikit-learn version, and, with ``check_fingerprints=True``, when an extractor's fingerprint
+    differs from the one recorded (its features would differ from the ones the model was
+    trained on).
+
+    Works on machines without a GPU: model weights are not in the file; extractors load them on
+    first use, on the device available then.
+
+    .. warning::
+       Loading a joblib/pickle file **runs code** chosen by whoever wrote the file. Load model
+       files only from trusted sources.
+
+    Parameters
+    ----------
+    path : str or path-like
+    return_info : bool, default=False
+        Also return the metadata dict (everything but the model; ``{}`` for a plain joblib dump).
+    check_fingerprints : bool, default=False
+        Recompute every extractor's fingerprint and compare it with the recorded one. Off by
+        default: for model-backed extractors it imports torch and digests the weights file, and
+        the fingerprint of a CNN also records float16 use on a GPU, so it differs between a GPU
+        and a CPU machine by design.
+
+    Returns
+    -------
+    model, or (model, info) when ``return_info``
+    """
+    import joblib
+
+    obj = joblib.load(path)
+    if not (isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj):
+        return (obj, {}) if return_info else obj
+    info = {k: v for k, v in obj.items() if k != "model"}
+    model = obj["model"]
+    now = _versions()
+    differ = [
+        f"{label} {info.get(key)!s} (file) vs {now[key]} (here)"
+        for key, label in (("mmfeat_version", "mmfeat"), ("sklearn_version", "scikit-learn"))
+        if info.get(key) != now[key]
+    ]
+    if differ:
+        warnings.warn(
+            f"The model file {os.fspath(path)} was saved with another version: "
+            + "; ".join(differ)
+            + ". Predictions may differ from the ones seen when it was saved; "
+            "refit and save it again with this version to be sure.",
+            ModelVersionWarning,
+            stacklevel=2,
+        )
+    recorded = info.get("extractors") or {}
+    if check_fingerprints and recorded:
+        changed = [
+            name for name, fp in _fingerprints(model).items()
+            if name in recorded and fp != recorded[name] and not fp.startswith("unavailable")
+        ]
+        if changed:
+            warnings.warn(
+                f"The model file {os.fspath(path)}: the feature code of {', '.join(changed)} changed "
+                "since the model was saved (fingerprint differs), so its features differ from the "
+                "ones the model was trained on. Refit the model.",
+                ModelVersionWarning,
+                stacklevel=2,
+            )
+    return (model, info) if return_info else model
