@@ -13,6 +13,7 @@ A subclass implements only:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -65,9 +66,24 @@ def _stable(value):
         return "array:" + hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, functools.partial):
+        return {"partial": _stable(value.func), "args": _stable(list(value.args)),
+                "keywords": _stable(value.keywords)}
     if callable(value) and hasattr(value, "__qualname__"):
-        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+        name = f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+        code = getattr(value, "__code__", None)
+        # The code itself, so that two lambdas, or a function edited between runs, never share keys.
+        return name + (":" + _code_digest(code) if code is not None else "")
     return repr(value)
+
+
+def _code_digest(code) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        h.update((_code_digest(const) if hasattr(const, "co_code") else repr(const)).encode())
+    return h.hexdigest()
 
 
 def _as_items(X, modality: str) -> list:

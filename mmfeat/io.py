@@ -92,6 +92,26 @@ def _header_size(data: bytes):
     return None
 
 
+def _jpeg_complete(data: bytes) -> bool:
+    """True when an end-of-image marker follows the main image's first start-of-scan.
+
+    Walking the segments skips an EXIF thumbnail's own markers, and data appended after the
+    image (motion photos) is allowed; entropy-coded data never contains FF D9.
+    """
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", i + 2) != -1
+        if marker == 0xFF:
+            i += 1
+        elif marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+        else:
+            i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return False
+
+
 def _check_pixels(width: int, height: int, max_pixels) -> None:
     if max_pixels and width * height > max_pixels:
         raise ItemError(
@@ -107,10 +127,13 @@ def decode_image(data: bytes, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
     size = _header_size(data)
     if size is not None:
         _check_pixels(*size, max_pixels)
+    is_jpeg = data[:2] == b"\xff\xd8"
     # libjpeg fills a truncated JPEG with grey and only prints a warning: refuse it here.
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+    if is_jpeg and not _jpeg_complete(data):
         raise ItemError("truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # IMREAD_COLOR applies the EXIF orientation (phone photos); UNCHANGED keeps alpha and 16 bits.
+    flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise ItemError("not a decodable image (corrupt, truncated, or not an image format)")
     if image.ndim == 3 and image.shape[2] == 4:
