@@ -1,0 +1,91 @@
+"""SentenceEmbedder against a raw sentence-transformers loop, side by side in one process.
+
+Both embed the same ~2000 short, distinct sentences with all-MiniLM-L6-v2 (batch 64, unit
+vectors) on the CPU; mmfeat runs with its cache off, so the ratio is the cost of its machinery.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_text.py [--n 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SUBJECTS = ["The cat", "A young engineer", "My neighbour", "The committee", "Our team", "A small bird",
+            "The old train", "Every student", "The market", "A quiet river"]
+VERBS = ["watched", "repaired", "ignored", "described", "followed", "painted", "measured", "praised"]
+OBJECTS = ["the red bicycle", "a strange noise", "the budget report", "an empty house", "the storm",
+           "a new recipe", "the final match", "a broken window", "the city lights", "an old map"]
+ENDINGS = ["this morning.", "before lunch.", "after the meeting.", "for hours.", "without a word.",
+           "near the station.", "in the rain.", "last week."]
+
+
+def sentences(n: int) -> list[str]:
+    """``n`` distinct short sentences (5-12 words)."""
+    out = []
+    for i in range(n):
+        s, v = SUBJECTS[i % 10], VERBS[(i // 10) % 8]
+        o, e = OBJECTS[(i // 80) % 10], ENDINGS[(i // 800 + i) % 8]
+        out.append(f"{s} {v} {o} {e}" if i < 800 * 8 else f"{s} {v} {o} {e} ({i})")
+    assert len(set(out)) == n
+    return out
+
+
+def compare(raw, mmfeat, rounds: int):
+    """Paired, alternating timings: (best raw s, best mmfeat s, median of per-round ratios).
+    Pairing keeps the ratio honest on a shared machine whose load drifts between rounds."""
+    raw_s, mm_s, ratios = [], [], []
+    for r in range(rounds):
+        pair = {}
+        order = [("raw", raw), ("mmfeat", mmfeat)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            pair[name] = time.perf_counter() - start
+        raw_s.append(pair["raw"])
+        mm_s.append(pair["mmfeat"])
+        ratios.append(pair["raw"] / pair["mmfeat"])
+    return min(raw_s), min(mm_s), statistics.median(ratios)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from mmfeat.text import SentenceEmbedder
+    from mmfeat.text.sentence import resolve_model
+
+    texts = sentences(args.n)
+    raw_model = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device="cpu")
+    embedder = SentenceEmbedder(batch_size=64, device="cpu", cache=False).fit(texts[:10])
+
+    def raw():
+        return raw_model.encode(texts, batch_size=64, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+
+    def mmfeat():
+        return embedder.transform(texts)
+
+    np.testing.assert_allclose(mmfeat(), raw(), atol=1e-4)  # same numbers, and a warm-up
+    raw_best, mm_best, ratio = compare(raw, mmfeat, args.rounds)
+    print(f"\n{args.n} sentences, batch 64, CPU, {torch.get_num_threads()} torch threads, "
+          f"best of {args.rounds} paired rounds\n")
+    print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
+    print("|---|---|---|---|")
+    print(f"| text: SentenceEmbedder vs SentenceTransformer.encode | {args.n / raw_best:.0f} "
+          f"| {args.n / mm_best:.0f} | {ratio:.2f} |")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""MFCCs and their deltas, summarised over time."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._base import AudioExtractor, check_positive_int
+from .stats import check_stats, stat_names, summarise
+
+
+def _delta(mfcc: np.ndarray, order: int) -> np.ndarray:
+    import librosa
+
+    # librosa's default 9-frame "interp" fit needs at least 9 frames; shorter clips (a few
+    # frames once padded to one window) fall back to edge padding instead of failing.
+    mode = "interp" if mfcc.shape[1] >= 9 else "nearest"
+    return librosa.feature.delta(mfcc, order=order, width=9, mode=mode)
+
+
+class MFCCStats(AudioExtractor):
+    """Mel-frequency cepstral coefficients (and their deltas) summarised over time.
+
+    Each clip gives one fixed-length vector: for every coefficient of every block
+    (the MFCCs, then the first and second order deltas if asked for) the chosen statistics
+    over all frames.
+
+    Parameters
+    ----------
+    n_mfcc : int, default=20
+        Number of coefficients; at most ``n_mels``.
+    sr : int, default=16000
+        Clips are resampled to this rate (Hz) and mixed down to mono.
+    deltas : {0, 1, 2}, default=1
+        Orders of delta features added after the coefficients.
+    stats : sequence of str, default=("mean", "std")
+        Statistics over time: "mean", "std", "min", "max", "median", and percentiles written
+        "p10", "p90" ...
+    n_fft : int, default=512
+        Window length in samples (32 ms at 16 kHz); shorter clips are zero-padded to it.
+    hop_length : int, default=160
+        Step between frames in samples (10 ms at 16 kHz).
+    n_mels : int, default=40
+        Mel bands the coefficients are computed from.
+    offset : float, default=0.0
+        Seconds skipped at the start of each clip.
+    duration : float or None, default=None
+        If given, each clip is cropped or zero-padded to exactly this many seconds.
+    max_duration : float or None, default=600.0
+        Never read more than this many seconds of a clip (bounds memory on long files).
+    batch_size : int, default=32
+    n_jobs : int or None, default=None
+        Processes for the feature code (joblib semantics).
+    cache : None, False, path or FeatureCache, default=None
+        Where features are cached; None uses the global setting (see :func:`mmfeat.set_config`).
+    on_error : {"raise", "nan"}, default="raise"
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    n_features_out_ : int
+        ``n_mfcc * (1 + deltas) * len(stats)``.
+
+    See Also
+    --------
+    SpectralStats : centroid, bandwidth, contrast, chroma ... summarised the same way.
+
+    Notes
+    -----
+    Columns are named ``mfcc_mfcc03_mean``, ``mfcc_d1_mfcc03_std`` ...: block, coefficient,
+    statistic. Items are paths (WAV, FLAC, OGG ... anything libsndfile reads) or
+    ``(waveform, sr)`` tuples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmfeat.audio import MFCCStats
+    >>> tone = (np.sin(2 * np.pi * 440 * np.arange(16000) / 16000), 16000)
+    >>> mfcc = MFCCStats(n_mfcc=13, deltas=1, stats=("mean", "p90"), cache=False)
+    >>> mfcc.fit_transform([tone]).shape
+    (1, 52)
+    >>> mfcc.get_feature_names_out()[:2].tolist()
+    ['mfcc_mfcc00_mean', 'mfcc_mfcc00_p90']
+    """
+
+    feature_prefix = "mfcc"
+
+    def __init__(self, n_mfcc=20, *, sr=16000, deltas=1, stats=("mean", "std"), n_fft=512,
+                 hop_length=160, n_mels=40, offset=0.0, duration=None, max_duration=600.0,
+                 batch_size=32, n_jobs=None, cache=None, on_error="raise", verbose=False):
+        self.n_mfcc = n_mfcc
+        self.sr = sr
+        self.deltas = deltas
+        self.stats = stats
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.offset = offset
+        self.duration = duration
+        self.max_duration = max_duration
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.cache = cache
+        self.on_error = on_error
+        self.verbose = verbose
+
+    def _validate(self):
+        super()._validate()
+        check_positive_int("n_mfcc", self.n_mfcc)
+        check_positive_int("n_mels", self.n_mels)
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"Got n_mfcc={self.n_mfcc} > n_mels={self.n_mels}, expected n_mfcc <= n_mels.")
+        if not isinstance(self.deltas, numbers.Integral) or isinstance(self.deltas, bool) \
+                or self.deltas not in (0, 1, 2):
+            raise ValueError(f"Got deltas={self.deltas!r}, expected 0, 1 or 2.")
+
+    def _clip_features(self, wave):
+        import librosa
+
+        mfcc = librosa.feature.mfcc(y=wave, sr=self.sr, n_mfcc=self.n_mfcc, n_fft=self.n_fft,
+                                    hop_length=self.hop_length, n_mels=self.n_mels)
+        blocks = [mfcc] + [_delta(mfcc, order) for order in range(1, self.deltas + 1)]
+        return summarise(np.concatenate(blocks), check_stats(self.stats))
+
+    def _feature_suffixes(self):
+        coefficients = [f"mfcc{i:02d}" for i in range(self.n_mfcc)]
+        rows = coefficients + [f"d{order}_{c}" for order in range(1, self.deltas + 1) for c in coefficients]
+        return stat_names(rows, check_stats(self.stats))

