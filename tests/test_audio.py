@@ -137,6 +137,24 @@ def test_two_processes_give_the_same_numbers(audio_paths, cls):
     np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
 
 
+def test_blas_runs_one_thread_inside_and_is_restored_after(audio_paths):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    seen = []
+
+    class Probe(MFCCStats):
+        def _clip_features(self, wave):
+            seen.append(max(blas_threads()))
+            return super()._clip_features(wave)
+
+    before = blas_threads()
+    Probe(cache=False).fit([]).transform(audio_paths[:2])
+    assert seen == [1, 1] and blas_threads() == before
+
+
 def test_spectral_centroid_of_high_tones_is_higher(audio_paths):
     spectral = SpectralStats(stats=("mean",), cache=False)
     frame = spectral.set_output(transform="pandas").fit_transform(audio_paths)

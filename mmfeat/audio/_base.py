@@ -25,6 +25,18 @@ def _check_seconds(name: str, value, *, optional: bool, positive: bool) -> None:
         raise ValueError(f"Got {name}={value!r}, expected {expected}{' or None' if optional else ''}.")
 
 
+_BLAS = []  # this process's threadpoolctl controller: listing the libraries costs ~2 ms a time
+
+
+def _blas_controller():
+    if not _BLAS:
+        import librosa  # noqa: F401  loads scipy's BLAS too, so that the controller sees it
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
+
+
 class AudioExtractor(Extractor):
     """Base of the audio extractors: clips are loaded as mono float32 at ``sr`` Hz, cropped to
     ``offset`` / ``duration`` / ``max_duration``, and clips shorter than one analysis window
@@ -52,12 +64,12 @@ class AudioExtractor(Extractor):
         return wave
 
     def _features(self, loaded):
-        from threadpoolctl import threadpool_limits
-
         # The matrix products here are tiny (a mel or chroma filterbank times one clip's
         # frames): BLAS threads only add synchronisation, which costs 4x on a busy machine.
         # Parallelism belongs across clips (n_jobs), where joblib also gives each worker 1 thread.
-        with threadpool_limits(limits=1, user_api="blas"):
+        # (Threads of one process extracting at once may restore each other's limit out of
+        # order and leave BLAS at 1 thread: slower numpy elsewhere, never wrong numbers.)
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return np.stack([self._clip_features(wave) for wave in loaded])
 
     def _clip_features(self, wave: np.ndarray) -> np.ndarray:
