@@ -164,6 +164,11 @@ class Extractor(TransformerMixin, BaseEstimator):
     def _load_model(self, device: str):
         raise NotImplementedError
 
+    def _batch_key(self, item):
+        """Sort key applied to the items to compute before batching (e.g. text length, so a
+        batch holds similar lengths and pads little); the output order is unaffected."""
+        return 0
+
     def _model_identity(self) -> str:
         """Name and weights digest of the model, for the fingerprint."""
         return ""
@@ -280,6 +285,8 @@ class Extractor(TransformerMixin, BaseEstimator):
     def _compute(self, items: list):
         """Load and featurise ``items`` in batches: processes for CPU feature code (``n_jobs``),
         a background loader thread for model-backed extractors so the model never waits on disk."""
+        if self.uses_model:
+            self._get_model()  # a model that cannot load fails the call once, not every row
         bs = self.batch_size
         batches = [items[i : i + bs] for i in range(0, len(items), bs)]
         n_jobs = getattr(self, "n_jobs", None)
@@ -379,6 +386,7 @@ class Extractor(TransformerMixin, BaseEstimator):
         """Compute each key's item once, write it to every row holding it, and store it."""
         if not keys:
             return
+        keys = sorted(keys, key=lambda k: self._batch_key(items[groups[k][0]]))
         features, errors = self._compute([items[groups[k][0]] for k in keys])
         fresh = {}
         for i, key in enumerate(keys):

@@ -192,6 +192,11 @@ def load_image(item, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
 
 
 def _to_mono(wave: np.ndarray) -> np.ndarray:
+    wave = np.asarray(wave)
+    if wave.dtype.kind in "iu":
+        # integer PCM (e.g. int16 from scipy.io.wavfile) to the [-1, 1] scale soundfile returns
+        info = np.iinfo(wave.dtype)
+        wave = (wave.astype(np.float32) - (info.max + 1 + info.min) / 2) / ((info.max - info.min + 1) / 2)
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim == 2:
         # soundfile gives (frames, channels), librosa (channels, frames): the short axis is channels

@@ -174,3 +174,29 @@ def test_import_mmfeat_stays_light():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class BrokenModelText(CountingText):
+    """A model-backed extractor whose model cannot load (weights gone, out of memory ...)."""
+
+    uses_model = True
+    attempts = 0
+
+    def _model_identity(self):
+        return "broken"
+
+    def _load_model(self, device):
+        type(self).attempts += 1
+        raise OSError("weights file is gone")
+
+    def _features(self, loaded):
+        self._get_model()
+        return super()._features(loaded)
+
+
+def test_a_model_that_cannot_load_fails_the_call_once_not_every_row():
+    BrokenModelText.attempts = 0
+    ext = BrokenModelText(cache=False, on_error="nan", batch_size=2).fit(TEXTS)
+    with pytest.raises(OSError, match="weights file is gone"):
+        ext.transform(TEXTS)
+    assert BrokenModelText.attempts == 1

@@ -71,6 +71,15 @@ def test_duplicates_are_encoded_once(texts, tmp_path, cache, reference):
     np.testing.assert_array_equal(out[0], out[2])
 
 
+def test_batches_hold_similar_lengths_and_rows_stay_in_place(embedder, texts):
+    CountingEmbedder.encoded = []
+    mixed = [("word " * n).strip() for n in (40, 1, 25, 3, 60, 2)]
+    out = CountingEmbedder(cache=False, batch_size=2).fit(mixed).transform(mixed)
+    assert CountingEmbedder.encoded == sorted(mixed, key=len)  # shortest first, in batches
+    alone = np.vstack([embedder.transform([t]) for t in mixed])
+    np.testing.assert_allclose(out, alone, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def unnormalized_model(tmp_path_factory):
     """The bundled model without its final Normalize module (files linked, not copied)."""

@@ -167,6 +167,10 @@ class SentenceEmbedder(Extractor):
     def _load_item(self, item):
         return load_text(item)
 
+    def _batch_key(self, item):
+        # similar lengths in one batch: padding to the longest text wastes the rest
+        return len(item) if isinstance(item, str) else 0
+
     def _features(self, loaded):
         vectors = self._get_model().encode(
             list(loaded), batch_size=self.batch_size, convert_to_numpy=True,
