@@ -15,6 +15,11 @@ a CPU-only one and stays small.
    joblib files are pickles: **loading one runs code chosen by whoever wrote it.** Load model
    files only from sources you trust (your own training jobs, an artifact store you control).
    Never load a model file received from an untrusted party.
+
+A path ending in ``.skops`` is written and read with ``skops.io`` instead (``pip install
+"mmfeat[skops]"``): loading builds only the types skops trusts (numpy, scikit-learn), mmfeat's
+own classes, and the types the caller names in ``trusted=``; any other type in the file is
+refused before anything is built.
 """
 
 from __future__ import annotations
@@ -130,6 +135,33 @@ def _fingerprints(model) -> dict:
     return out
 
 
+def _is_skops(path) -> bool:
+    return os.fspath(path).endswith(".skops")
+
+
+def _zip_compression(level: int) -> int:
+    import zipfile
+
+    return zipfile.ZIP_DEFLATED if level else zipfile.ZIP_STORED
+
+
+def _load_skops(path, trusted):
+    """Load a ``.skops`` file, building only trusted types (see the module docstring)."""
+    import skops.io
+
+    allowed = set(trusted or ())
+    untrusted = skops.io.get_untrusted_types(file=path)
+    ours = {t for t in untrusted if t == "mmfeat" or t.startswith("mmfeat.")}
+    refused = sorted(set(untrusted) - ours - allowed)
+    if refused:
+        raise TypeError(
+            f"The model file {os.fspath(path)} holds types that are not trusted: {refused}. "
+            "If you know where the file comes from and expect these types, pass them: "
+            "load_model(path, trusted=[...])."
+        )
+    return skops.io.load(path, trusted=sorted(set(untrusted)))
+
+
 def save_model(model, path, *, compress=3):
     """Save a fitted model with the versions and extractor fingerprints it was made with.
 
@@ -141,9 +173,10 @@ def save_model(model, path, *, compress=3):
     model : estimator
         Usually a fitted ``Pipeline``. Extractors keep their model weights out of the file.
     path : str or path-like
-        Where to write (conventionally ``*.joblib``). Parent folders are created.
+        Where to write: ``*.joblib`` (a pickle), or ``*.skops`` for a file that loads without
+        running pickled code (needs ``skops``). Parent folders are created.
     compress : int, default=3
-        joblib compression level (0-9).
+        joblib compression level (0-9); for skops, 0 stores and anything else deflates.
 
     Returns
     -------
@@ -178,14 +211,19 @@ def save_model(model, path, *, compress=3):
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        joblib.dump(payload, tmp, compress=compress)
+        if _is_skops(path):
+            import skops.io
+
+            skops.io.dump(payload, tmp, compression=_zip_compression(compress))
+        else:
+            joblib.dump(payload, tmp, compress=compress)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def load_model(path, *, return_info=False, check_fingerprints=False):
+def load_model(path, *, return_info=False, check_fingerprints=False, trusted=None):
     """Load a model saved with :func:`save_model` (plain joblib dumps of an estimator load too).
 
     Warns with :class:`ModelVersionWarning` when the file was made with another mmfeat or
@@ -198,7 +236,7 @@ def load_model(path, *, return_info=False, check_fingerprints=False):
 
     .. warning::
        Loading a joblib/pickle file **runs code** chosen by whoever wrote the file. Load model
-       files only from trusted sources.
+       files only from trusted sources, or save them as ``.skops``.
 
     Parameters
     ----------
@@ -210,6 +248,9 @@ def load_model(path, *, return_info=False, check_fingerprints=False):
         default: for model-backed extractors it imports torch and digests the weights file, and
         the fingerprint of a CNN also records float16 use on a GPU, so it differs between a GPU
         and a CPU machine by design.
+    trusted : list of str, optional
+        For ``.skops`` files only: further type names (as ``skops.io.get_untrusted_types``
+        gives them, e.g. a custom transformer's ``"mypkg.features.MyScaler"``) allowed to load.
 
     Returns
     -------
@@ -217,7 +258,7 @@ def load_model(path, *, return_info=False, check_fingerprints=False):
     """
     import joblib
 
-    obj = joblib.load(path)
+    obj = _load_skops(path, trusted) if _is_skops(path) else joblib.load(path)
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj):
         return (obj, {}) if return_info else obj
     info = {k: v for k, v in obj.items() if k != "model"}

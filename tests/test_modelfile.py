@@ -130,3 +130,54 @@ def test_model_files_stay_small_with_deep_extractors(tmp_path, image_paths, text
     loaded, info = load_model(path, return_info=True)
     assert len(info["extractors"]) == 2
     np.testing.assert_array_equal(loaded.predict(df), pipe.predict(df))
+
+
+def _double(X):
+    return X * 2
+
+
+@pytest.fixture(scope="module")
+def fused(image_paths, audio_paths):
+    """Early and late fusion of colour histograms and MFCCs, fitted."""
+    from mmfeat.audio import MFCCStats
+    from mmfeat.fusion import LateFusionClassifier, make_early_fusion
+
+    df = pd.DataFrame({"image": image_paths * 2, "audio": audio_paths * 2,
+                       "label": ([0] * 3 + [1] * 3) * 2})
+    spec = {"image": ("image", ColorHistogram(bins=(4, 2, 2))), "audio": ("audio", MFCCStats())}
+    early = make_early_fusion(**spec, estimator=LogisticRegression()).fit(df, df["label"])
+    late = LateFusionClassifier(spec, cv=2).fit(df, df["label"])
+    return early, late, df
+
+
+def test_skops_files_round_trip_without_pickle(fused, tmp_path):
+    pytest.importorskip("skops")
+    import zipfile
+
+    for model in fused[:2]:
+        path = save_model(model, tmp_path / f"{type(model).__name__}.skops")
+        assert zipfile.is_zipfile(path)  # skops' own format, not a pickle
+        loaded, info = load_model(path, return_info=True)
+        assert info["extractors"] and info["mmfeat_version"]
+        df = fused[2]
+        np.testing.assert_allclose(loaded.predict_proba(df), model.predict_proba(df))
+    pd.testing.assert_frame_equal(loaded.modality_report_, fused[1].modality_report_)
+
+
+def test_skops_refuses_untrusted_types_unless_named(fused, tmp_path):
+    pytest.importorskip("skops")
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mmfeat.fusion import make_early_fusion
+
+    df = fused[2]
+    model = make_early_fusion(image=("image", ColorHistogram(bins=(4, 2, 2))),
+                              estimator=LogisticRegression())
+    model.steps.insert(1, ("double", FunctionTransformer(_double)))
+    model.fit(df, df["label"])
+    path = save_model(model, tmp_path / "custom.skops")
+    name = f"{__name__}._double"
+    with pytest.raises(TypeError, match=r"not trusted: \[.*_double"):
+        load_model(path)
+    loaded = load_model(path, trusted=[name])
+    np.testing.assert_array_equal(loaded.predict(df), model.predict(df))

@@ -154,6 +154,13 @@ def test_csv_equals_in_memory_predict(data, tmp_path):
     assert json.loads((out / "_job.json").read_text())["job"]["chunk_size"] == 7
 
 
+def test_skops_model_file_scores_like_the_joblib_one(data, tmp_path):
+    pytest.importorskip("skops")
+    path = save_model(data["pipe"], tmp_path / "model.skops")
+    assert main(["score", str(path), str(data["csv"]), str(tmp_path / "out"), "--proba", "-q"]) == 0
+    _check(tmp_path / "out", data, proba=True)
+
+
 def test_bad_rows_keep_their_place_and_cause(data, tmp_path):
     out = tmp_path / "out"
     score(data["model"], data["parquet"], out, chunk_size=10, progress=False)

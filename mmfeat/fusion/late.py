@@ -241,7 +241,7 @@ class _BaseLateFusion(BaseEstimator):
             self._columns[name] = column
             outputs[name] = self._oof_output(name, oof, y[available], available)
             report.append({"modality": name, "n_available": int(available.sum()),
-                           "oof_score": self._oof_score(name, oof, y[available])})
+                           "oof_score": float(self._oof_score(name, oof, y[available]))})
         self._fill = {name: self._fill_value(name, out) for name, out in outputs.items()}
         self.final_estimator_ = None
         self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
@@ -251,10 +251,15 @@ class _BaseLateFusion(BaseEstimator):
             self.final_estimator_ = clone(final).fit(meta, y)
         weights = self._modality_weights()
         for row in report:
-            row["weight"] = weights[row["modality"]]
-        self.modality_report_ = pd.DataFrame(report, columns=["modality", "n_available",
-                                                              "oof_score", "weight"])
+            row["weight"] = float(weights[row["modality"]])
+        self._report = report  # plain values, so that skops can save the fitted model
         return self
+
+    @property
+    def modality_report_(self):
+        """Per modality: rows it was available in, out-of-fold score and meta-learner weight."""
+        check_is_fitted(self, "estimators_")
+        return pd.DataFrame(self._report, columns=["modality", "n_available", "oof_score", "weight"])
 
     # ------------------------------------------------------------------ meta-features
 
