@@ -481,27 +481,53 @@ def _file_buffer() -> bytearray:
     return block
 
 
+# Content digests of files already read by this process, keyed by what any write changes:
+# (path, inode, size, mtime, ctime). ctime cannot be set by user programs (unlike mtime), so a
+# rewrite that keeps size and mtime still misses here. Only files whose last change is older
+# than _SETTLED_NS are remembered: a write in the same clock tick as our read could otherwise
+# leave every stat field unchanged. A grid search keys each file dozens of times; this reads it once.
+_FILE_DIGESTS: dict = {}
+_FILE_DIGESTS_MAX = 100_000
+_SETTLED_NS = 2_000_000_000
+_FILE_DIGESTS_LOCK = threading.Lock()
+
+
 def _digest_file(h, path, file_keys):
     try:
+        path = os.fspath(path)
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
         if file_keys == "stat":
-            path = os.path.abspath(os.fspath(path))
-            st = os.stat(path)
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(path)
+            path = os.path.abspath(path)
             h.update(b"stat:" + os.fsencode(path) + f"\0{st.st_size}\0{st.st_mtime_ns}".encode())
             return
-        h.update(b"file:")
-        block = _file_buffer()
-        view = memoryview(block)
-        with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(block):
-                h.update(view[:n])
+        memo = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        digest = _FILE_DIGESTS.get(memo)
+        if digest is None:
+            digest = _content_digest(path)
+            if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+                with _FILE_DIGESTS_LOCK:
+                    if len(_FILE_DIGESTS) >= _FILE_DIGESTS_MAX:
+                        _FILE_DIGESTS.pop(next(iter(_FILE_DIGESTS)), None)  # oldest first
+                    _FILE_DIGESTS[memo] = digest
+        h.update(b"file:" + digest)
     except FileNotFoundError:
         raise ItemError("file not found") from None
     except IsADirectoryError:
         raise ItemError("is a directory, not a file") from None
     except OSError as exc:
         raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _content_digest(path) -> bytes:
+    h = hashlib.blake2b(digest_size=32)
+    block = _file_buffer()
+    view = memoryview(block)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(block):
+            h.update(view[:n])
+    return h.digest()
 
 
 def make_key(fingerprint: str, digest: str) -> str:

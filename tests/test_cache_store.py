@@ -295,6 +295,27 @@ def test_item_digest(tmp_path):
     assert len(key) == 64 and key != make_key("Extractor(v2)", item_digest("hi", "text"))
 
 
+def test_file_digests_are_remembered_until_any_write(tmp_path, monkeypatch):
+    import mmfeat.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_SETTLED_NS", -10**12)  # treat fresh files as settled
+    monkeypatch.setattr(cache_module, "_FILE_DIGESTS", {})
+    path = tmp_path / "a.png"
+    path.write_bytes(b"first content")
+    before = item_digest(path, "image")
+    assert len(cache_module._FILE_DIGESTS) == 1 and item_digest(path, "image") == before
+    # Same size, and mtime put back to the old value: the change of ctime still shows the write.
+    st = os.stat(path)
+    time.sleep(0.05)  # past the file system's clock tick (the guard the test switched off)
+    path.write_bytes(b"other content")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    after = item_digest(path, "image")
+    assert after != before
+    (tmp_path / "b.png").write_bytes(b"other content")
+    assert after == item_digest(tmp_path / "b.png", "image")  # content, not name, decides
+
+
 def _claim_and_exit(path, keys):
     FeatureCache(path).claim_many(keys)  # claims, then the process ends without releasing
 
