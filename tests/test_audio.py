@@ -47,10 +47,10 @@ def test_feature_names_follow_the_parameters(audio_paths, n_mfcc, deltas, stats)
     out = mfcc.fit_transform(audio_paths[:2])
     names = list(mfcc.get_feature_names_out())
     assert out.shape[1] == len(names) == len(set(names)) == n_mfcc * (1 + deltas) * len(stats)
-    assert names[:len(stats)] == [f"mfcc_mfcc00_{s}" for s in stats]
-    assert f"mfcc_mfcc{n_mfcc - 1:02d}_{stats[-1]}" in names
+    assert names[:len(stats)] == [f"mfcc_00_{s}" for s in stats]
+    assert f"mfcc_{n_mfcc - 1:02d}_{stats[-1]}" in names
     for order in (1, 2):
-        assert (f"mfcc_d{order}_mfcc03_{stats[0]}" in names) == (deltas >= order)
+        assert (f"mfcc_d{order}_03_{stats[0]}" in names) == (deltas >= order)
 
 
 def test_statistics_match_numpy_on_librosa_mfccs(audio_paths):

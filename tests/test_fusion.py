@@ -141,7 +141,7 @@ def test_early_fusion_is_a_named_column_transformer(demo):
     assert out.shape == (N_SAMPLES, 48 + 5 + 26 + 1) == (N_SAMPLES, len(names))
     assert names[0] == "image__hsv_h0_s0_v0"
     assert [n for n in names if n.startswith("text__")] == [f"text__bow_pca{i}" for i in range(5)]
-    assert names[53] == "audio__mfcc_mfcc00_mean" and names[-1] == "numeric__score"
+    assert names[53] == "audio__mfcc_00_mean" and names[-1] == "numeric__score"
     # Scaled blocks; the audio block is scaled, then halved.
     assert np.allclose(out[:, :48].std(axis=0)[out[:, :48].std(axis=0) > 0], 1, atol=1e-3)
     assert np.allclose(out[:, 53:79].std(axis=0), 0.5, atol=1e-3)

@@ -68,7 +68,7 @@ class MFCCStats(AudioExtractor):
 
     Notes
     -----
-    Columns are named ``mfcc_mfcc03_mean``, ``mfcc_d1_mfcc03_std`` ...: block, coefficient,
+    Columns are named ``mfcc_03_mean``, ``mfcc_d1_03_std`` ...: block, coefficient,
     statistic. Items are paths (WAV, FLAC, OGG ... anything libsndfile reads) or
     ``(waveform, sr)`` tuples.
 
@@ -81,7 +81,7 @@ class MFCCStats(AudioExtractor):
     >>> mfcc.fit_transform([tone]).shape
     (1, 52)
     >>> mfcc.get_feature_names_out()[:2].tolist()
-    ['mfcc_mfcc00_mean', 'mfcc_mfcc00_p90']
+    ['mfcc_00_mean', 'mfcc_00_p90']
     """
 
     feature_prefix = "mfcc"
@@ -124,6 +124,6 @@ class MFCCStats(AudioExtractor):
         return summarise(np.concatenate(blocks), check_stats(self.stats))
 
     def _feature_suffixes(self):
-        coefficients = [f"mfcc{i:02d}" for i in range(self.n_mfcc)]
+        coefficients = [f"{i:02d}" for i in range(self.n_mfcc)]
         rows = coefficients + [f"d{order}_{c}" for order in range(1, self.deltas + 1) for c in coefficients]
         return stat_names(rows, check_stats(self.stats))
