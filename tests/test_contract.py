@@ -18,7 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from mmfeat import ExtractionError, ExtractionWarning
+from mmfeat import CacheWarning, ExtractionError, ExtractionWarning
+from mmfeat.cache import FeatureCache
 from mmfeat.registry import make_extractor
 
 # name -> (parameters kept small for speed, modality, a parameter that changes the output)
@@ -92,6 +93,37 @@ def test_pickle_is_small_and_gives_the_same_features(case):
     assert len(blob) < 100_000, f"pickle of {len(blob)} bytes: model weights inside?"
     restored = pickle.loads(blob)
     np.testing.assert_allclose(restored.transform(items), out, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_hits_after_clone_and_pickle_and_misses_after_a_change(case, tmp_path):
+    name, ext, _, items, _, out, changer = case
+    store = FeatureCache(tmp_path / "store")
+    first = clone(ext).set_params(cache=store).fit(items)
+    np.testing.assert_allclose(first.transform(items), out, rtol=1e-5, atol=1e-6)
+    n_unique = store.stats()["entries"]
+    assert n_unique == len(set(map(str, items)))
+    def totals():  # of every FeatureCache instance on the store (clones and unpickled copies)
+        stats = store.stats()
+        return np.array([stats["hits"], stats["misses"]])
+
+    for twin in (clone(first).fit(items), pickle.loads(pickle.dumps(first))):
+        before = totals()
+        np.testing.assert_allclose(twin.transform(items), out, rtol=1e-5, atol=1e-6)
+        assert list(totals() - before) == [n_unique, 0]
+    if changer:
+        changed = clone(first).set_params(**{changer[0]: changer[1]}).fit(items)
+        before = totals()
+        changed.transform(items)
+        assert list(totals() - before) == [0, n_unique]  # never a stale vector
+        assert store.stats()["entries"] == 2 * n_unique
+
+    store.close()  # then damage the file: a warning, and the same features computed afresh
+    (tmp_path / "store" / "features.sqlite").write_bytes(b"garbage" * 1000)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / "store" / f"features.sqlite{suffix}").unlink(missing_ok=True)
+    damaged = clone(ext).set_params(cache=FeatureCache(tmp_path / "store")).fit(items)
+    with pytest.warns(CacheWarning):
+        np.testing.assert_allclose(damaged.transform(items), out, rtol=1e-5, atol=1e-6)
 
 
 def test_pandas_input_and_output(case):
