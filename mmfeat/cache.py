@@ -72,6 +72,11 @@ class FeatureCache:
         The directory, absolute.
     session_hits, session_misses : int
         Lookups answered by this instance (the store also keeps totals across processes).
+    access_resolution_s : float
+        A hit records its access time for :meth:`prune` only when the recorded one is older
+        than this (default 60 s). Rewriting a row rewrites its whole vector, so refreshing
+        every hit would make warm lookups several times slower; minute resolution is plenty
+        for least-recently-used pruning.
 
     Notes
     -----
@@ -80,6 +85,8 @@ class FeatureCache:
     file-system error is turned into one :class:`~mmfeat.errors.CacheWarning` per instance,
     after which the call behaves as on an empty cache: features get computed, never wrong.
     """
+
+    access_resolution_s = 60.0
 
     def __init__(self, path):
         self.path = Path(path).expanduser().resolve()
@@ -227,21 +234,24 @@ class FeatureCache:
     # ------------------------------------------------------------------ internals
 
     def _read(self, db, keys, count=True):
-        found, damaged = {}, []
+        found, damaged, stale = {}, [], []
+        now = time.time_ns()
+        stale_before = now - int(self.access_resolution_s * 1e9)
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT key, dim, vec, checksum FROM features WHERE key IN ({marks})"
-            for key, dim, blob, checksum in db.execute(query, chunk):
+            query = f"SELECT key, dim, vec, checksum, last_access FROM features WHERE key IN ({marks})"
+            for key, dim, blob, checksum, last_access in db.execute(query, chunk):
                 if isinstance(blob, bytes) and len(blob) == 4 * dim and _checksum(key, blob) == checksum:
                     found[key] = np.frombuffer(blob, dtype=_DISK_DTYPE).astype(np.float32)
+                    if last_access < stale_before:
+                        stale.append(key)
                 else:
                     damaged.append(key)
         hits, misses = len(found), len(keys) - len(found)
         if not count and not damaged:
             return found
         with _transaction(db):
-            now = time.time_ns()
-            for chunk in _chunks(list(found)):
+            for chunk in _chunks(stale):
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"UPDATE features SET last_access = ? WHERE key IN ({marks})", [now, *chunk])
             _delete(db, damaged)

@@ -77,11 +77,23 @@ def test_round_trip_absent_keys_and_stats(tmp_path):
         cache.prune(-1)
 
 
+def test_hits_rewrite_access_time_only_when_older_than_the_resolution(tmp_path):
+    # rewriting a row rewrites its vector: a warm grid search must not rewrite every hit
+    cache = FeatureCache(tmp_path)
+    cache.put_many({"old": np.zeros(100)})
+    time.sleep(0.01)
+    cache.put_many({"new": np.ones(100)})
+    cache.get_many(["old"])  # seconds old: within the default resolution, not rewritten
+    assert cache.prune(400) == 1 and sorted(cache.get_many(["old", "new"])) == ["new"]
+
+
 def test_prune_removes_least_recently_used_and_clear(tmp_path):
     cache = FeatureCache(tmp_path)
     keys = [f"k{i}" for i in range(10)]
     cache.put_many({k: np.full(100, i, np.float32) for i, k in enumerate(keys)})
     time.sleep(0.01)
+    cache.get_many(["k7", "k2", "k9"])  # within the default resolution: access not rewritten
+    cache.access_resolution_s = 0.0
     cache.get_many(["k7", "k2", "k9"])  # recently used: these must survive
     assert cache.prune(10**9) == 0
     assert cache.prune(3 * 400) == 7
