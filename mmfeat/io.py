@@ -228,20 +228,22 @@ def load_audio(item, *, sr: int, offset: float = 0.0, duration=None, max_duratio
     if isinstance(item, (str, os.PathLike)):
         import soundfile as sf
 
-        path = Path(item)
-        if not path.exists():
-            raise ItemError("file not found")
-        if path.stat().st_size == 0:
+        path = os.fspath(item)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise ItemError("file not found") from None
+        if size == 0:
             raise ItemError("empty file (0 bytes)")
         try:
-            with sf.SoundFile(str(path)) as f:
+            with sf.SoundFile(path) as f:
                 native_sr = f.samplerate
                 f.seek(min(int(offset * native_sr), f.frames))
                 frames = -1 if limit is None else int(math.ceil(limit * native_sr))
                 wave = f.read(frames=frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise ItemError(f"not a readable audio file: {exc}") from None
-        wave = wave.mean(axis=1)
+        wave = wave[:, 0] if wave.shape[1] == 1 else wave.mean(axis=1)
     elif isinstance(item, tuple) and len(item) == 2:
         wave, native_sr = item
         if not isinstance(native_sr, (int, np.integer)) or native_sr <= 0:
