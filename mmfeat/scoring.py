@@ -429,9 +429,11 @@ class _Scorer:
                 columns[col] = pa.Array.from_pandas(df[col])
         else:
             columns["row"] = pa.array(np.arange(offset, offset + n, dtype=np.int64))
-        values = [None] * n
-        if len(rows):
-            for r, v in zip(rows.tolist(), pred.tolist()):
+        if len(rows) == n:  # the usual chunk: every row scored, in order
+            values = pred.tolist()
+        else:
+            values = [None] * n
+            for r, v in zip(rows.tolist(), pred.tolist() if len(rows) else []):
                 values[r] = v
         pred_type = self.pred_type
         if pred_type is None and self.classes is None:
@@ -443,7 +445,8 @@ class _Scorer:
                 full[rows] = proba
             for j, name in enumerate(self.proba_columns()):
                 columns[name] = pa.array(full[:, j], mask=failed, type=pa.float64())
-        columns["error"] = pa.array([errors.get(i) for i in range(n)], type=pa.string())
+        columns["error"] = (pa.array([errors.get(i) for i in range(n)], type=pa.string()) if errors
+                            else pa.nulls(n, type=pa.string()))
         table = pa.table(columns)
         _write_part(table, Path(out_dir), index)
         first = []
