@@ -317,7 +317,8 @@ class FeatureCache:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > FORMAT_VERSION:
                     raise sqlite3.DatabaseError(f"written by a newer mmfeat (format {version})")
-                conn.executescript(_SCHEMA)
+                if version < FORMAT_VERSION:  # a new file: its tables, in one transaction
+                    conn.executescript(_SCHEMA)
             except BaseException:
                 conn.close()
                 raise
