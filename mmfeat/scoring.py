@@ -429,11 +429,11 @@ class _Scorer:
                 columns[col] = pa.Array.from_pandas(df[col])
         else:
             columns["row"] = pa.array(np.arange(offset, offset + n, dtype=np.int64))
-        if len(rows) == n:  # the usual chunk: every row scored, in order
+        values = [None] * n
+        if len(rows) == n > 0:  # the usual chunk: every row scored, in order
             values = pred.tolist()
-        else:
-            values = [None] * n
-            for r, v in zip(rows.tolist(), pred.tolist() if len(rows) else []):
+        elif len(rows):
+            for r, v in zip(rows.tolist(), pred.tolist()):
                 values[r] = v
         pred_type = self.pred_type
         if pred_type is None and self.classes is None:
