@@ -19,7 +19,8 @@ a CPU-only one and stays small.
 A path ending in ``.skops`` is written and read with ``skops.io`` instead (``pip install
 "mmfeat[skops]"``): loading builds only the types skops trusts (numpy, scikit-learn), mmfeat's
 own classes, and the types the caller names in ``trusted=``; any other type in the file is
-refused before anything is built.
+refused before anything is built. mmfeat's own types are trusted by exact class name
+(:func:`safe_model_types`), never by prefix, and no function or method is trusted unless named.
 """
 
 from __future__ import annotations
@@ -145,21 +146,58 @@ def _zip_compression(level: int) -> int:
     return zipfile.ZIP_DEFLATED if level else zipfile.ZIP_STORED
 
 
+# The only mmfeat types a ``.skops`` file may build without ``trusted=``: mmfeat's own estimator
+# classes, named exactly (module and class). Never a name prefix: a prefix such as ``"mmfeat."``
+# also matches names that resolve *through* an mmfeat module to what it imports
+# (``mmfeat.scoring.os.system``), and never a function or method.
+_MMFEAT_CLASSES = (
+    ("mmfeat.image.color", "ColorHistogram"),
+    ("mmfeat.image.gradient", "GradientHistogram"),
+    ("mmfeat.image.orb", "ORBBagOfWords"),
+    ("mmfeat.image.cnn", "CNNEmbedder"),
+    ("mmfeat.text.sentence", "SentenceEmbedder"),
+    ("mmfeat.audio.mfcc", "MFCCStats"),
+    ("mmfeat.audio.spectral", "SpectralStats"),
+    ("mmfeat.fusion.blocks", "ModalityBlock"),
+    ("mmfeat.fusion.late", "LateFusionClassifier"),
+    ("mmfeat.fusion.late", "LateFusionRegressor"),
+)
+# Types scikit-learn's own estimators hold that skops does not trust by default; building one
+# runs no code of the file's choosing (``numpy.dtype("float64")``: SimpleImputer's fit dtype).
+_OTHER_SAFE_TYPES = ("numpy.dtype",)
+
+
+def safe_model_types() -> frozenset:
+    """The type names a ``.skops`` model file may hold beyond what skops itself trusts."""
+    return frozenset(f"{module}.{name}" for module, name in _MMFEAT_CLASSES) | set(_OTHER_SAFE_TYPES)
+
+
 def _load_skops(path, trusted):
-    """Load a ``.skops`` file, building only trusted types (see the module docstring)."""
+    """Load a ``.skops`` file, building only trusted types (see the module docstring).
+
+    The file is read once: the types are audited and the model built from the same bytes, so
+    the file cannot be swapped between the check and the load.
+    """
     import skops.io
 
-    allowed = set(trusted or ())
-    untrusted = skops.io.get_untrusted_types(file=path)
-    ours = {t for t in untrusted if t == "mmfeat" or t.startswith("mmfeat.")}
-    refused = sorted(set(untrusted) - ours - allowed)
+    if trusted is not None and (
+        isinstance(trusted, (str, bytes)) or not all(isinstance(t, str) for t in trusted)
+    ):
+        raise TypeError(f"Got trusted={trusted!r}, expected a list of type names (str).")
+    data = Path(path).read_bytes()
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # not a zip, no schema, an unknown node: not a skops model file
+        raise ValueError(f"{os.fspath(path)} is not a readable .skops model file: {exc}") from exc
+    allowed = safe_model_types() | set(trusted or ())
+    refused = sorted(set(untrusted) - allowed)
     if refused:
         raise TypeError(
             f"The model file {os.fspath(path)} holds types that are not trusted: {refused}. "
             "If you know where the file comes from and expect these types, pass them: "
             "load_model(path, trusted=[...])."
         )
-    return skops.io.load(path, trusted=sorted(set(untrusted)))
+    return skops.io.loads(data, trusted=sorted(set(untrusted)))
 
 
 def save_model(model, path, *, compress=3):
