@@ -40,6 +40,10 @@ class CacheWarning(UserWarning):
     """The feature cache could not be read or written; features were computed instead."""
 
 
+class CacheError(RuntimeError):
+    """An explicit cache operation (info, clear, prune, forget) could not be done."""
+
+
 # Rows that failed under on_error="nan" are also reported to every active collector, so that
 # callers such as batch scoring can put the cause of each failure in an output column.
 _collectors: contextvars.ContextVar[tuple] = contextvars.ContextVar("mmfeat_error_collectors", default=())
