@@ -8,7 +8,15 @@ crashed resumes without recomputing what it had done.
 The store is one SQLite file in WAL mode: nothing to start, readers never block the writer,
 several processes may write at once, and every write is one transaction, so a crash leaves
 whole entries or none. A damaged store never fails the user's job: it warns once and acts
-as an empty cache.
+as an empty cache. Lookups never wait for another process's write: a store whose write lock
+is held (a paused writer) still serves its hits, and writes give up after a few seconds, so
+the features are computed and simply not stored.
+
+What the store holds: per entry, a key (a digest of the extractor's fingerprint followed by
+the item's content digest), the vector, its size, a checksum and the last access time; never
+the raw content of an item, its path or its text. Directories mmfeat creates are private
+(0700) and the store's files owner-only (0600); to share a store, make its directory yourself
+and group-writable (e.g. ``chmod 2770``): the files are then made 0660.
 """
 
 from __future__ import annotations
@@ -29,11 +37,16 @@ from pathlib import Path
 import numpy as np
 
 from .config import get_config
-from .errors import CacheWarning, ItemError
+from .errors import CacheError, CacheWarning, ItemError
 from .io import is_missing
 
 STORE_NAME = "features.sqlite"
-FORMAT_VERSION = 1
+# 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
+# extractor. A version-1 store's entries can never be looked up again and are dropped on open.
+FORMAT_VERSION = 2
+_FINGERPRINT_HEX = 32  # hex characters of the fingerprint part of a key
+_WRITE_WAIT_MS = 5000  # how long a write waits for another process's write lock
+_BOOKKEEPING_WAIT_MS = 100  # access times and hit counts: skipped rather than waited for
 _CHUNK = 500  # keys per statement: well under SQLite's limit on bound parameters
 _FILE_BLOCK = 1 << 20
 _DISK_DTYPE = np.dtype("<f4")  # fixed byte order, so a store can move between machines
@@ -49,7 +62,14 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
     since INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('hits', 0), ('misses', 0);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+COMMIT;
+"""
+_MIGRATE_FROM_1 = """
+BEGIN IMMEDIATE;
+DELETE FROM features;
+DELETE FROM claims;
+PRAGMA user_version = 2;
 COMMIT;
 """
 # A connection inherited through fork() belongs to the parent; closing it in the child can
@@ -92,6 +112,16 @@ class FeatureCache:
         self.path = Path(path).expanduser().resolve()
         self.session_hits = self.session_misses = 0
         self._conn, self._pid, self._lock, self._warned = None, os.getpid(), threading.RLock(), False
+        self._read_only = self._busy_warned = False
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this process opened the store read-only (it cannot write there): hits are
+        served, nothing is stored or counted."""
+        self._check_process()
+        with self._lock:
+            self._run(lambda db: None, None)
+            return self._read_only
 
     @property
     def file(self) -> Path:
@@ -127,7 +157,7 @@ class FeatureCache:
             blob = vector.astype(_DISK_DTYPE).tobytes()
             rows.append((key, vector.size, blob, _checksum(key, blob), len(blob), now))
         if rows:
-            self._run(lambda db: self._write(db, rows), None)
+            self._run(lambda db: None if self._read_only else self._write(db, rows), None)
 
     # ------------------------------------------------------------------ claims
     # Two workers of one grid search often miss on the same items at the same moment. A worker
@@ -145,18 +175,22 @@ class FeatureCache:
         keys = list(dict.fromkeys(keys))
         if not keys:
             return [], []
-        return self._run(lambda db: self._claim(db, keys, stale_after), (keys, []))
+        return self._run(
+            lambda db: (keys, []) if self._read_only else self._claim(db, keys, stale_after),
+            (keys, []))
 
     def release(self, keys) -> None:
         """Drop this process's claims on ``keys`` (after storing their features, or failing)."""
         keys = list(keys)
         if keys:
-            self._run(lambda db: self._release(db, keys), None)
+            self._run(lambda db: None if self._read_only else self._release(db, keys), None)
 
-    def wait_for(self, keys, *, poll: float = 0.05, timeout: float = 3600.0) -> dict:
+    def wait_for(self, keys, *, poll: float = 0.05, timeout: float = 3600.0,
+                 stale_after: float = 3600.0) -> dict:
         """Wait until other processes finish the claimed ``keys``; return ``{key: vector}`` for
-        those that arrived. Keys whose claim ended without a result (the item failed, or the
-        process died) are left out for the caller to compute."""
+        those that arrived. Keys whose claim ended without a result (the item failed) or whose
+        owner died meanwhile (same liveness rule as :meth:`claim_many`) are left out at once
+        for the caller to compute."""
         pending, found = list(keys), {}
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
@@ -164,8 +198,9 @@ class FeatureCache:
             if arrived is None:
                 break
             found.update(arrived)
-            claimed = self._run(lambda db: _claimed(db, [k for k in pending if k not in arrived]), set())
-            pending = [k for k in pending if k not in arrived and k in claimed]
+            rest = [k for k in pending if k not in arrived]
+            live = self._run(lambda db: _live_claims(db, rest, stale_after), set())
+            pending = [k for k in rest if k in live]
             if pending:
                 time.sleep(poll)
         return found
@@ -174,14 +209,7 @@ class FeatureCache:
         host, pid = socket.gethostname(), os.getpid()
         now = time.time_ns()
         with _transaction(db):
-            busy = set()
-            for chunk in _chunks(keys):
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, host, pid, since FROM claims WHERE key IN ({marks})"
-                for key, c_host, c_pid, since in db.execute(query, chunk):
-                    alive = c_host != host or (c_pid != pid and _pid_alive(c_pid))
-                    if alive and now - since < stale_after * 1e9:
-                        busy.add(key)
+            busy = _live_claims(db, keys, stale_after)
             claimed = [k for k in keys if k not in busy]
             db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
                            [(k, host, pid, now) for k in claimed])
@@ -201,29 +229,72 @@ class FeatureCache:
         return {"path": str(self.path), **counts,
                 "session_hits": self.session_hits, "session_misses": self.session_misses}
 
-    def prune(self, max_bytes: int) -> int:
-        """Delete least-recently-used entries until the vectors take at most ``max_bytes``;
-        return how many were removed."""
-        if not isinstance(max_bytes, numbers.Integral) or max_bytes < 0:
+    def prune(self, max_bytes: int | None = None, *, older_than: float | None = None) -> int:
+        """Delete entries not used for ``older_than`` seconds, then least-recently-used ones
+        until the vectors take at most ``max_bytes``; return how many were removed.
+
+        Access times are recorded to the minute (see ``access_resolution_s``).
+        """
+        if max_bytes is not None and (
+                not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool)
+                or max_bytes < 0):
             raise ValueError(f"Got max_bytes={max_bytes!r}, expected a non-negative integer.")
-        return self._run(lambda db: self._prune(db, int(max_bytes)), 0)
+        if older_than is not None and (
+                not isinstance(older_than, numbers.Real) or isinstance(older_than, bool)
+                or not older_than >= 0):
+            raise ValueError(f"Got older_than={older_than!r}, expected a non-negative number of seconds.")
+        if max_bytes is None and older_than is None:
+            raise ValueError("Give max_bytes, older_than or both.")
+        return self._run_strict(lambda db: self._prune(db, max_bytes, older_than))
+
+    def forget(self, items) -> int:
+        """Delete the entries of ``items`` under every extractor; return how many were removed.
+
+        An item is what an extractor takes (a path, a text, bytes, an array, ``(waveform,
+        sr)``). A string is forgotten both as a text and, when it names a file, as that file's
+        content (under both ``file_keys`` settings). Items that cannot be read are skipped.
+        """
+        digests = set()
+        for item in items:
+            for modality, file_keys in (("text", "content"), ("image", "content"), ("image", "stat")):
+                with suppress(ItemError, ValueError):
+                    digests.add(item_digest(item, modality, file_keys))
+        return self._run_strict(lambda db: self._forget(db, sorted(digests)))
+
+    def check(self) -> dict:
+        """Like :meth:`stats`, but raise :class:`~mmfeat.errors.CacheError` when the store
+        cannot be used, instead of warning and reporting an empty store."""
+        return {"path": str(self.path), **self._run_strict(self._count),
+                "read_only": self._read_only,
+                "session_hits": self.session_hits, "session_misses": self.session_misses}
 
     def clear(self) -> None:
-        """Remove every entry and reset the totals; a damaged store is deleted and recreated."""
+        """Remove every entry and reset the totals; a damaged store is deleted and recreated.
+
+        Raises
+        ------
+        CacheError
+            The store could not be reset (a read-only store, or a path that cannot be removed).
+        """
         self._check_process()
         with self._lock:
             try:
-                return _wipe(self._connect())
+                if not self._connect_read_only_aware():
+                    return _wipe(self._conn)
             except _STORE_ERRORS:
                 self._disconnect()
+            if self._read_only:
+                raise CacheError(f"The feature cache {self.file} is read-only: it cannot be cleared.")
             try:  # damaged: start afresh, so the user always has a way out
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{self.file}{suffix}").unlink(missing_ok=True)
                 self._connect()
+                _wipe(self._conn)
                 self._warned = False  # a later problem deserves its own warning
             except _STORE_ERRORS as exc:
                 self._disconnect()
-                self._warn(exc, stacklevel=3)
+                raise CacheError(f"The feature cache {self.file} could not be reset: "
+                                 f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         """Close this process's connection (the next call reopens it)."""
@@ -248,19 +319,26 @@ class FeatureCache:
                 else:
                     damaged.append(key)
         hits, misses = len(found), len(keys) - len(found)
-        if not count and not damaged:
-            return found
-        with _transaction(db):
-            for chunk in _chunks(stale):
-                marks = ",".join("?" * len(chunk))
-                db.execute(f"UPDATE features SET last_access = ? WHERE key IN ({marks})", [now, *chunk])
-            _delete(db, damaged)
-            if count:
-                db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
-                               [(hits, "hits"), (misses, "misses")])
         if count:
             self.session_hits += hits
             self.session_misses += misses
+        if self._read_only or (not count and not damaged):
+            return found
+        # Bookkeeping only: when another process holds the write lock, skip it rather than
+        # wait; the hits already read are served either way.
+        try:
+            with _transaction(db, wait_ms=_BOOKKEEPING_WAIT_MS):
+                for chunk in _chunks(stale):
+                    marks = ",".join("?" * len(chunk))
+                    db.execute(f"UPDATE features SET last_access = ? WHERE key IN ({marks})",
+                               [now, *chunk])
+                _delete(db, damaged)
+                if count:
+                    db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
+                                   [(hits, "hits"), (misses, "misses")])
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
         return found
 
     def _write(self, db, rows):
@@ -273,29 +351,72 @@ class FeatureCache:
         return {"entries": entries, "bytes": nbytes,
                 "hits": totals.get("hits", 0), "misses": totals.get("misses", 0)}
 
-    def _prune(self, db, max_bytes):
+    def _prune(self, db, max_bytes, older_than):
+        self._refuse_read_only("pruned")
         with _transaction(db):
-            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM features").fetchone()[0]
-            victims = []
-            for key, size in db.execute("SELECT key, size FROM features ORDER BY last_access"):
-                if total <= max_bytes:
-                    break
-                victims.append(key)
-                total -= size
-            _delete(db, victims)
+            removed = 0
+            if older_than is not None:
+                before = time.time_ns() - int(older_than * 1e9)
+                removed += db.execute("DELETE FROM features WHERE last_access < ?", (before,)).rowcount
+            if max_bytes is not None:
+                total = db.execute("SELECT COALESCE(SUM(size), 0) FROM features").fetchone()[0]
+                victims = []
+                for key, size in db.execute("SELECT key, size FROM features ORDER BY last_access"):
+                    if total <= max_bytes:
+                        break
+                    victims.append(key)
+                    total -= size
+                _delete(db, victims)
+                removed += len(victims)
         _shrink(db)
-        return len(victims)
+        return removed
+
+    def _forget(self, db, digests):
+        self._refuse_read_only("changed")
+        removed = 0
+        with _transaction(db):
+            for chunk in _chunks(digests):
+                marks = ",".join("?" * len(chunk))
+                removed += db.execute(
+                    f"DELETE FROM features WHERE substr(key, {_FINGERPRINT_HEX + 1}) IN ({marks})",
+                    chunk).rowcount
+        _shrink(db)
+        return removed
+
+    def _refuse_read_only(self, what):
+        if self._read_only:
+            raise CacheError(f"The feature cache {self.file} is read-only: it cannot be {what}.")
 
     def _run(self, operation, fallback):
-        """Run ``operation(connection)``; on any store error warn once and return ``fallback``."""
+        """Run ``operation(connection)``; on any store error warn once and return ``fallback``.
+
+        A write lock held by another process for longer than ``_WRITE_WAIT_MS`` is not an
+        error of the store: the connection is kept and one warning says so."""
         self._check_process()
         with self._lock:
             try:
-                return operation(self._connect())
+                self._connect_read_only_aware()
+                return operation(self._conn)
             except _STORE_ERRORS as exc:
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and self._conn is not None:
+                    self._warn_busy()
+                    return fallback
                 self._disconnect()  # the next call starts from a fresh connection
                 self._warn(exc)
                 return fallback
+
+    def _run_strict(self, operation):
+        """Run ``operation(connection)`` for a user's explicit request: errors are raised as
+        :class:`~mmfeat.errors.CacheError`, never turned into an empty answer."""
+        self._check_process()
+        with self._lock:
+            try:
+                self._connect_read_only_aware()
+                return operation(self._conn)
+            except _STORE_ERRORS as exc:
+                self._disconnect()
+                raise CacheError(f"The feature cache {self.file} cannot be used: "
+                                 f"{type(exc).__name__}: {exc}") from exc
 
     def _check_process(self):
         if self._pid != os.getpid():  # forked: the connection and the lock are the parent's
@@ -303,13 +424,25 @@ class FeatureCache:
                 _INHERITED.append(self._conn)
             self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
 
+    def _connect_read_only_aware(self) -> bool:
+        """Open the store (writable, or read-only when this process cannot write it); return
+        whether it is read-only."""
+        if self._conn is None:
+            if self.file.is_file() and not _writable(self.file):
+                self._conn, self._read_only = _open_read_only(self.file), True
+            else:
+                self._connect()
+        return self._read_only
+
     def _connect(self):
         if self._conn is None:
-            self.path.mkdir(parents=True, exist_ok=True)
+            _make_private_dir(self.path)
+            _create_file(self.file, _file_mode(self.path))
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) and short.
-            conn = sqlite3.connect(self.file, timeout=60, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.file, timeout=_WRITE_WAIT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
             try:
-                conn.execute("PRAGMA busy_timeout = 60000")
+                conn.execute(f"PRAGMA busy_timeout = {_WRITE_WAIT_MS}")
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes on a new file
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: crash-safe, fewer fsyncs
@@ -317,12 +450,14 @@ class FeatureCache:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > FORMAT_VERSION:
                     raise sqlite3.DatabaseError(f"written by a newer mmfeat (format {version})")
-                if version < FORMAT_VERSION:  # a new file: its tables, in one transaction
+                if version == 0:  # a new file: its tables, in one transaction
                     conn.executescript(_SCHEMA)
+                elif version == 1:
+                    conn.executescript(_MIGRATE_FROM_1)
             except BaseException:
                 conn.close()
                 raise
-            self._conn = conn
+            self._conn, self._read_only = conn, False
         return self._conn
 
     def _disconnect(self):
@@ -330,6 +465,15 @@ class FeatureCache:
             with suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = None
+
+    def _warn_busy(self):
+        if not self._busy_warned:
+            self._busy_warned = True
+            warnings.warn(
+                f"The feature cache {self.file} is busy: another process has held its write lock "
+                f"for over {_WRITE_WAIT_MS / 1000:g} s. Features are computed and served; those "
+                "that could not be stored will be computed again next time.",
+                CacheWarning, stacklevel=5)
 
     def _warn(self, exc, stacklevel=4):
         if not self._warned:
@@ -341,9 +485,10 @@ class FeatureCache:
 
 
 @contextmanager
-def _transaction(db):
+def _transaction(db, wait_ms=_WRITE_WAIT_MS):
     # IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades
     # can fail at once with "database is locked" instead of waiting for busy_timeout.
+    db.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -352,6 +497,56 @@ def _transaction(db):
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _is_busy(exc) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _writable(path) -> bool:
+    return os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK)
+
+
+def _open_read_only(file):
+    """A connection that never writes: ``mode=ro`` needs the write-ahead log's index file to
+    exist or be creatable; a store on a read-only mount may have neither, and then nobody
+    can be writing it, so it is opened as immutable."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.fspath(file))}"
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("SELECT COUNT(*) FROM meta").fetchone()
+    except sqlite3.Error:
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != FORMAT_VERSION:
+        conn.close()
+        raise sqlite3.DatabaseError(f"a read-only store of format {version}, expected {FORMAT_VERSION}")
+    return conn
+
+
+def _make_private_dir(path: Path):
+    """Create ``path`` (and missing parents) owner-only: the cache reveals which items were
+    featurised. An existing directory keeps the permissions its owner chose."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _file_mode(directory: Path) -> int:
+    """0600, or 0660 in a directory its owner made group-writable to share the store."""
+    return 0o600 | (0o060 if directory.stat().st_mode & stat.S_IWGRP else 0)
+
+
+def _create_file(file: Path, mode: int):
+    """Create the store file with ``mode`` before SQLite opens it (SQLite would use 0644 and
+    gives its -wal and -shm files the mode of the main file)."""
+    with suppress(FileExistsError):
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+        os.chmod(file, mode)  # the umask may have taken bits away; never add beyond ``mode``
 
 
 def _wipe(db):
@@ -371,12 +566,19 @@ def _shrink(db):
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
-def _claimed(db, keys):
-    found = set()
+def _live_claims(db, keys, stale_after):
+    """The keys claimed by a live process other than this one (a claim on another host is
+    taken as live until ``stale_after`` seconds old)."""
+    host, pid, now = socket.gethostname(), os.getpid(), time.time_ns()
+    live = set()
     for chunk in _chunks(keys):
         marks = ",".join("?" * len(chunk))
-        found.update(k for (k,) in db.execute(f"SELECT key FROM claims WHERE key IN ({marks})", chunk))
-    return found
+        query = f"SELECT key, host, pid, since FROM claims WHERE key IN ({marks})"
+        for key, c_host, c_pid, since in db.execute(query, chunk):
+            alive = c_host != host or (c_pid != pid and _pid_alive(c_pid))
+            if alive and now - since < stale_after * 1e9:
+                live.add(key)
+    return live
 
 
 def _pid_alive(pid):
@@ -509,6 +711,8 @@ def _digest_file(h, path, file_keys):
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):  # reading a FIFO or /dev/zero would never end
+            raise ItemError("not a regular file (a FIFO, device or socket)")
         if file_keys == "stat":
             path = os.path.abspath(path)
             h.update(b"stat:" + os.fsencode(path) + f"\0{st.st_size}\0{st.st_mtime_ns}".encode())
@@ -542,6 +746,10 @@ def _content_digest(path) -> bytes:
 
 
 def make_key(fingerprint: str, digest: str) -> str:
-    """Return the store key of an item's digest under an extractor's fingerprint."""
-    # The digest is hex, so the last NUL separates the two parts unambiguously.
-    return hashlib.blake2b(f"{fingerprint}\0{digest}".encode(), digest_size=32).hexdigest()
+    """Return the store key of an item's digest under an extractor's fingerprint.
+
+    The fingerprint's digest comes first and the item's digest after it, so that
+    :meth:`FeatureCache.forget` finds an item's entries under every extractor.
+    """
+    fp = hashlib.blake2b(fingerprint.encode(), digest_size=_FINGERPRINT_HEX // 2).hexdigest()
+    return fp + digest
