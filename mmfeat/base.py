@@ -16,19 +16,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
+import os
 import threading
 import warnings
+from collections.abc import Iterator, Set
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from .cache import item_digest, make_key, resolve_cache
+from .cache import FeatureCache, item_digest, make_key, resolve_cache
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
-from .io import describe, is_missing
+from .io import check_item, describe, is_missing
 
 _MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
 _MODELS_LOCK = threading.Lock()
@@ -54,8 +59,80 @@ def resolve_device(device: str = "auto") -> str:
     return "cpu"
 
 
+def available_devices() -> list[str]:
+    """The torch devices usable on this machine: ``"cpu"``, then each CUDA device and MPS."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: str, owner: str) -> None:
+    """Raise a ValueError naming the devices that exist here when ``device`` is not one of them.
+
+    Checked in ``fit`` so that a wrong device fails at once with a plain answer, not halfway
+    through loading a model with torch's own assertion.
+    """
+    if device == "auto":
+        return
+    import torch
+
+    devices = available_devices()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    usable = parsed is not None and (
+        parsed.type == "cpu"
+        or (parsed.type == "cuda" and torch.cuda.is_available()
+            and (parsed.index or 0) < torch.cuda.device_count())
+        or (parsed.type == "mps" and "mps" in devices)
+    )
+    if not usable:
+        why = "" if parsed is not None else " is not a torch device string and"
+        raise ValueError(
+            f"{owner}: device={device!r}{why} is not available on this machine (torch "
+            f"{torch.__version__}). Devices here: {', '.join(map(repr, devices))}; "
+            "device='auto' picks the best of them."
+        )
+
+
+def invalid_parameter(estimator, name: str, expected: str, value) -> InvalidParameterError:
+    """The error scikit-learn's parameter validation raises, for checks its constraints
+    cannot express (the items of a tuple, relations between parameters)."""
+    return InvalidParameterError(
+        f"The {name!r} parameter of {type(estimator).__name__} must be {expected}. "
+        f"Got {value!r} instead."
+    )
+
+
+def check_int_tuple(estimator, name: str, length: int, low: int, high=None) -> None:
+    """Check that a parameter is a tuple (or list) of ``length`` ints in ``[low, high]``."""
+    value = getattr(estimator, name)
+    ok = isinstance(value, (tuple, list)) and len(value) == length and all(
+        isinstance(v, Integral) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+        for v in value
+    )
+    if not ok:
+        bounds = f"[{low}, {high}]" if high is not None else f"[{low}, inf)"
+        raise invalid_parameter(estimator, name, f"a tuple of {length} ints in the range {bounds}", value)
+
+
 def _stable(value):
-    """A JSON-able, address-free form of a parameter value for the fingerprint."""
+    """A JSON-able, address-free form of a parameter value for the fingerprint.
+
+    Numbers are normalised so that equal settings share keys: ``224.0`` is ``224`` and ``0.0``
+    is ``0`` (bools stay bools).
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -64,8 +141,6 @@ def _stable(value):
         return {str(k): _stable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, np.ndarray):
         return "array:" + hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, functools.partial):
         return {"partial": _stable(value.func), "args": _stable(list(value.args)),
                 "keywords": _stable(value.keywords)}
@@ -87,11 +162,27 @@ def _code_digest(code) -> str:
 
 
 def _as_items(X, modality: str) -> list:
-    """Turn the accepted 1-D inputs into a list of items."""
+    """Turn the accepted 1-D inputs into a list of items; refuse what would be misread.
+
+    A single item (a string, bytes, one image array, one ``(waveform, sr)`` pair) is refused
+    rather than read as a batch of its characters, rows or samples; so is an iterator, which
+    ``fit`` would use up and leave ``transform`` nothing (0 rows), and a set, which has no order.
+    """
     if isinstance(X, (str, bytes)):
         raise TypeError(
             f"Expected a 1-D sequence of items (list, Series, 1-column DataFrame), got a single "
             f"{type(X).__name__}. Wrap it in a list."
+        )
+    if isinstance(X, Iterator):
+        raise TypeError(
+            f"Expected a 1-D sequence of items, got an iterator ({type(X).__name__}), which can be "
+            "read only once: fit would use it up and leave nothing to transform. Pass a list: "
+            "list(X)."
+        )
+    if isinstance(X, Set):
+        raise TypeError(
+            f"Expected a 1-D sequence of items, got a {type(X).__name__}, which has no order: the "
+            "rows of the output could not be matched to it. Pass a list."
         )
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # DataFrame
         if X.shape[1] != 1:
@@ -103,13 +194,31 @@ def _as_items(X, modality: str) -> list:
     if hasattr(X, "iloc"):  # Series
         return X.tolist()
     if isinstance(X, np.ndarray):
+        if modality == "image" and X.ndim == 4:  # an explicit stack of images
+            return list(X)
+        if modality == "image" and X.ndim in (2, 3) and X.dtype != object:
+            raise TypeError(
+                f"Expected a 1-D sequence of images, got one array of shape {X.shape}, which would "
+                "be read as a batch of its rows. Wrap a single image in a list ([image]), or pass "
+                "a stack of images as a 4-D array (n_images, height, width, channels)."
+            )
+        if X.ndim == 1 and X.dtype.kind in "biufc" and modality != "text":
+            raise TypeError(
+                f"Expected a 1-D sequence of {modality} items, got a numeric array of shape "
+                f"{X.shape}, which would be read as {len(X)} items of one number each."
+                + (" Pass a waveform as [(waveform, sr)]." if modality == "audio" else "")
+            )
         if X.ndim == 1:
             return list(X)
         if X.ndim == 2 and X.shape[1] == 1 and X.dtype == object:
             return list(X[:, 0])
-        if modality == "image" and X.ndim in (3, 4):  # a stack of images
-            return list(X)
         raise ValueError(f"Expected a 1-D array of items, got an array of shape {X.shape}.")
+    if modality == "audio" and isinstance(X, tuple) and len(X) == 2 and isinstance(X[1], (Integral, float)) \
+            and not isinstance(X[0], (str, os.PathLike)):
+        raise TypeError(
+            "Expected a 1-D sequence of audio items, got a single (waveform, sr) pair, which would "
+            "be read as two items. Wrap it in a list: [(waveform, sr)]."
+        )
     try:
         return list(X)
     except TypeError:
@@ -138,7 +247,20 @@ class Extractor(TransformerMixin, BaseEstimator):
     #: True for extractors backed by a model loaded lazily (torch, sentence-transformers).
     uses_model: bool = False
     #: Parameters that never change the output and so stay out of the cache fingerprint.
-    runtime_params = frozenset({"batch_size", "n_jobs", "device", "cache", "on_error", "verbose"})
+    #: (``max_pixels`` decides which images are refused, and failures are never cached.)
+    runtime_params = frozenset({"batch_size", "n_jobs", "device", "cache", "on_error", "verbose",
+                                "max_pixels"})
+    #: scikit-learn's parameter constraints, checked in ``fit``; subclasses extend this dict.
+    _parameter_constraints: dict = {
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"),
+                   None],
+        "device": [str],
+        "cache": [None, Options(bool, {False}), str, os.PathLike, FeatureCache],
+        "on_error": [StrOptions({"raise", "nan"})],
+        "verbose": ["verbose"],
+        "max_pixels": [Interval(Integral, 1, None, closed="left"), None],
+    }
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -155,7 +277,8 @@ class Extractor(TransformerMixin, BaseEstimator):
         """Learn state from the training items (stateless extractors keep this no-op)."""
 
     def _validate(self) -> None:
-        """Check the subclass's own parameters; raise ValueError naming the bad value."""
+        """Checks that ``_parameter_constraints`` cannot express (the items of a tuple, relations
+        between parameters); raise :func:`invalid_parameter` or a ValueError naming the values."""
 
     def _state_digest(self) -> str:
         """A digest of fitted state that changes the output (e.g. a learned codebook)."""
@@ -187,8 +310,10 @@ class Extractor(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        self._validate_common()
+        self._validate_params()
         self._validate()
+        if self.uses_model:
+            check_device(getattr(self, "device", "auto"), type(self).__name__)
         items = _as_items(X, self.modality)
         self.n_features_in_ = 1
         if hasattr(X, "columns") and isinstance(X.columns[0], str):
@@ -215,8 +340,20 @@ class Extractor(TransformerMixin, BaseEstimator):
         return self._extract(_as_items(X, self.modality))
 
     def get_feature_names_out(self, input_features=None):
-        """Output column names: ``{feature_prefix}_{suffix}``."""
+        """Output column names: ``{feature_prefix}_{suffix}``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked as scikit-learn does: one name, equal to the column seen in ``fit`` if
+            that was a named column. The output names do not depend on it.
+
+        Returns
+        -------
+        ndarray of str objects
+        """
         check_is_fitted(self, "n_features_out_")
+        _check_feature_names_in(self, input_features, generate_names=False)
         return np.asarray([f"{self.feature_prefix}_{s}" for s in self._feature_suffixes()], dtype=object)
 
     def __sklearn_tags__(self):
@@ -227,17 +364,6 @@ class Extractor(TransformerMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ shared machinery
-
-    def _validate_common(self) -> None:
-        params = self.get_params(deep=False)
-        bs = params.get("batch_size", 1)
-        if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs < 1:
-            raise ValueError(f"Got batch_size={bs!r}, expected a positive integer.")
-        if params.get("on_error", "raise") not in ("raise", "nan"):
-            raise ValueError(f"Got on_error={params['on_error']!r}, expected 'raise' or 'nan'.")
-        n_jobs = params.get("n_jobs", None)
-        if n_jobs is not None and (not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
-            raise ValueError(f"Got n_jobs={n_jobs!r}, expected None or a non-zero integer.")
 
     def fingerprint(self) -> str:
         """Digest of everything that changes this extractor's output (part of every cache key)."""
@@ -282,7 +408,13 @@ class Extractor(TransformerMixin, BaseEstimator):
                 out[pos] = np.nan
         return out, errors
 
-    def _compute(self, items: list):
+    def _progress(self, total: int):
+        """The progress bar of one transform (disabled unless ``verbose``)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=type(self).__name__, disable=not self.verbose, unit="item")
+
+    def _compute(self, items: list, bar=None):
         """Load and featurise ``items`` in batches: processes for CPU feature code (``n_jobs``),
         a background loader thread for model-backed extractors so the model never waits on disk."""
         if self.uses_model:
@@ -290,9 +422,9 @@ class Extractor(TransformerMixin, BaseEstimator):
         bs = self.batch_size
         batches = [items[i : i + bs] for i in range(0, len(items), bs)]
         n_jobs = getattr(self, "n_jobs", None)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(items), desc=type(self).__name__, disable=not self.verbose, unit="item")
+        own_bar = bar is None
+        if own_bar:
+            bar = self._progress(len(items))
         results = []
         if not self.uses_model and len(batches) > 1 and effective_n_jobs(n_jobs) > 1:
             for res in Parallel(n_jobs=n_jobs, return_as="generator")(
@@ -309,7 +441,8 @@ class Extractor(TransformerMixin, BaseEstimator):
                         pending.append(pool.submit(self._load_batch, batches[k + 1]))
                     results.append(self._featurise(*loaded))
                     bar.update(len(batches[k]))
-        bar.close()
+        if own_bar:
+            bar.close()
         features = [r[0] for r in results]
         errors = {}
         for b, (_, errs) in enumerate(results):
@@ -332,62 +465,72 @@ class Extractor(TransformerMixin, BaseEstimator):
         return loaded, positions, len(items), errors
 
     def _extract(self, items: list) -> np.ndarray:
-        """Cache lookup, compute the misses (each distinct item once), store, assemble in order."""
+        """Check every item, look it up, compute the misses (each distinct item once), store
+        them, and assemble the rows in order."""
         n, d = len(items), self.n_features_out_
         out = np.full((n, d), np.nan, dtype=np.float32)
         failed: dict[int, str] = {}
         cache = resolve_cache(self.cache)
         fingerprint = self.fingerprint() if cache is not None else ""
         file_keys = get_config()["file_keys"]
+        items = list(items)
         groups: dict = {}  # key -> rows holding that item
         for row, item in enumerate(items):
-            if is_missing(item):
-                failed[row] = "missing value"
-                continue
-            if cache is not None:
-                try:
-                    key = make_key(fingerprint, item_digest(item, self.modality, file_keys))
-                except ItemError as exc:
-                    failed[row] = str(exc)
-                    continue
-            else:  # without a cache, still embed repeated texts and paths only once
-                key = item if isinstance(item, str) else ("row", row)
-            groups.setdefault(key, []).append(row)
-        if failed and self.on_error == "raise":
-            self._raise(items, failed)
-
-        hits = cache.get_many(list(groups)) if cache is not None else {}
-        for key, vector in hits.items():
-            if vector.shape == (d,):
-                out[groups[key]] = vector
-        misses = [k for k in groups if k not in hits or hits[k].shape != (d,)]
-        if cache is None:
-            self._compute_into(misses, groups, items, out, failed, None)
-        elif misses:
-            # Claim the misses so that parallel workers (GridSearchCV n_jobs, Dask) never
-            # compute the same item twice; wait for the ones another process is computing.
-            claimed, busy = cache.claim_many(misses)
+            # Checked before keying: a bad item gets the same answer with the cache on or off,
+            # cold or warm, and never the cached vector of a valid twin.
             try:
-                self._compute_into(claimed, groups, items, out, failed, cache)
-            finally:
-                cache.release(claimed)
-            arrived = cache.wait_for(busy) if busy else {}
-            for key, vector in arrived.items():
-                out[groups[key]] = vector
-            leftover = [k for k in busy if k not in arrived or arrived[k].shape != (d,)]
-            self._compute_into(leftover, groups, items, out, failed, cache)
+                items[row] = item = check_item(item, self.modality)
+                if cache is not None:
+                    key = make_key(fingerprint, item_digest(item, self.modality, file_keys))
+                else:  # without a cache, still embed repeated texts and paths only once
+                    key = item if isinstance(item, str) else ("row", row)
+            except ItemError as exc:
+                failed[row] = str(exc)
+                continue
+            groups.setdefault(key, []).append(row)
+
+        bar = self._progress(len(groups))
+        try:
+            hits = cache.get_many(list(groups)) if cache is not None else {}
+            found = 0
+            for key, vector in hits.items():
+                if vector.shape == (d,):
+                    out[groups[key]] = vector
+                    found += 1
+            if cache is not None:
+                bar.set_postfix_str(f"{found} from the cache", refresh=False)
+                bar.update(found)
+            misses = [k for k in groups if k not in hits or hits[k].shape != (d,)]
+            if cache is None:
+                self._compute_into(misses, groups, items, out, failed, None, bar)
+            elif misses:
+                # Claim the misses so that parallel workers (GridSearchCV n_jobs, Dask) never
+                # compute the same item twice; wait for the ones another process is computing.
+                claimed, busy = cache.claim_many(misses)
+                try:
+                    self._compute_into(claimed, groups, items, out, failed, cache, bar)
+                finally:
+                    cache.release(claimed)
+                arrived = cache.wait_for(busy) if busy else {}
+                for key, vector in arrived.items():
+                    out[groups[key]] = vector
+                bar.update(len(arrived))
+                leftover = [k for k in busy if k not in arrived or arrived[k].shape != (d,)]
+                self._compute_into(leftover, groups, items, out, failed, cache, bar)
+        finally:
+            bar.close()
         if failed:
             if self.on_error == "raise":
                 self._raise(items, failed)
             self._report(items, failed)
         return out
 
-    def _compute_into(self, keys, groups, items, out, failed, cache):
+    def _compute_into(self, keys, groups, items, out, failed, cache, bar=None):
         """Compute each key's item once, write it to every row holding it, and store it."""
         if not keys:
             return
         keys = sorted(keys, key=lambda k: self._batch_key(items[groups[k][0]]))
-        features, errors = self._compute([items[groups[k][0]] for k in keys])
+        features, errors = self._compute([items[groups[k][0]] for k in keys], bar)
         fresh = {}
         for i, key in enumerate(keys):
             if i in errors:
@@ -396,12 +539,13 @@ class Extractor(TransformerMixin, BaseEstimator):
                 out[groups[key]] = features[i]
                 fresh[key] = features[i]
         if cache is not None and fresh:
-            cache.put_many(fresh)
+            cache.put_many(fresh, extractor=repr(self))  # named in `mmfeat cache info`
 
     def _error(self, items, row, cause) -> ExtractionError:
         return ExtractionError(row, describe(items[row]), cause, type(self).__name__)
 
     def _raise(self, items, failed):
+        """Raise for the first failed row in row order, counting every other failed row."""
         row = min(failed)
         more = f" ({len(failed) - 1} more rows failed)" if len(failed) > 1 else ""
         raise self._error(items, row, failed[row] + more)

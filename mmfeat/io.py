@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,84 @@ def describe(item, limit: int = 60) -> str:
         wave, sr = item
         return f"<waveform of {np.shape(wave)} at {sr} Hz>"
     return f"<{type(item).__name__}>"
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def check_item(item, modality: str):
+    """Check an item's type before it is keyed or loaded, and return its canonical form.
+
+    The same check runs with the cache on or off, so a bad item gets the same error either
+    way, and never the cached vector of a valid twin (``(wave, 16000.0)`` is ``(wave, 16000)``
+    before its key is made). Integer PCM waveforms are scaled to float32 here, so that their
+    key is that of the samples the features are computed from.
+
+    Parameters
+    ----------
+    item : object
+        One item of the input.
+    modality : {"image", "audio", "text"}
+
+    Returns
+    -------
+    item
+        The item, with an audio ``[waveform, sr]`` list or tuple as a ``(float array, int)`` tuple.
+
+    Raises
+    ------
+    ItemError
+        Missing value, an URL, or a type the modality cannot read.
+    """
+    if is_missing(item):
+        raise ItemError("missing value")
+    if modality == "text":
+        if isinstance(item, (str, bytes, bytearray)):
+            return item
+        raise ItemError(f"expected a string, got {type(item).__name__}")
+    if isinstance(item, (str, os.PathLike)):
+        if isinstance(item, str) and _URL.match(item):
+            raise ItemError("URLs are not read: download the file and pass its path")
+        return item
+    if modality == "image":
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return item
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise ItemError(f"array of dtype {item.dtype} is not an image")
+            return item
+        raise ItemError(f"cannot read an image from {type(item).__name__}; expected a path, bytes or an array")
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        wave, sr = item
+        return _float_wave(wave), _sample_rate(sr)
+    raise ItemError(
+        f"cannot read audio from {type(item).__name__}; expected a path or a (waveform, sr) tuple"
+    )
+
+
+def _sample_rate(sr) -> int:
+    """A positive whole number of Hz as an int (16000.0 is 16000); anything else is refused."""
+    if isinstance(sr, (bool, np.bool_)) or not isinstance(sr, Real) or not math.isfinite(sr) \
+            or sr <= 0 or (not isinstance(sr, Integral) and not float(sr).is_integer()):
+        raise ItemError(f"sample rate {sr!r} is not a positive integer")
+    return int(sr)
+
+
+def _float_wave(wave) -> np.ndarray:
+    """A waveform as float32 samples; integer PCM (e.g. int16 from scipy.io.wavfile) is scaled
+    to the [-1, 1] range soundfile gives."""
+    try:
+        wave = np.asarray(wave)
+    except (TypeError, ValueError) as exc:
+        raise ItemError(f"waveform is not an array: {exc}") from None
+    if wave.dtype.hasobject or wave.dtype.kind not in "biuf":
+        raise ItemError(f"waveform of dtype {wave.dtype}: expected numbers")
+    if wave.ndim not in (1, 2):
+        raise ItemError(f"waveform of shape {wave.shape}: expected 1-D or (channels, samples)")
+    if wave.dtype.kind in "iu":
+        info = np.iinfo(wave.dtype)
+        wave = (wave.astype(np.float32) - (info.max + 1 + info.min) / 2) / ((info.max - info.min + 1) / 2)
+    return np.asarray(wave, dtype=np.float32)
 
 
 def _read_file(path) -> bytes:
@@ -113,7 +193,7 @@ def _jpeg_complete(data: bytes) -> bool:
 
 
 def _check_pixels(width: int, height: int, max_pixels) -> None:
-    if max_pixels and width * height > max_pixels:
+    if max_pixels is not None and width * height > max_pixels:
         raise ItemError(
             f"image of {width}x{height} pixels exceeds max_pixels={max_pixels} "
             "(possible decompression bomb)"
@@ -192,12 +272,6 @@ def load_image(item, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
 
 
 def _to_mono(wave: np.ndarray) -> np.ndarray:
-    wave = np.asarray(wave)
-    if wave.dtype.kind in "iu":
-        # integer PCM (e.g. int16 from scipy.io.wavfile) to the [-1, 1] scale soundfile returns
-        info = np.iinfo(wave.dtype)
-        wave = (wave.astype(np.float32) - (info.max + 1 + info.min) / 2) / ((info.max - info.min + 1) / 2)
-    wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim == 2:
         # soundfile gives (frames, channels), librosa (channels, frames): the short axis is channels
         wave = wave.mean(axis=0 if wave.shape[0] < wave.shape[1] else 1)
@@ -244,11 +318,9 @@ def load_audio(item, *, sr: int, offset: float = 0.0, duration=None, max_duratio
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise ItemError(f"not a readable audio file: {exc}") from None
         wave = wave[:, 0] if wave.shape[1] == 1 else wave.mean(axis=1)
-    elif isinstance(item, tuple) and len(item) == 2:
-        wave, native_sr = item
-        if not isinstance(native_sr, (int, np.integer)) or native_sr <= 0:
-            raise ItemError(f"sample rate {native_sr!r} is not a positive integer")
-        wave = _to_mono(wave)
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        native_sr = _sample_rate(item[1])
+        wave = _to_mono(_float_wave(item[0]))
         start = int(offset * native_sr)
         stop = None if limit is None else start + int(math.ceil(limit * native_sr))
         wave = wave[start:stop]

@@ -190,14 +190,18 @@ def test_spectral_subset_and_low_sample_rate():
 
 
 @pytest.mark.parametrize("cls, params, match", [
-    (MFCCStats, {"n_mfcc": 50}, "n_mfcc=50 > n_mels=40"),
-    (MFCCStats, {"deltas": 3}, "deltas=3"),
-    (MFCCStats, {"stats": ("mean", "p101")}, "stats="),
+    (MFCCStats, {"n_mfcc": 50}, "'n_mfcc' parameter of MFCCStats must be at most n_mels=40. Got 50"),
+    (MFCCStats, {"deltas": 3}, r"'deltas' parameter of MFCCStats must be an int in the range \[0, 2\]. Got 3"),
+    (MFCCStats, {"stats": ("mean", "p101")}, r"'stats' parameter .* Got \('mean', 'p101'\)"),
     (MFCCStats, {"stats": ("mean", "mean")}, "each statistic once"),
-    (MFCCStats, {"hop_length": 0}, "hop_length=0"),
-    (MFCCStats, {"duration": -1.0}, "duration=-1.0"),
-    (SpectralStats, {"features": ("centroid", "loudness")}, "features="),
-    (SpectralStats, {"sr": 0}, "sr=0"),
+    (MFCCStats, {"hop_length": 0}, "'hop_length' parameter .* Got 0 instead"),
+    (MFCCStats, {"duration": -1.0}, "'duration' parameter .* Got -1.0 instead"),
+    (MFCCStats, {"n_fft": 100_000}, "'n_fft' parameter of MFCCStats must be at most sr=16000 samples"),
+    (MFCCStats, {"duration": 0.01}, r"'n_fft' parameter .* at most duration \* sr = 0.01 \* 16000 = 160"),
+    (MFCCStats, {"hop_length": 1024}, "'hop_length' parameter .* at most n_fft=512"),
+    (SpectralStats, {"features": ("centroid", "loudness")}, "'features' parameter of SpectralStats"),
+    (SpectralStats, {"sr": 0}, "'sr' parameter .* Got 0 instead"),
+    (SpectralStats, {"sr": 400, "n_fft": 256}, "'sr' parameter of SpectralStats must be above 400 Hz with 'contrast'"),
 ])
 def test_bad_parameters(cls, params, match):
     with pytest.raises(ValueError, match=match):

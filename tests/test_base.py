@@ -40,10 +40,64 @@ def test_wrong_inputs_and_parameters_are_named():
         CountingText(cache=False).fit("just one string")
     with pytest.raises(ValueError, match="2 columns"):
         CountingText(cache=False).fit(pd.DataFrame({"a": TEXTS, "b": TEXTS}))
-    with pytest.raises(ValueError, match="batch_size=-1"):
+    with pytest.raises(ValueError, match=r"'batch_size' parameter of CountingText must be an int in the range \[1, inf\)\. Got -1"):
         CountingText(batch_size=-1).fit(TEXTS)
-    with pytest.raises(ValueError, match="on_error='skip'"):
+    with pytest.raises(ValueError, match="'on_error' parameter of CountingText must be a str among .*Got 'skip'"):
         CountingText(on_error="skip").fit(TEXTS)
+
+
+@pytest.mark.parametrize("method", ["fit", "fit_transform", "transform"])
+def test_an_iterator_is_refused_never_read_as_zero_rows(method):
+    ext = CountingText(cache=False)
+    if method == "transform":
+        ext.fit(TEXTS)
+    for one_shot in ((t for t in TEXTS), iter(TEXTS), map(str, TEXTS)):
+        with pytest.raises(TypeError, match="can be read only once.*list\\(X\\)"):
+            getattr(ext, method)(one_shot)
+    with pytest.raises(TypeError, match="no order"):
+        getattr(ext, method)(set(TEXTS))
+
+
+def test_raise_reports_the_first_failing_row_in_row_order_with_the_true_count(tmp_path):
+    # row 1 fails while loading, rows 3-7 fail before (an int, None): every row is counted
+    items = ["fine", "BOOM", "ok", 7, None, None, 3.5, "", "end"]
+    for cache in (False, FeatureCache(tmp_path / "store")):
+        with pytest.raises(ExtractionError) as info:
+            CountingText(cache=cache).fit(TEXTS).transform(items)
+        assert info.value.row == 1, str(info.value)
+        assert "exploded on purpose (5 more rows failed)" in str(info.value)
+
+
+def test_a_bad_item_gets_the_same_message_with_the_cache_on_or_off(tmp_path):
+    messages = set()
+    for cache in (False, FeatureCache(tmp_path / "store")):
+        with pytest.raises(ExtractionError) as info:
+            CountingText(cache=cache).fit(TEXTS).transform(["a text", 42])
+        messages.add(str(info.value))
+    assert messages == {"CountingText: row 1 (<int>): expected a string, got int"}
+
+
+def test_get_feature_names_out_checks_input_features_as_sklearn_does():
+    ext = CountingText(cache=False).fit(pd.DataFrame({"caption": TEXTS}))
+    names = list(ext.get_feature_names_out())
+    assert list(ext.get_feature_names_out(["caption"])) == names
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        ext.get_feature_names_out(["title"])
+    unnamed = CountingText(cache=False).fit(TEXTS)
+    assert list(unnamed.get_feature_names_out(["anything"])) == names
+    with pytest.raises(ValueError, match="input_features should have length equal to number of features \\(1\\), got 2"):
+        unnamed.get_feature_names_out(["a", "b"])
+
+
+def test_verbose_on_a_warm_cache_shows_the_hits(tmp_path, capsys):
+    store = FeatureCache(tmp_path / "store")
+    CountingText(cache=store).fit(TEXTS).transform(TEXTS)
+    capsys.readouterr()
+    CountingText(cache=store, verbose=True).fit(TEXTS).transform(TEXTS)
+    shown = capsys.readouterr().err
+    assert "CountingText" in shown and "4/4" in shown and "4 from the cache" in shown, shown
+    CountingText(cache=store, verbose=False).fit(TEXTS).transform(TEXTS)
+    assert capsys.readouterr().err == ""
 
 
 def test_raise_names_row_item_and_cause():

@@ -193,8 +193,10 @@ def test_directory_without_a_model_gives_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"batch_size": 0}, "batch_size=0"), ({"max_length": 0}, "max_length=0"),
-    ({"normalize": "yes"}, "normalize='yes'"), ({"model": 3}, "model=3"),
+    ({"batch_size": 0}, "'batch_size' parameter .* Got 0 instead"),
+    ({"max_length": 0}, "'max_length' parameter .* Got 0 instead"),
+    ({"normalize": "yes"}, "'normalize' parameter .* Got 'yes' instead"),
+    ({"model": 3}, "'model' parameter .* Got 3 instead"),
 ])
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
-from ..base import Extractor
+from ..base import Extractor, invalid_parameter
 from ..io import load_audio
 from .stats import check_stats
 
-
-def check_positive_int(name: str, value) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Got {name}={value!r}, expected a positive integer.")
-
-
-def _check_seconds(name: str, value, *, optional: bool, positive: bool) -> None:
-    if value is None and optional:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        expected = "a positive number of seconds" if positive else "a number of seconds >= 0"
-        raise ValueError(f"Got {name}={value!r}, expected {expected}{' or None' if optional else ''}.")
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_POSITIVE_SECONDS = Interval(Real, 0, None, closed="neither")
 
 
 _BLAS = []  # this process's threadpoolctl controller: listing the libraries costs ~2 ms a time
@@ -47,14 +37,31 @@ class AudioExtractor(Extractor):
     """
 
     modality = "audio"
+    _parameter_constraints = {
+        **Extractor._parameter_constraints,
+        "sr": [_POSITIVE_INT],
+        "n_fft": [Interval(Integral, 2, None, closed="left")],
+        "hop_length": [_POSITIVE_INT],
+        "offset": [Interval(Real, 0, None, closed="left")],
+        "duration": [_POSITIVE_SECONDS, None],
+        "max_duration": [_POSITIVE_SECONDS, None],
+        "stats": [str, tuple, list],
+    }
 
     def _validate(self):
-        for name in ("sr", "n_fft", "hop_length"):
-            check_positive_int(name, getattr(self, name))
-        _check_seconds("offset", self.offset, optional=False, positive=False)
-        _check_seconds("duration", self.duration, optional=True, positive=True)
-        _check_seconds("max_duration", self.max_duration, optional=True, positive=True)
-        check_stats(self.stats)
+        check_stats(self.stats, self)
+        # A window longer than a second is no longer short-time analysis, and one longer than
+        # the clip would describe padding; hops longer than the window skip samples unseen.
+        if self.n_fft > self.sr:
+            raise invalid_parameter(self, "n_fft", f"at most sr={self.sr} samples (a window of 1 s)",
+                                    self.n_fft)
+        if self.duration is not None and self.n_fft > self.duration * self.sr:
+            raise invalid_parameter(
+                self, "n_fft", f"at most duration * sr = {self.duration} * {self.sr} = "
+                f"{int(self.duration * self.sr)} samples", self.n_fft)
+        if self.hop_length > self.n_fft:
+            raise invalid_parameter(self, "hop_length", f"at most n_fft={self.n_fft} samples",
+                                    self.hop_length)
 
     def _load_item(self, item):
         wave = load_audio(item, sr=self.sr, offset=self.offset, duration=self.duration,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
-from ._base import AudioExtractor, check_positive_int
+from ..base import invalid_parameter
+from ._base import AudioExtractor
 from .stats import check_stats, stat_names, summarise
 
 
@@ -85,6 +87,12 @@ class MFCCStats(AudioExtractor):
     """
 
     feature_prefix = "mfcc"
+    _parameter_constraints = {
+        **AudioExtractor._parameter_constraints,
+        "n_mfcc": [Interval(Integral, 1, None, closed="left")],
+        "deltas": [Interval(Integral, 0, 2, closed="both")],
+        "n_mels": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_mfcc=20, *, sr=16000, deltas=1, stats=("mean", "std"), n_fft=512,
                  hop_length=160, n_mels=40, offset=0.0, duration=None, max_duration=600.0,
@@ -107,13 +115,8 @@ class MFCCStats(AudioExtractor):
 
     def _validate(self):
         super()._validate()
-        check_positive_int("n_mfcc", self.n_mfcc)
-        check_positive_int("n_mels", self.n_mels)
         if self.n_mfcc > self.n_mels:
-            raise ValueError(f"Got n_mfcc={self.n_mfcc} > n_mels={self.n_mels}, expected n_mfcc <= n_mels.")
-        if not isinstance(self.deltas, numbers.Integral) or isinstance(self.deltas, bool) \
-                or self.deltas not in (0, 1, 2):
-            raise ValueError(f"Got deltas={self.deltas!r}, expected 0, 1 or 2.")
+            raise invalid_parameter(self, "n_mfcc", f"at most n_mels={self.n_mels}", self.n_mfcc)
 
     def _clip_features(self, wave):
         import librosa

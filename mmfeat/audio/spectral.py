@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions
 
+from ..base import invalid_parameter
 from ._base import AudioExtractor
 from .stats import check_stats, stat_names, summarise
 
@@ -75,6 +77,10 @@ class SpectralStats(AudioExtractor):
     """
 
     feature_prefix = "spectral"
+    _parameter_constraints = {
+        **AudioExtractor._parameter_constraints,
+        "features": [StrOptions(set(FEATURES)), tuple, list],
+    }
 
     def __init__(self, *, sr=16000, features=FEATURES, stats=("mean", "std"), n_fft=512,
                  hop_length=160, offset=0.0, duration=None, max_duration=600.0, batch_size=32,
@@ -98,12 +104,11 @@ class SpectralStats(AudioExtractor):
         features = self._feature_list()
         unknown = [f for f in features if f not in FEATURES]
         if not features or unknown or len(set(features)) != len(features):
-            raise ValueError(
-                f"Got features={self.features!r}, expected a non-empty sequence of distinct names "
-                f"from {FEATURES}."
-            )
+            raise invalid_parameter(self, "features", f"a non-empty sequence of distinct names among "
+                                    f"{FEATURES}", self.features)
         if "contrast" in features and self.sr <= 2 * _CONTRAST_FMIN:
-            raise ValueError(f"Got sr={self.sr} with 'contrast', expected sr > {2 * _CONTRAST_FMIN:g} Hz.")
+            raise invalid_parameter(self, "sr", f"above {2 * _CONTRAST_FMIN:g} Hz with 'contrast' "
+                                    "among the features", self.sr)
 
     def _feature_list(self) -> tuple:
         return (self.features,) if isinstance(self.features, str) else tuple(self.features)

@@ -24,26 +24,35 @@ def _percentile(name: str):
     return None
 
 
-def check_stats(stats) -> tuple:
+def check_stats(stats, owner=None) -> tuple:
     """Validate ``stats`` and return it as a tuple of names.
 
     Accepted names: ``"mean"``, ``"std"``, ``"min"``, ``"max"``, ``"median"`` and percentiles
-    written ``"p0"`` ... ``"p100"`` (``"p10"``, ``"p90"``).
+    written ``"p0"`` ... ``"p100"`` (``"p10"``, ``"p90"``), each once.
+
+    Parameters
+    ----------
+    stats : str or sequence of str
+    owner : estimator, optional
+        Named in the error, worded as scikit-learn's parameter validation words it.
     """
+    given = stats
     if isinstance(stats, str):
         stats = (stats,)
     try:
         stats = tuple(stats)
     except TypeError:
-        raise ValueError(f"Got stats={stats!r}, expected a sequence of statistic names.") from None
+        stats = ()
     bad = [s for s in stats if not isinstance(s, str) or (s not in _NAMED and _percentile(s) is None)]
-    if not stats or bad:
-        raise ValueError(
-            f"Got stats={stats!r}, expected a non-empty sequence of {sorted(_NAMED)} or "
-            "percentiles written 'p0' ... 'p100' (e.g. 'p10', 'p90')."
+    if not stats or bad or len(set(stats)) != len(stats):
+        who = type(owner).__name__ if owner is not None else "the summary"
+        from sklearn.utils._param_validation import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"The 'stats' parameter of {who} must be a non-empty sequence of distinct names among "
+            f"{sorted(_NAMED)} or percentiles written 'p0' ... 'p100' (e.g. 'p10', 'p90'), each "
+            f"statistic once. Got {given!r} instead."
         )
-    if len(set(stats)) != len(stats):
-        raise ValueError(f"Got stats={stats!r}, expected each statistic once.")
     return stats
 
 

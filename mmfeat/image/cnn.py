@@ -11,10 +11,12 @@ import importlib
 import importlib.util
 import os
 import weakref
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ..base import Extractor, resolve_device
+from ..base import Extractor, invalid_parameter, resolve_device
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
 #: Named models: (package shipping the ImageNet weights, its class, native input side in pixels).
@@ -126,14 +128,16 @@ class CNNEmbedder(Extractor):
     batch_size : int, default=32
         Images per forward pass.
     device : str, default="auto"
-        ``"auto"`` picks CUDA, then Apple MPS, then the CPU; or any torch device string.
+        ``"auto"`` picks CUDA, then Apple MPS, then the CPU; or a torch device string that
+        exists on this machine (checked in ``fit``).
     half : {"auto", True, False}, default="auto"
         Run the model in float16 on CUDA ("auto" and True; ignored elsewhere). Features then
         differ from float32 ones by about 0.5% of their norm (measured with the float16 model
         on CPU; the ImageNet top-1 class of the sample photos does not change), and are
         cached under a different key from float32 ones.
-    max_pixels : int, default=89_478_485
-        Larger images are refused before decoding (decompression-bomb guard).
+    max_pixels : int or None, default=89_478_485
+        Larger images are refused before decoding (decompression-bomb guard); None switches
+        the guard off.
     cache : None, False, path or FeatureCache, default=None
         Where features are cached; None uses the global setting (see :func:`mmfeat.set_config`).
     on_error : {"raise", "nan"}, default="raise"
@@ -181,6 +185,13 @@ class CNNEmbedder(Extractor):
     uses_model = True
     # half's effect, when it has one (CUDA), is part of the model identity instead
     runtime_params = Extractor.runtime_params | {"half"}
+    _parameter_constraints = {
+        **Extractor._parameter_constraints,
+        "model": [StrOptions(set(NAMED_MODELS)), HasMethods(["forward", "state_dict"])],
+        "preprocess": [callable, None],
+        "image_size": [Interval(Integral, 32, None, closed="left"), None],
+        "half": [StrOptions({"auto"}), "boolean"],
+    }
 
     def __init__(self, model="efficientnet-lite0", *, preprocess=None, image_size=None, batch_size=32,
                  device="auto", half="auto", max_pixels=DEFAULT_MAX_PIXELS, cache=None,
@@ -200,10 +211,6 @@ class CNNEmbedder(Extractor):
 
     def _validate(self):
         if isinstance(self.model, str):
-            if self.model not in NAMED_MODELS:
-                raise ValueError(
-                    f"Got model={self.model!r}, expected one of {sorted(NAMED_MODELS)} or a torch.nn.Module."
-                )
             for package in (_MODEL_CODE, NAMED_MODELS[self.model][0]):
                 if importlib.util.find_spec(package) is None:
                     raise ImportError(f"CNNEmbedder(model={self.model!r}) needs: pip install {_pip_name(package)}")
@@ -211,25 +218,14 @@ class CNNEmbedder(Extractor):
             import torch
 
             if not isinstance(self.model, torch.nn.Module):
-                raise TypeError(
-                    f"Got model of type {type(self.model).__name__}, expected a model name "
-                    f"{sorted(NAMED_MODELS)} or a torch.nn.Module."
-                )
+                raise invalid_parameter(self, "model", f"a str among {sorted(NAMED_MODELS)} or a "
+                                        "torch.nn.Module", self.model)
             if self.preprocess is None:
-                raise ValueError(
-                    "Got a torch.nn.Module as model and preprocess=None: give preprocess, a function "
-                    "from an RGB uint8 HxWx3 array to the CHW float tensor the module expects."
-                )
-        if self.preprocess is not None and not callable(self.preprocess):
-            raise TypeError(f"Got preprocess={self.preprocess!r}, expected None or a callable.")
-        if self.image_size is not None:
-            if not isinstance(self.image_size, (int, np.integer)) or isinstance(self.image_size, bool) \
-                    or self.image_size < 32:
-                raise ValueError(f"Got image_size={self.image_size!r}, expected None or an integer >= 32.")
-            if self.preprocess is not None:
-                raise ValueError("image_size sets the built-in preprocessing: give it or preprocess, not both.")
-        if self.half not in ("auto", True, False):
-            raise ValueError(f"Got half={self.half!r}, expected 'auto', True or False.")
+                raise invalid_parameter(
+                    self, "preprocess", "a callable when model is a torch.nn.Module (a function "
+                    "from an RGB uint8 HxWx3 array to the CHW float tensor the module expects)", None)
+        if self.image_size is not None and self.preprocess is not None:
+            raise ValueError("image_size sets the built-in preprocessing: give it or preprocess, not both.")
 
     def _input_size(self) -> int:
         return int(self.image_size or NAMED_MODELS[self.model][2])

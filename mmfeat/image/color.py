@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from numbers import Integral
 
-from ..base import Extractor
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from ..base import Extractor, check_int_tuple
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
 
@@ -18,12 +21,13 @@ class ColorHistogram(Extractor):
     Parameters
     ----------
     bins : tuple of 3 ints, default=(8, 8, 8)
-        Bins for hue, saturation and value.
-    size : int or None, default=224
+        Bins for hue, saturation and value, each from 1 to 256.
+    size : int >= 1 or None, default=224
         Images are resized so that their longer side is ``size`` pixels before counting
         (faster, and makes the histogram independent of resolution); None keeps them as they are.
-    max_pixels : int, default=89_478_485
-        Larger images are refused (decompression-bomb guard).
+    max_pixels : int or None, default=89_478_485
+        Larger images are refused before decoding (decompression-bomb guard); None switches
+        the guard off.
     batch_size : int, default=64
     n_jobs : int or None, default=None
         Processes for the feature code (joblib semantics).
@@ -44,6 +48,11 @@ class ColorHistogram(Extractor):
     modality = "image"
     feature_prefix = "hsv"
     algorithm_version = "2"  # 2: hue bins centred on red
+    _parameter_constraints = {
+        **Extractor._parameter_constraints,
+        "bins": [tuple, list],
+        "size": [Interval(Integral, 1, None, closed="left"), None],
+    }
 
     def __init__(self, bins=(8, 8, 8), *, size=224, max_pixels=DEFAULT_MAX_PIXELS, batch_size=64,
                  n_jobs=None, cache=None, on_error="raise", verbose=False):
@@ -57,8 +66,7 @@ class ColorHistogram(Extractor):
         self.verbose = verbose
 
     def _validate(self):
-        if len(tuple(self.bins)) != 3 or any(int(b) < 1 for b in self.bins):
-            raise ValueError(f"Got bins={self.bins!r}, expected three positive integers (H, S, V).")
+        check_int_tuple(self, "bins", 3, 1, 256)
 
     def _load_item(self, item):
         import cv2

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from numbers import Integral
 
-from ..base import Extractor
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from ..base import Extractor, check_int_tuple
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
 
@@ -28,8 +31,9 @@ class GradientHistogram(Extractor):
         Orientation bins over 0-180 degrees.
     block_size : int, default=2
         Side of a square block, in cells.
-    max_pixels : int, default=89_478_485
-        Larger images are refused (decompression-bomb guard).
+    max_pixels : int or None, default=89_478_485
+        Larger images are refused before decoding (decompression-bomb guard); None switches
+        the guard off.
     batch_size : int, default=64
     n_jobs : int or None, default=None
         Processes for the feature code (joblib semantics).
@@ -68,6 +72,13 @@ class GradientHistogram(Extractor):
 
     modality = "image"
     feature_prefix = "hog"
+    _parameter_constraints = {
+        **Extractor._parameter_constraints,
+        "size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "cell_size": [Interval(Integral, 1, None, closed="left")],
+        "n_bins": [Interval(Integral, 1, None, closed="left")],
+        "block_size": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, size=64, *, cell_size=8, n_bins=9, block_size=2, max_pixels=DEFAULT_MAX_PIXELS,
                  batch_size=64, n_jobs=None, cache=None, on_error="raise", verbose=False):
@@ -96,17 +107,8 @@ class GradientHistogram(Extractor):
         return cells_y, cells_x, cells_y - self.block_size + 1, cells_x - self.block_size + 1
 
     def _validate(self):
-        def positive_int(value):
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-        size_ok = positive_int(self.size) or (
-            isinstance(self.size, (tuple, list)) and len(self.size) == 2 and all(map(positive_int, self.size))
-        )
-        if not size_ok:
-            raise ValueError(f"Got size={self.size!r}, expected a positive integer or (width, height).")
-        for name in ("cell_size", "n_bins", "block_size"):
-            if not positive_int(getattr(self, name)):
-                raise ValueError(f"Got {name}={getattr(self, name)!r}, expected a positive integer.")
+        if isinstance(self.size, (tuple, list)):
+            check_int_tuple(self, "size", 2, 1)
         _, _, blocks_y, blocks_x = self._grid()
         if blocks_y < 1 or blocks_x < 1:
             raise ValueError(

