@@ -41,9 +41,21 @@ def test_early_fusion_gridsearch_then_score_the_saved_model(demo_dir, tmp_path):
     assert scored["error"].isna().all() and scored.filter(like="proba_").shape[1] == 4
 
 
-def test_late_fusion_script(demo_dir, tmp_path):
+def test_late_fusion_script_then_score_an_unlabeled_manifest(demo_dir, tmp_path):
+    model = tmp_path / "late.joblib"
     out = run("late_fusion.py", "--quick", "--n-samples", 120, "--cv", 3,
-              "--data-dir", demo_dir, "--model-out", tmp_path / "late.joblib")
-    assert "held-out accuracy" in out and (tmp_path / "late.joblib").exists()
+              "--data-dir", demo_dir, "--model-out", model)
+    assert "held-out accuracy" in out and model.exists()
     for modality in ("image", "text", "audio"):
         assert modality in out  # the modality report is printed
+
+    # New data comes without a label, its columns in another order, with a column of its own.
+    from mmfeat.datasets import load_manifest
+
+    new = load_manifest(demo_dir).drop(columns=["label"])
+    unlabeled = tmp_path / "unlabeled.csv"
+    new[new.columns[::-1]].assign(source="upload").to_csv(unlabeled, index=False)
+    run("score_manifest.py", model, unlabeled, tmp_path / "scored", "--proba")
+    scored = pd.read_parquet(tmp_path / "scored")
+    assert sorted(scored["id"]) == sorted(new["id"])
+    assert scored["error"].isna().all() and scored.filter(like="proba_").shape[1] == 4

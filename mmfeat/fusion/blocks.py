@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import replace
+from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
-from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
+from sklearn.utils.validation import (FLOAT_DTYPES, _check_feature_names_in, check_array,
+                                      check_is_fitted)
 
 
 def as_feature_matrix(features, *, accept_sparse=False):
@@ -20,6 +22,12 @@ def as_feature_matrix(features, *, accept_sparse=False):
     return check_array(features, accept_sparse="csr" if accept_sparse else False,
                        dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", ensure_min_samples=0,
                        input_name="features")
+
+
+def numpy_output(step):
+    """Make an internal step return ndarrays even under ``set_config(transform_output="pandas")``:
+    a block does its own arithmetic on them and wraps its whole output once at the end."""
+    return step.set_output(transform="default")
 
 
 def set_nan_on_error(extractor):
@@ -53,7 +61,7 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
     pca : int, float or None, default=None
         Reduce the block to this many principal components (an int), or to the components
         that explain this fraction of the variance (a float in (0, 1)). None keeps every feature.
-    weight : float, default=1.0
+    weight : float >= 0, default=1.0
         Every output column is multiplied by this. With ``scale=True`` it sets how much the
         block counts against the others: in a regularised linear model a larger weight means
         a smaller penalty for using the block, in distance-based models a larger share of the
@@ -104,6 +112,15 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
     ['x0', 'x1', 'missing']
     """
 
+    _parameter_constraints: dict = {
+        "extractor": [HasMethods(["fit", "transform"])],
+        "scale": ["boolean"],
+        "pca": [None, Interval(Integral, 1, None, closed="left"),
+                Interval(RealNotInt, 0, 1, closed="neither")],
+        "weight": [Interval(Real, 0, None, closed="left")],
+        "handle_missing": ["boolean"],
+    }
+
     def __init__(self, extractor, *, scale=True, pca=None, weight=1.0, handle_missing=False):
         self.extractor = extractor
         self.scale = scale
@@ -111,25 +128,7 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         self.weight = weight
         self.handle_missing = handle_missing
 
-    def _validate_params(self):
-        if not hasattr(self.extractor, "fit") or not hasattr(self.extractor, "transform"):
-            raise TypeError(
-                f"Got extractor={self.extractor!r}, expected an mmfeat Extractor or a "
-                "scikit-learn transformer (with fit and transform)."
-            )
-        if isinstance(self.weight, bool) or not isinstance(self.weight, numbers.Real) \
-                or not np.isfinite(self.weight):
-            raise ValueError(f"Got weight={self.weight!r}, expected a finite number.")
-        pca = self.pca
-        valid_int = isinstance(pca, numbers.Integral) and not isinstance(pca, bool) and pca >= 1
-        valid_float = isinstance(pca, numbers.Real) and not isinstance(pca, numbers.Integral) \
-            and 0 < pca < 1
-        if pca is not None and not (valid_int or valid_float):
-            raise ValueError(
-                f"Got pca={pca!r}, expected None, a positive number of components or a "
-                "fraction of explained variance in (0, 1)."
-            )
-
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the extractor and learn the imputation, scaling and PCA of the block.
 
@@ -145,12 +144,12 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         self._fit(X, y)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit_transform(self, X, y=None):
         """Fit, and return the block of the training rows (extracted only once)."""
         return self._fit(X, y)
 
     def _fit(self, X, y):
-        self._validate_params()
         extractor = clone(self.extractor)
         if self.handle_missing:
             set_nan_on_error(extractor)
@@ -165,14 +164,14 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         self.imputer_ = None
         if self.handle_missing:
             # keep_empty_features: a feature never seen (every training row missing) stays, as 0.
-            self.imputer_ = SimpleImputer(strategy="mean", keep_empty_features=True)
+            self.imputer_ = numpy_output(SimpleImputer(strategy="mean", keep_empty_features=True))
             features = self.imputer_.fit_transform(features)
-        self.scaler_ = StandardScaler().fit(features) if self.scale else None
+        self.scaler_ = numpy_output(StandardScaler()).fit(features) if self.scale else None
         if self.scaler_ is not None:
             features = self.scaler_.transform(features)
         self.pca_ = None
         if self.pca is not None:
-            self.pca_ = PCA(n_components=self.pca, random_state=0)
+            self.pca_ = numpy_output(PCA(n_components=self.pca, random_state=0))
             features = self.pca_.fit_transform(features)
         out = self._finish(features, missing)
         self.n_features_out_ = out.shape[1]
@@ -211,6 +210,9 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         gives ``pca{i}`` and ``missing``. A ``ColumnTransformer`` then adds the block's name.
         """
         check_is_fitted(self, "extractor_")
+        # Checked against the column(s) seen in fit, as scikit-learn does; the names out do not
+        # depend on them.
+        input_features = _check_feature_names_in(self, input_features, generate_names=False)
         prefix = getattr(self.extractor_, "feature_prefix", "")
         prefix = f"{prefix}_" if prefix else ""
         if self.pca_ is not None:

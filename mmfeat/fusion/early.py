@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import HasMethods, validate_params
 
 from .blocks import ModalityBlock
 
@@ -35,6 +38,23 @@ def parse_modality(name, spec, n_extra, what):
     return column, extractor, (extra + [None] * n_extra)[:n_extra]
 
 
+_MODALITY = [tuple, list, None]
+
+
+@validate_params(
+    {
+        "image": _MODALITY,
+        "text": _MODALITY,
+        "audio": _MODALITY,
+        "passthrough": ["array-like", str, None],
+        "estimator": [None, HasMethods("fit")],
+        "scale": ["boolean"],
+        "pca": ModalityBlock._parameter_constraints["pca"],
+        "handle_missing": ["boolean"],
+        "n_jobs": [None, Integral],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, estimator=None,
                       scale=True, pca=None, handle_missing=False, n_jobs=None, **more_modalities):
     """Build an early-fusion feature union: one :class:`ModalityBlock` per modality.

@@ -8,25 +8,36 @@ prediction from the modalities it has.
 
 from __future__ import annotations
 
-import numbers
+from functools import partial
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import KFold, StratifiedKFold, check_cv, cross_val_predict
+from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold,
+                                     check_cv)
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils._param_validation import HasMethods, Options, StrOptions
+from sklearn.utils.metadata_routing import (UNUSED, MetadataRouter, MethodMapping,
+                                            _raise_for_params, _routing_enabled, process_routing)
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (_check_sample_weight, check_array, check_is_fitted,
+                                      column_or_1d, has_fit_parameter, validate_data)
 
 from .blocks import as_feature_matrix, set_nan_on_error
 from .early import parse_modality
+
+try:  # scikit-learn >= 1.7
+    from sklearn.utils._repr_html.estimator import _VisualBlock
+except ImportError:  # pragma: no cover
+    from sklearn.utils._estimator_html_repr import _VisualBlock
 
 STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
 _PARTS = ("column", "extractor", "estimator")
@@ -55,6 +66,39 @@ def _select(X, column):
     return _safe_indexing(X, column, axis=1)
 
 
+def _names(column):
+    """The column names a selection reads, or None when it selects by position, mask or callable."""
+    if isinstance(column, str):
+        return [column]
+    if isinstance(column, (list, tuple, np.ndarray, pd.Index)) and len(column) \
+            and all(isinstance(c, str) for c in column):
+        return list(column)
+    return None
+
+
+def _show_columns(columns, limit=20):
+    columns = [str(c) for c in columns]
+    more = f" ... ({len(columns) - limit} more)" if len(columns) > limit else ""
+    return f"{columns[:limit]}{more}"
+
+
+def _as_numbers(values, what):
+    """``values`` (a column or table the user says is numeric) as a float matrix; the error names
+    the first column that is not numeric."""
+    try:
+        return as_feature_matrix(values, accept_sparse=True)
+    except ValueError as exc:
+        if hasattr(values, "columns"):
+            for name in values.columns:
+                try:
+                    as_feature_matrix(values[[name]])
+                except ValueError as column_exc:
+                    raise ValueError(f"{what}: column {name!r} is not numeric ({column_exc})") from None
+        elif hasattr(values, "name"):
+            raise ValueError(f"{what}: column {values.name!r} is not numeric ({exc})") from None
+        raise ValueError(f"{what}: {exc}") from None
+
+
 def _available(features, handle_missing):
     """Rows whose features are not all NaN (every row when missing values are not handled)."""
     if not handle_missing or sp.issparse(features):
@@ -66,9 +110,19 @@ def _is_passthrough(extractor):
     return isinstance(extractor, str) and extractor == "passthrough"
 
 
-def _extract(extractor, items):
-    return as_feature_matrix(items if _is_passthrough(extractor) else extractor.transform(items),
-                             accept_sparse=True)
+def _extract(name, column, extractor, items):
+    if _is_passthrough(extractor):
+        return _as_numbers(items, f"Modality {name!r} passes {column!r} through as numbers")
+    return as_feature_matrix(extractor.transform(items), accept_sparse=True)
+
+
+def _weighted(estimator, request=True):
+    """A default estimator requests ``sample_weight`` under metadata routing (the user cannot
+    reach it to ask, and weights given to the fusion are meant for it); its scaler does not,
+    as without routing."""
+    if _routing_enabled():
+        estimator.set_fit_request(sample_weight=request)
+    return estimator
 
 
 def _can(method):
@@ -86,14 +140,94 @@ def _can(method):
     return check
 
 
-def _fit_modality(name, extractor, estimator, items, y, cv, method, handle_missing):
+def _index(params, rows, n_samples):
+    """Fit parameters for a subset of rows: sample-aligned arrays are indexed, others kept."""
+    return {key: _safe_indexing(value, rows)
+            if hasattr(value, "__len__") and not isinstance(value, str) and len(value) == n_samples
+            else value for key, value in params.items()}
+
+
+def weight_params(estimator, sample_weight, what):
+    """``sample_weight`` as a fit parameter ``estimator`` accepts when metadata routing is off:
+    a ``Pipeline`` gets it for its last step (``{step}__sample_weight``)."""
+    if sample_weight is None:
+        return {}
+    if isinstance(estimator, Pipeline):
+        step, last = estimator.steps[-1]
+        if last not in (None, "passthrough") and has_fit_parameter(last, "sample_weight"):
+            return {f"{step}__sample_weight": sample_weight}
+    elif has_fit_parameter(estimator, "sample_weight"):
+        return {"sample_weight": sample_weight}
+    raise TypeError(f"Got sample_weight, but {what} ({type(estimator).__name__}) does not accept "
+                    "it in fit.")
+
+
+def _splits(cv, is_classifier, random_state, y, groups):
+    """The ``(train, test)`` row indices of the out-of-fold predictions over ``y``'s rows.
+
+    An int ``cv`` means (stratified) k-fold, or, when ``groups`` are given, (stratified) group
+    k-fold with at most one fold per group, so that no group is in both parts of a split. A
+    splitter gets the groups (splitters without groups ignore them).
+    """
+    placeholder = np.zeros((len(y), 1))
+    if isinstance(cv, Integral):
+        shuffle = {} if random_state is None else {"shuffle": True, "random_state": random_state}
+        if groups is None:
+            splitter = (StratifiedKFold if is_classifier else KFold)(cv, **shuffle)
+        else:
+            n_groups = len(np.unique(groups))
+            if n_groups < 2:
+                raise ValueError(f"Got groups with {n_groups} distinct value; out-of-fold "
+                                 "predictions by group need at least 2 groups.")
+            kind = StratifiedGroupKFold if is_classifier else GroupKFold
+            splitter = kind(min(cv, n_groups), **shuffle)
+    else:
+        splitter = check_cv(cv, y, classifier=is_classifier)
+    return [(np.asarray(train), np.asarray(test))
+            for train, test in splitter.split(placeholder, y, groups)]
+
+
+def _out_of_fold(name, estimator, features, y, splits, method, fit_params):
+    """Out-of-fold output of ``method``, each row predicted by the model of the split that held
+    it out (``cross_val_predict``, with fit parameters indexed per split)."""
+    n = features.shape[0]
+    tested = np.zeros(n, dtype=int)
+    for _, test in splits:
+        tested[test] += 1
+    if not (tested == 1).all():
+        raise ValueError(f"Modality {name!r}: the cv splits must put every row in exactly one "
+                         "test part (a partition), to predict each row out of fold once.")
+    present = np.unique(y) if method in ("predict_proba", "decision_function") else None
+    oof = None
+    for train, test in splits:
+        model = clone(estimator).fit(features[train], y[train], **_index(fit_params, train, n))
+        out = getattr(model, method)(features[test])
+        if present is not None:
+            known = np.searchsorted(present, model.classes_)
+            if method == "predict_proba":
+                full = np.zeros((len(test), len(present)))
+                full[:, known] = out
+                out = full
+            elif len(model.classes_) != len(present):
+                raise ValueError(
+                    f"Modality {name!r}: a training split lacks some classes, so its "
+                    "decision_function has fewer columns; use stack_method='predict_proba' or "
+                    "fewer folds.")
+        if oof is None:
+            oof = np.empty((n, *np.shape(out)[1:]), dtype=np.asarray(out).dtype)
+        oof[test] = out
+    return oof
+
+
+def _fit_modality(name, column, extractor, estimator, items, y, cv, splits, groups, method,
+                  handle_missing, fit_params):
     """Extract a modality's features once, then cross-validate and fit its estimator on them.
 
     Returns the fitted extractor and estimator, the availability mask, and the out-of-fold
     output of ``method`` on the available rows.
     """
     if _is_passthrough(extractor):
-        features = as_feature_matrix(items, accept_sparse=True)
+        features = _extract(name, column, extractor, items)
     else:
         extractor = clone(extractor)
         if handle_missing:
@@ -103,14 +237,18 @@ def _fit_modality(name, extractor, estimator, items, y, cv, method, handle_missi
     if not available.any():
         raise ValueError(f"Modality {name!r} has no usable row: all {len(available)} items are "
                          "missing or failed.")
-    if isinstance(cv, list) and not available.all():
+    if splits is not None:
         # Splits given as row indices: keep each split's available rows, renumbered.
         position = np.cumsum(available) - 1
-        cv = [(position[train[available[train]]], position[test[available[test]]])
-              for train, test in cv]
+        splits = [(position[train[available[train]]], position[test[available[test]]])
+                  for train, test in splits]
+    else:
+        splits = cv(y[available], None if groups is None else groups[available])
+    n = len(available)
     features, y = features[available], y[available]
-    oof = cross_val_predict(clone(estimator), features, y, cv=cv, method=method)
-    estimator = clone(estimator).fit(features, y)
+    fit_params = _index(fit_params, available, n)
+    oof = _out_of_fold(name, estimator, features, y, splits, method, fit_params)
+    estimator = clone(estimator).fit(features, y, **fit_params)
     return extractor, estimator, available, oof
 
 
@@ -119,6 +257,21 @@ class _BaseLateFusion(BaseEstimator):
     parameters, and the fit loop."""
 
     _rules: tuple = ("stack",)
+
+    # ``groups`` is consumed here (by the inner splits) and requested by default, so that
+    # ``cross_validate(..., params={"groups": g})`` and ``GridSearchCV.fit(X, y, groups=g)`` reach
+    # it under metadata routing; ``sample_weight`` is routed to the estimators, not used here.
+    __metadata_request__fit = {"groups": True, "sample_weight": UNUSED}
+
+    _common_constraints: dict = {
+        "modalities": [dict],
+        "final_estimator": [None, HasMethods("fit")],
+        "cv": ["cv_object"],
+        "passthrough": ["array-like", str, None, Options(bool, {False})],
+        "handle_missing": ["boolean"],
+        "n_jobs": [None, Integral],
+        "random_state": ["random_state"],
+    }
 
     # ------------------------------------------------------------------ parameters
 
@@ -175,25 +328,65 @@ class _BaseLateFusion(BaseEstimator):
         self.modalities = modalities
         return self
 
+    def get_metadata_routing(self):
+        """How ``fit`` routes metadata under ``sklearn.set_config(enable_metadata_routing=True)``.
+
+        ``groups`` is used by the inner out-of-fold splits; any other metadata (e.g.
+        ``sample_weight``) goes to the modality estimators and the meta-learner that request it.
+
+        Returns
+        -------
+        MetadataRouter
+        """
+        router = MetadataRouter(owner=self).add_self_request(self)
+        specs = self._specs() if isinstance(self.modalities, dict) else []
+        for name, _, _, estimator in specs:
+            router.add(**{name: estimator},
+                       method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+        final = getattr(self, "final_estimator_", None)
+        router.add(final_estimator=self._final() if final is None else final,
+                   method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+        return router
+
+    def _sk_visual_block_(self):
+        """The HTML repr: each modality's extractor and estimator side by side, then the
+        meta-learner or the fixed rule (as ``StackingClassifier`` shows them)."""
+        fitted = getattr(self, "estimators_", None)
+        names, pipelines, details = [], [], []
+        for name, column, extractor, estimator in self._specs():
+            pipeline = fitted[name] if fitted else Pipeline(
+                [("extractor", extractor), ("estimator", estimator)])
+            names.append(name)
+            pipelines.append(pipeline)
+            details.append(str(column))
+        parallel = _VisualBlock("parallel", pipelines, names=names, name_details=details,
+                                dash_wrapped=False)
+        if self.rule == "stack":
+            final = getattr(self, "final_estimator_", None)
+            final = self._final() if final is None else final
+            top = _VisualBlock("parallel", [final], names=["final_estimator"], dash_wrapped=False)
+        else:
+            top = _VisualBlock("single", f"rule={self.rule!r}", names=f"rule={self.rule!r}")
+        return _VisualBlock("serial", (parallel, top), dash_wrapped=False)
+
     # ------------------------------------------------------------------ fitting
 
     def _check_params(self):
-        if not isinstance(self.modalities, dict) or not self.modalities:
+        """The modality specs as ``(name, column, extractor, estimator)``, the default estimator
+        filled in; the parameters' types and ranges are checked by ``_parameter_constraints``."""
+        if not self.modalities:
             raise ValueError(f"Got modalities={self.modalities!r}, expected a non-empty dict "
                              "{name: (column, extractor[, estimator])}.")
         clashes = sorted(set(self.modalities) & set(self._get_param_names()))
         if clashes:
             raise ValueError(f"Modality names {clashes} are also parameter names of "
                              f"{type(self).__name__}; rename them.")
-        if self.rule not in self._rules:
-            raise ValueError(f"Got rule={self.rule!r}, expected one of {self._rules}.")
-        passthrough = self.passthrough
-        if passthrough is True:
-            raise ValueError("Got passthrough=True, expected False or the list of numeric "
-                             "columns the meta-learner should also see.")
-        if passthrough not in (None, False) and self.rule != "stack":
+        if self.passthrough is not False and self.passthrough is not None and self.rule != "stack":
             raise ValueError(f"passthrough columns go to the meta-learner, and rule={self.rule!r} "
                              "has none: use rule='stack' or passthrough=False.")
+        return self._specs()
+
+    def _specs(self):
         specs = []
         for name, spec in self.modalities.items():
             column, extractor, (estimator,) = parse_modality(name, spec, 1, "estimator")
@@ -202,43 +395,115 @@ class _BaseLateFusion(BaseEstimator):
             specs.append((name, column, extractor, estimator))
         return specs
 
+    def _passthrough_list(self):
+        if self.passthrough is None or self.passthrough is False:
+            return []
+        return [self.passthrough] if isinstance(self.passthrough, str) else list(self.passthrough)
+
     def _passthrough_columns(self, X):
-        if self.passthrough in (None, False):
+        columns = self._passthrough_list()
+        if not columns:
             return None
-        columns = [self.passthrough] if isinstance(self.passthrough, str) else self.passthrough
-        return check_array(_select(X, columns), ensure_all_finite="allow-nan", dtype=np.float64)
+        return _as_numbers(_select(X, columns), "passthrough").astype(np.float64)
 
-    def _splitter(self, y):
-        """A splitter object, or the list of ``(train, test)`` row indices when ``cv`` is an
-        iterable of splits (each modality then keeps its available rows of each split)."""
-        if isinstance(self.cv, numbers.Integral) and not isinstance(self.cv, bool):
-            kind = StratifiedKFold if self._is_classifier else KFold
-            if self.random_state is None:
-                return kind(self.cv)
-            return kind(self.cv, shuffle=True, random_state=self.random_state)
-        if hasattr(self.cv, "split"):
-            return self.cv
-        return [(np.asarray(train), np.asarray(test)) for train, test in check_cv(self.cv).split(y)]
+    def _selections(self):
+        """``(what, column)`` for every column selection: the modalities, then passthrough."""
+        selections = [(f"Modality {name!r}", column) for name, column in self._columns.items()]
+        if self._passthrough_list():
+            selections.append(("passthrough", self._passthrough_list()))
+        return selections
 
-    def _fit(self, X, y):
-        specs = self._check_params()
-        X = validate_data(self, _as_table(X), skip_check_array=True)
+    def _check_input(self, X, reset):
+        """Check ``X`` and record (``reset=True``) or compare its columns, as ``ColumnTransformer``
+        does: when every selection names its columns and ``X`` is a DataFrame, only those columns
+        must be there, in any order, beside any others (an id, the label); a selection by position,
+        mask or callable needs the columns of ``fit`` in the same order."""
+        X = _as_table(X)
+        if reset:
+            X = validate_data(self, X, skip_check_array=True)
+            by_name = hasattr(X, "columns") and all(
+                _names(column) is not None for _, column in self._selections())
+            self._by_name = by_name
+        elif not (self._by_name and hasattr(X, "columns")):
+            if self._by_name:
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on a DataFrame and reads its columns by "
+                    f"name; got a {type(X).__name__}: pass a DataFrame with the columns "
+                    f"{_show_columns(self._used_columns())}.")
+            X = validate_data(self, X, skip_check_array=True, reset=False)
+        for what, column in self._selections():
+            names = _names(column)
+            if names is None:
+                continue
+            if not hasattr(X, "columns"):
+                raise ValueError(f"{what} reads column(s) {names} by name, which needs a "
+                                 f"DataFrame; got a {type(X).__name__}.")
+            missing = [c for c in names if c not in X.columns]
+            if missing:
+                raise ValueError(f"{what} reads column(s) {missing}, which the input does not "
+                                 f"have; its columns are {_show_columns(X.columns)}.")
         if X.shape[0] < 1:
             raise ValueError(f"Found 0 samples (shape={X.shape}), while at least 1 is required.")
-        if X.shape[0] != len(y):
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)}.")
+        return X
+
+    def _used_columns(self):
+        return [c for _, column in self._selections() for c in (_names(column) or [])]
+
+    def _fit_params(self, specs, sample_weight, fit_params):
+        """Fit parameters per modality estimator and for the meta-learner: routed by scikit-learn's
+        metadata routing when it is enabled, else ``sample_weight`` for every one of them."""
+        if _routing_enabled():
+            if sample_weight is not None:
+                fit_params["sample_weight"] = sample_weight
+            routed = process_routing(self, "fit", **fit_params)
+            return ({name: routed[name].fit for name, *_ in specs},
+                    routed.final_estimator.fit)
+        _raise_for_params(fit_params, self, "fit")
+        per_modality = {name: weight_params(estimator, sample_weight,
+                                            f"the estimator of modality {name!r}")
+                        for name, _, _, estimator in specs}
+        final = {}
+        if self.rule == "stack":
+            final = weight_params(self._final(), sample_weight, "the final estimator")
+        return per_modality, final
+
+    def _final(self):
+        return self._default_final() if self.final_estimator is None else self.final_estimator
+
+    def _fit(self, X, y, sample_weight, groups, fit_params):
+        specs = self._check_params()
+        self._columns = {name: column for name, column, _, _ in specs}
+        X = self._check_input(X, reset=True)
+        n = X.shape[0]
+        if n != len(y):
+            raise ValueError(f"X has {n} rows but y has {len(y)}.")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        self._learn_target(y, sample_weight)
+        if groups is not None:
+            groups = column_or_1d(groups, warn=True)
+            if len(groups) != n:
+                raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
+        modality_params, final_params = self._fit_params(specs, sample_weight, dict(fit_params))
         methods = {name: self._method_for(name, estimator) for name, _, _, estimator in specs}
-        cv = self._splitter(y)
+        splits, cv = None, None
+        if isinstance(self.cv, Integral) or hasattr(self.cv, "split"):
+            seed = self.random_state
+            if seed is not None and not isinstance(seed, Integral):
+                seed = check_random_state(seed).randint(np.iinfo(np.int32).max)  # same folds for all
+            cv = partial(_splits, self.cv, self._is_classifier, seed)
+        else:
+            splits = _splits(self.cv, self._is_classifier, None, y, None)
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_modality)(name, extractor, estimator, _select(X, column), y, cv,
-                                   methods[name], self.handle_missing)
+            delayed(_fit_modality)(name, column, extractor, estimator, _select(X, column), y, cv,
+                                   splits, groups, methods[name], self.handle_missing,
+                                   modality_params[name])
             for name, column, extractor, estimator in specs
         )
-        self.estimators_, self.stack_method_, self._columns = {}, methods, {}
+        self.estimators_, self.stack_method_ = {}, methods
         outputs, report = {}, []
-        for (name, column, _, _), (extractor, estimator, available, oof) in zip(specs, results):
+        for (name, _, _, _), (extractor, estimator, available, oof) in zip(specs, results):
             self.estimators_[name] = Pipeline([("extractor", extractor), ("estimator", estimator)])
-            self._columns[name] = column
             outputs[name] = self._oof_output(name, oof, y[available], available)
             report.append({"modality": name, "n_available": int(available.sum()),
                            "oof_score": float(self._oof_score(name, oof, y[available]))})
@@ -247,8 +512,7 @@ class _BaseLateFusion(BaseEstimator):
         self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
         if self.rule == "stack":
             meta, self.meta_feature_names_ = self._meta_features(outputs, X)
-            final = self._default_final() if self.final_estimator is None else self.final_estimator
-            self.final_estimator_ = clone(final).fit(meta, y)
+            self.final_estimator_ = clone(self._final()).fit(meta, y, **final_params)
         weights = self._modality_weights()
         for row in report:
             row["weight"] = float(weights[row["modality"]])
@@ -266,10 +530,11 @@ class _BaseLateFusion(BaseEstimator):
     def _outputs(self, X):
         """Each modality's output on new rows: {name: (n, width) with NaN rows where missing}."""
         check_is_fitted(self, "estimators_")
-        X = validate_data(self, _as_table(X), skip_check_array=True, reset=False)
+        X = self._check_input(X, reset=False)
         outputs = {}
         for name, pipeline in self.estimators_.items():
-            features = _extract(pipeline.named_steps["extractor"], _select(X, self._columns[name]))
+            column = self._columns[name]
+            features = _extract(name, column, pipeline.named_steps["extractor"], _select(X, column))
             available = _available(features, self.handle_missing)
             out = None
             if available.any():
@@ -300,8 +565,7 @@ class _BaseLateFusion(BaseEstimator):
         passthrough = self._passthrough_columns(X)
         if passthrough is not None:
             blocks.append(passthrough)
-            columns = [self.passthrough] if isinstance(self.passthrough, str) else self.passthrough
-            names += [str(c) for c in columns]
+            names += [str(c) for c in self._passthrough_list()]
         return np.hstack(blocks), names
 
     def _modality_weights(self):
@@ -343,14 +607,19 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         ``{name: (column, extractor)}`` or ``{name: (column, extractor, estimator)}``.
         ``column`` selects the modality's column with ``ColumnTransformer`` semantics (a name
         gives the extractor a 1-D Series of items; a list of names, an int, a slice or a callable
-        also work); ``extractor`` is an mmfeat Extractor, a scikit-learn transformer, or
+        also work). When every selection (and ``passthrough``) names its columns, only those
+        columns are checked at predict time, in any order, beside any others: a model fitted
+        on a frame with ``id`` and ``label`` columns predicts on a frame without them. Selections
+        by position need the columns of ``fit`` in the same order; ``extractor`` is an mmfeat Extractor, a scikit-learn transformer, or
         ``"passthrough"`` for numeric columns used as they are. The default estimator is
         ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``.
     final_estimator : classifier or None, default=None
         The meta-learner; None means ``LogisticRegression()``.
     cv : int, cross-validation splitter or iterable, default=5
-        How out-of-fold predictions are made (stratified k-fold for an int, as in scikit-learn).
-        Each modality is split over the rows it is available in.
+        How out-of-fold predictions are made: stratified k-fold for an int, as in scikit-learn,
+        or stratified group k-fold when ``fit`` is given ``groups`` (at most one fold per
+        group). A splitter is given the groups. Each modality is split over the rows it is
+        available in.
     stack_method : {"auto", "predict_proba", "decision_function", "predict"}, default="auto"
         What each modality's estimator gives the meta-learner. "auto" tries them in that order.
         Predicted labels are one-hot encoded. With two classes only the second class's column
@@ -369,8 +638,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     n_jobs : int or None, default=None
         Modalities fitted in parallel (joblib semantics).
     random_state : int, RandomState or None, default=None
-        When ``cv`` is an int, shuffle the folds with this seed. None keeps scikit-learn's
-        unshuffled folds.
+        When ``cv`` is an int, shuffle the folds with this seed (the same folds for every
+        modality). None keeps scikit-learn's unshuffled folds.
 
     Attributes
     ----------
@@ -394,7 +663,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         columns; equal shares for fixed rules; NaN if the meta-learner has neither).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
-        When fitted on a DataFrame.
+        Every column of the frame given to ``fit`` (as ``ColumnTransformer`` records them),
+        when fitted on a DataFrame.
 
     See Also
     --------
@@ -451,6 +721,11 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
 
     _rules = ("stack", "mean", "product", "vote")
     _is_classifier = True
+    _parameter_constraints: dict = {
+        **_BaseLateFusion._common_constraints,
+        "stack_method": [StrOptions(set(STACK_METHODS))],
+        "rule": [StrOptions(set(_rules))],
+    }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
                  passthrough=False, rule="stack", handle_missing=True, n_jobs=None,
@@ -467,19 +742,33 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
 
     @staticmethod
     def _default_estimator():
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        return make_pipeline(_weighted(StandardScaler(), False),
+                             _weighted(LogisticRegression(max_iter=1000)))
 
     @staticmethod
     def _default_final():
-        return LogisticRegression()
+        return _weighted(LogisticRegression())
 
-    def fit(self, X, y):
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, sample_weight=None, groups=None, **fit_params):
         """Extract each modality once, fit its estimator and the meta-learner.
 
         Parameters
         ----------
         X : DataFrame (or 2-D array) of shape (n_samples, n_columns)
+            Any other columns (an id, the label) are ignored, and need not be there at predict.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Passed to every modality's estimator (a ``Pipeline``'s last step) and to the
+            meta-learner; each must accept it. Under metadata routing it goes to those that
+            request it.
+        groups : array-like of shape (n_samples,) or None, default=None
+            Group of each row (a speaker, a patient, a session). The out-of-fold predictions
+            then never train and predict on the same group: an int ``cv`` becomes stratified
+            group k-fold, and a splitter gets the groups. Requested by default under metadata
+            routing.
+        **fit_params : dict
+            Further metadata for the estimators; only with metadata routing enabled.
 
         Returns
         -------
@@ -489,13 +778,14 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(f"Got a {type_of_target(y)} target, expected binary or multiclass labels.")
-        self.classes_, counts = np.unique(y, return_counts=True)
+        return self._fit(X, y, sample_weight, groups, fit_params)
+
+    def _learn_target(self, y, sample_weight):
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
         self.class_prior_ = counts / counts.sum()
-        return self._fit(X, y)
 
     def _method_for(self, name, estimator):
-        if self.stack_method not in STACK_METHODS:
-            raise ValueError(f"Got stack_method={self.stack_method!r}, expected one of {STACK_METHODS}.")
         wanted = {"mean": "predict_proba", "product": "predict_proba", "vote": "predict"}.get(
             self.rule, self.stack_method)
         candidates = STACK_METHODS[1:] if wanted == "auto" else (wanted,)
@@ -657,6 +947,10 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
 
     _rules = ("stack", "mean")
     _is_classifier = False
+    _parameter_constraints: dict = {
+        **_BaseLateFusion._common_constraints,
+        "rule": [StrOptions(set(_rules))],
+    }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, passthrough=False,
                  rule="stack", handle_missing=True, n_jobs=None, random_state=None):
@@ -671,27 +965,37 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
 
     @staticmethod
     def _default_estimator():
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+        return make_pipeline(_weighted(StandardScaler(), False),
+                             _weighted(RidgeCV(alphas=np.logspace(-2, 4, 13))))
 
     @staticmethod
     def _default_final():
-        return RidgeCV()
+        return _weighted(RidgeCV())
 
-    def fit(self, X, y):
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, sample_weight=None, groups=None, **fit_params):
         """Extract each modality once, fit its estimator and the meta-learner.
 
         Parameters
         ----------
         X : DataFrame (or 2-D array) of shape (n_samples, n_columns)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            See :meth:`LateFusionClassifier.fit`.
+        groups : array-like of shape (n_samples,) or None, default=None
+            Out-of-fold predictions by group k-fold (see :meth:`LateFusionClassifier.fit`).
+        **fit_params : dict
+            Further metadata for the estimators; only with metadata routing enabled.
 
         Returns
         -------
         self
         """
         y = check_array(column_or_1d(y, warn=True), ensure_2d=False, dtype=np.float64, input_name="y")
-        self._target_mean = float(y.mean()) if len(y) else 0.0
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight, groups, fit_params)
+
+    def _learn_target(self, y, sample_weight):
+        self._target_mean = float(np.average(y, weights=sample_weight))
 
     def _method_for(self, name, estimator):
         if not hasattr(estimator, "predict"):
