@@ -5,6 +5,7 @@ Importing mmfeat is light: torch and sentence-transformers load only when a mode
 
 from .config import config_context, get_config, set_config
 from .errors import CacheWarning, ExtractionError, ExtractionWarning, collect_errors
+from .manifest import read_manifest
 from .modelfile import ModelVersionWarning, load_model, save_model
 
 __version__ = "0.1.0"
@@ -19,6 +20,7 @@ __all__ = [
     "config_context",
     "get_config",
     "load_model",
+    "read_manifest",
     "save_model",
     "set_config",
 ]

@@ -61,6 +61,7 @@ CREATE INDEX IF NOT EXISTS features_by_access ON features (last_access);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
     since INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('hits', 0), ('misses', 0);
 PRAGMA user_version = 2;
 COMMIT;
@@ -69,6 +70,7 @@ _MIGRATE_FROM_1 = """
 BEGIN IMMEDIATE;
 DELETE FROM features;
 DELETE FROM claims;
+CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NULL);
 PRAGMA user_version = 2;
 COMMIT;
 """
@@ -147,8 +149,11 @@ class FeatureCache:
         keys = list(dict.fromkeys(keys))
         return self._run(lambda db: self._read(db, keys), {}) if keys else {}
 
-    def put_many(self, entries) -> None:
-        """Store ``{key: 1-D vector}`` as float32, in one transaction: all entries or none."""
+    def put_many(self, entries, *, extractor: str | None = None) -> None:
+        """Store ``{key: 1-D vector}`` as float32, in one transaction: all entries or none.
+
+        ``extractor``, a readable name of the extractor whose keys these are (its ``repr``),
+        is recorded for ``mmfeat cache info``."""
         now, rows = time.time_ns(), []
         for key, vector in entries.items():
             vector = np.asarray(vector)
@@ -157,7 +162,19 @@ class FeatureCache:
             blob = vector.astype(_DISK_DTYPE).tobytes()
             rows.append((key, vector.size, blob, _checksum(key, blob), len(blob), now))
         if rows:
-            self._run(lambda db: None if self._read_only else self._write(db, rows), None)
+            named = (rows[0][0][:_FINGERPRINT_HEX], str(extractor)) if extractor else None
+            self._run(lambda db: None if self._read_only else self._write(db, rows, named), None)
+
+    def entries_by_extractor(self) -> list:
+        """``[(extractor name, entries, bytes)]``, largest first; keys written without a name
+        (or by another mmfeat) are grouped as ``"unnamed <fingerprint digest>"``."""
+        def query(db):
+            names = dict(db.execute("SELECT prefix, name FROM extractors"))
+            groups = db.execute(
+                f"SELECT substr(key, 1, {_FINGERPRINT_HEX}), COUNT(*), SUM(size) FROM features "
+                "GROUP BY 1 ORDER BY 3 DESC").fetchall()
+            return [(names.get(p, f"unnamed {p[:12]}"), n, b) for p, n, b in groups]
+        return self._run_strict(query)
 
     # ------------------------------------------------------------------ claims
     # Two workers of one grid search often miss on the same items at the same moment. A worker
@@ -341,9 +358,11 @@ class FeatureCache:
                 raise
         return found
 
-    def _write(self, db, rows):
+    def _write(self, db, rows, named=None):
         with _transaction(db):
             db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if named:
+                db.execute("INSERT OR REPLACE INTO extractors VALUES (?, ?)", named)
 
     def _count(self, db):
         entries, nbytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM features").fetchone()

@@ -5,38 +5,119 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _read_table(path):
-    import pandas as pd
-
-    path = str(path)
-    return pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path)
+DESCRIPTION = ("Image, text and audio features for scikit-learn: run the demo, warm the feature "
+               "cache for a manifest column, inspect or shrink the cache, score a table with a "
+               "saved model.")
 
 
-def _cache_for(args):
-    from .cache import FeatureCache, resolve_cache
+class UsageError(Exception):
+    """An ordinary mistake on the command line: reported in one line, exit status 2."""
+
+
+def _positive_int(text):
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1 or value != float(text):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _byte_count(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes such as 2e9, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of bytes, got {text!r}")
+    return int(value)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(text):
+    """``"3600"``, ``"90s"``, ``"30m"``, ``"12h"``, ``"30d"``, ``"2w"`` -> seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:].lower() in _UNITS else (text, "s")
+    try:
+        value = float(number) * _UNITS[unit.lower()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 30d, 12h or 3600, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative duration, got {text!r}")
+    return value
+
+
+def _human_bytes(n) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _cache_for(args, must_exist):
+    from pathlib import Path
+
+    from .cache import STORE_NAME, FeatureCache, resolve_cache
 
     cache = FeatureCache(args.dir) if args.dir else resolve_cache(None)
     if cache is None:
-        sys.exit("mmfeat: the cache is switched off (MMFEAT_CACHE_DIR=off); pass --dir.")
+        raise UsageError("the cache is switched off (MMFEAT_CACHE_DIR=off); pass --dir")
+    if must_exist and not (Path(cache.path) / STORE_NAME).exists():
+        raise UsageError(f"no feature cache in {cache.path}")
     return cache
 
 
 def cmd_cache(args) -> int:
-    cache = _cache_for(args)
-    if args.action == "info":
-        stats = cache.stats()
-        for key in ("path", "entries", "bytes", "hits", "misses"):
-            print(f"{key:8s} {stats[key]}")
-    elif args.action == "prune":
-        if args.max_bytes is None:
-            sys.exit("mmfeat cache prune: --max-bytes is required (e.g. --max-bytes 2e9).")
-        removed = cache.prune(int(float(args.max_bytes)))
-        print(f"removed {removed} entries; {cache.stats()['bytes']} bytes left in {cache.path}")
-    else:
-        cache.clear()
-        print(f"cleared {cache.path}")
+    from .cache import CacheError
+
+    cache = _cache_for(args, must_exist=args.action != "clear")
+    try:
+        if args.action == "info":
+            stats = cache.check()
+            print(f"path      {stats['path']}{' (read-only)' if stats['read_only'] else ''}")
+            print(f"entries   {stats['entries']:,}")
+            print(f"size      {_human_bytes(stats['bytes'])} of vectors")
+            print(f"hits      {stats['hits']:,}")
+            print(f"misses    {stats['misses']:,}")
+            for name, entries, nbytes in cache.entries_by_extractor():
+                print(f"  {entries:>10,} entries  {_human_bytes(nbytes):>9}  {name}")
+        elif args.action == "prune":
+            if args.max_bytes is None and args.older_than is None:
+                raise UsageError("give --max-bytes (e.g. 2e9), --older-than (e.g. 30d) or both")
+            removed = cache.prune(args.max_bytes, older_than=args.older_than)
+            print(f"removed {removed:,} entries; {_human_bytes(cache.check()['bytes'])} left in {cache.path}")
+        elif args.action == "forget":
+            if not args.manifest or not args.column:
+                raise UsageError("forget needs a MANIFEST and --column (the items to forget)")
+            table = _read_manifest(args.manifest)
+            items = [v for col in args.column for v in _column(table, col, args.manifest)]
+            removed = cache.forget(items)
+            print(f"removed {removed:,} entries of {len(items):,} items from {cache.path}")
+        else:
+            cache.clear()
+            print(f"cleared {cache.path}")
+    except CacheError as exc:
+        raise UsageError(str(exc)) from None
     return 0
+
+
+def _read_manifest(path):
+    from .manifest import read_manifest
+
+    try:
+        return read_manifest(path)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:  # a table pandas cannot parse
+        raise UsageError(f"cannot read the manifest {path}: {exc}") from None
+
+
+def _column(table, column, manifest):
+    if column not in table.columns:
+        raise UsageError(f"no column {column!r} in {manifest}; its columns are {list(table.columns)}")
+    return table[column]
 
 
 def cmd_extract(args) -> int:
@@ -48,23 +129,18 @@ def cmd_extract(args) -> int:
     from .errors import ExtractionWarning
     from .registry import make_extractor, parse_params
 
-    table = _read_table(args.manifest)
-    if args.column not in table.columns:
-        sys.exit(f"mmfeat extract: no column {args.column!r} in {args.manifest}; "
-                 f"columns are {list(table.columns)}.")
-    try:
-        params = parse_params(args.param)
-        params.setdefault("verbose", True)
-        params.setdefault("on_error", "nan")
-        if args.dir:
-            params["cache"] = args.dir
-        extractor = make_extractor(args.extractor, **params)
-    except (ValueError, TypeError) as exc:
-        sys.exit(f"mmfeat extract: {exc}")
+    table = _read_manifest(args.manifest)
+    items = _column(table, args.column, args.manifest)
+    params = parse_params(args.param)
+    params.setdefault("verbose", True)
+    params.setdefault("on_error", "nan")
+    if args.dir:
+        params["cache"] = args.dir
+    extractor = make_extractor(args.extractor, **params)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExtractionWarning)
-        features = extractor.fit(table[args.column]).transform(table[args.column])
+        features = extractor.fit(items).transform(items)
     seconds = time.perf_counter() - start
     failed = int(np.isnan(features).all(axis=1).sum())
     for w in caught:
@@ -73,14 +149,24 @@ def cmd_extract(args) -> int:
     if args.output:
         import pandas as pd
 
-        frame = pd.DataFrame(features, columns=extractor.get_feature_names_out())
+        ids = ({"id": table["id"].to_numpy()} if "id" in table.columns
+               else {"row": np.arange(len(table))})
+        frame = pd.concat([pd.DataFrame(ids),
+                           pd.DataFrame(features, columns=extractor.get_feature_names_out())], axis=1)
         frame.to_parquet(args.output, index=False)
         print(f"wrote {args.output}")
+    if len(table) and failed == len(table):
+        raise UsageError(f"every one of the {len(table)} rows failed; first: "
+                         + (str(caught[0].message) if caught else "see above"))
     return 0
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
+
+    if args.n_samples is not None and args.n_samples < 100:
+        # fewer rows leave some class with too few for the models' 5-fold cross-validation
+        raise UsageError(f"--n-samples must be at least 100, got {args.n_samples}")
 
     return run_demo(args)
 
@@ -92,50 +178,72 @@ def cmd_score(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmfeat", description=__doc__)
+    from .registry import EXTRACTORS
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="mmfeat", description=DESCRIPTION, formatter_class=fmt)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="make the demo data, fit single-modality and fused models, write a report")
-    p.add_argument("--data-dir", default="data/demo")
-    p.add_argument("--report-dir", default="reports/demo")
-    p.add_argument("--n-samples", type=int, default=None)
-    p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="small data and light extractors (seconds)")
+    p = sub.add_parser("demo", formatter_class=fmt,
+                       help="make the demo data, fit single-modality and fused models, write a report")
+    p.add_argument("--data-dir", default="data/demo", help="where the demo data is written")
+    p.add_argument("--report-dir", default="reports/demo", help="where the report is written")
+    p.add_argument("--n-samples", type=_positive_int, default=None,
+                   help="samples to generate, at least 100 (default: 600, or 200 with --quick)")
+    p.add_argument("--random-state", type=int, default=0, help="seed of the data and the models")
+    p.add_argument("--quick", action="store_true",
+                   help="200 samples and a colour histogram instead of the CNN")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("extract", help="compute features for a manifest column (warms the cache)")
-    p.add_argument("manifest", help="CSV or Parquet file")
-    p.add_argument("--column", required=True)
-    p.add_argument("--extractor", required=True, help="cnn, sentence, mfcc, color, gradient, spectral, orb")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="extractor parameter (repeatable)")
+    p = sub.add_parser("extract", formatter_class=fmt,
+                       help="compute features for a manifest column (warms the cache)")
+    p.add_argument("manifest", help="CSV, TSV or Parquet file; relative paths are read from its folder")
+    p.add_argument("--column", required=True, help="the column of items (paths or texts)")
+    p.add_argument("--extractor", required=True, choices=sorted(EXTRACTORS), help="which extractor")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", default=[],
+                   help="extractor parameter, a Python literal (repeatable), e.g. n_mfcc=13")
     p.add_argument("--dir", help="cache directory (default: the global cache)")
-    p.add_argument("--output", help="also write the features to this Parquet file")
+    p.add_argument("--output", help="also write the features, with the id (or row) column, to this Parquet file")
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("cache", help="inspect or shrink the feature cache")
-    p.add_argument("action", choices=["info", "prune", "clear"])
+    p = sub.add_parser("cache", formatter_class=fmt, help="inspect, shrink or clear the feature cache",
+                       description="info: entries, size, hits, per extractor. prune: drop least "
+                       "recently used entries (--max-bytes) or old ones (--older-than). forget: drop "
+                       "every entry of the items in MANIFEST's --column, under every extractor. "
+                       "clear: drop everything (a damaged store is recreated).")
+    p.add_argument("action", choices=["info", "prune", "forget", "clear"], help="what to do")
+    p.add_argument("manifest", nargs="?", help="forget: the table holding the items to forget")
+    p.add_argument("--column", action="append", help="forget: the column(s) of items (repeatable)")
     p.add_argument("--dir", help="cache directory (default: the global cache)")
-    p.add_argument("--max-bytes", help="prune: keep at most this many bytes (e.g. 2e9)")
+    p.add_argument("--max-bytes", type=_byte_count, help="prune: keep at most this many bytes of vectors, e.g. 2e9")
+    p.add_argument("--older-than", type=_duration, help="prune: drop entries unused for this long, e.g. 30d, 12h, 3600")
     p.set_defaults(func=cmd_cache)
 
-    p = sub.add_parser("score", help="score a manifest with a saved model, streaming, resumable")
-    p.add_argument("model", help="model file saved with mmfeat.save_model / joblib")
-    p.add_argument("input", help="CSV or Parquet file, or a folder of Parquet files")
+    p = sub.add_parser("score", formatter_class=fmt,
+                       help="score a manifest with a saved model, streaming, resumable")
+    p.add_argument("model", help="model file saved with mmfeat.save_model: .joblib (a pickle: "
+                   "only files you trust) or .skops (safe types only)")
+    p.add_argument("input", help="CSV, TSV or Parquet file, or a folder of Parquet files; relative "
+                   "paths in a file are read from its folder")
     p.add_argument("output", help="output folder of Parquet parts")
     p.add_argument("--id-col", action="append", help="id column (repeatable); default 'id' when present, else the row number as 'row'")
-    p.add_argument("--chunk-size", type=int, default=10_000, help="rows per chunk and per output part (bounds memory)")
+    p.add_argument("--chunk-size", type=_positive_int, default=10_000, help="rows per chunk and per output part (bounds memory)")
     p.add_argument("--proba", action="store_true", help="add proba_<class> columns")
     p.add_argument("--max-error-rate", type=float, default=1.0, help="fail when more rows than this fraction fail")
-    p.add_argument("--workers", type=int, default=1, help="local processes, each loading the model once")
+    p.add_argument("--workers", type=_positive_int, default=1, help="local processes, each loading the model once")
     p.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler address, or 'local' for a LocalCluster")
     p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT holds another job")
+    p.add_argument("--trusted", action="append", metavar="TYPE", default=[],
+                   help="for .skops files: a further type the file may hold (repeatable), "
+                   "e.g. mypkg.features.MyScaler")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.epilog = ("OUTPUT gets part-NNNNN.parquet files with the id column(s), prediction, proba_<class> "
-                "(--proba) and error (null when the row scored), and _job.json: rerunning the same "
-                "command after a crash resumes. Exit status 2 when the job fails (bad model or input, "
-                "another job in OUTPUT, error rate above --max-error-rate). Model files are pickles: "
-                "load only trusted ones.")
+                "(--proba), error (null when the row scored) and missing (the modalities a model "
+                "imputed, and why), and _job.json: rerunning the same command after a crash resumes. "
+                "Exit status 2 when the job fails (bad model or input, another job in OUTPUT, every "
+                "row failed, error rate above --max-error-rate). .joblib model files are pickles: "
+                "load only trusted ones; .skops files load only safe types.")
     p.set_defaults(func=cmd_score)
     return parser
 
@@ -148,7 +256,16 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"mmfeat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as exc:
+        # Bad parameters (scikit-learn's own validation messages), unreadable files: one line.
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mmfeat {args.command}: error: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 resumable, on one process, several processes, or a Dask cluster.
 
 Output: a folder of Parquet parts ``part-00000.parquet`` ... with the input's id column(s) (or
-the row number as ``row``), ``prediction``, optionally ``proba_<class>``, and ``error`` (null when
-the row scored). A ``_job.json`` records what the folder holds so that rerunning the same job
+the row number as ``row``), ``prediction``, optionally ``proba_<class>``, ``error`` (null when
+the row scored) and ``missing`` (the modalities the model imputed for the row, and why), all
+parts with one schema. A ``_job.json`` records what the folder holds so that rerunning the same job
 after a crash only does the parts that are missing.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest import path_columns, resolve_paths
+
 __all__ = ["ScoringError", "cli_score", "score"]
 
 JOB_FILE = "_job.json"
@@ -29,7 +32,9 @@ MODEL_COPY = "_model.joblib"
 JOB_FORMAT = "mmfeat-score-job"
 _PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 _N_FIRST_ERRORS = 5
-_OUTPUT_NAMES = ("row", "prediction", "error")
+_OUTPUT_NAMES = ("row", "prediction", "error", "missing")
+_TMP_PREFIX = ".mmfeat-tmp-"  # only files named so are ever removed from an output folder
+LOCK_FILE = ".mmfeat-lock"
 
 
 class ScoringError(RuntimeError):
@@ -78,8 +83,12 @@ def _cause(error) -> str:
     return f"{who + ': ' if who else ''}{what}{cause}"
 
 
+def _tmp_path(final: Path) -> Path:
+    return final.with_name(f"{_TMP_PREFIX}{final.name}.{os.getpid()}")
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_path(path)
     tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
     os.replace(tmp, path)
 
@@ -100,6 +109,9 @@ class _Input:
 
     def __init__(self, path):
         self.path = Path(path).expanduser().absolute()
+        self.id_cols, self.path_cols = [], []
+        # Relative paths in a table mean "relative to the table's folder" (mmfeat.read_manifest).
+        self.base_dir = self.path if self.path.is_dir() else self.path.parent
         p = self.path
         if not p.exists():
             raise ScoringError(f"input not found: {p}")
@@ -145,6 +157,47 @@ class _Input:
             self.total, self.total_exact = self._count_lines(), False
             size = self.path.stat().st_size
             self.bytes_per_row = size / self.total if self.total else 100.0
+        self.path_cols = path_columns(self._head(), self.base_dir)
+
+    def _head(self, n=1000):
+        import pandas as pd
+
+        if self.kind == "csv":
+            return pd.read_csv(self.path, sep=self.sep, nrows=n)
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(self.files[0]).iter_batches(batch_size=n):
+            return batch.to_pandas()
+        return pd.DataFrame(columns=self.columns)
+
+    def id_types(self, id_cols) -> dict:
+        """The Arrow type of each id column, the same for every part. A Parquet file's ids
+        keep the type of its schema. A CSV's id column is read whole, as text, once: it is
+        an integer column when every value is a plain integer (nulls allowed), else text as
+        written (``"00001"`` stays ``"00001"``)."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.kind != "csv":
+            schema = pq.read_schema(self.files[0])
+            return {c: schema.field(c).type for c in id_cols}
+        if not id_cols:
+            return {}
+        plain = dict.fromkeys(id_cols, True)
+        reader = pd.read_csv(self.path, sep=self.sep, usecols=id_cols, dtype="string",
+                             chunksize=200_000)
+        with reader:
+            for frame in reader:
+                for c in id_cols:
+                    if plain[c]:
+                        values = frame[c].dropna()
+                        plain[c] = bool(values.str.fullmatch(r"[+-]?(0|[1-9][0-9]{0,17})").all())
+        return {c: pa.int64() if plain[c] else pa.string() for c in id_cols}
+
+    def prepare(self, frame):
+        """A chunk as the model sees it: relative paths joined to the input's folder."""
+        return resolve_paths(frame, self.base_dir, self.path_cols)
 
     def _count_lines(self):
         """Data rows of a CSV, counted as lines (exact unless quoted fields hold newlines)."""
@@ -173,13 +226,15 @@ class _Input:
             if self.kind == "csv":
                 import pandas as pd
 
-                reader = pd.read_csv(self.path, sep=self.sep, chunksize=chunk_size, usecols=columns)
+                reader = pd.read_csv(self.path, sep=self.sep, chunksize=chunk_size, usecols=columns,
+                                     dtype={c: "string" for c in self.id_cols})
                 with reader:
                     for frame in reader:
-                        yield index, frame
+                        yield index, self.prepare(frame)
                         index += 1
             else:
-                yield from self._parquet_chunks(chunk_size, columns)
+                for index, frame in self._parquet_chunks(chunk_size, columns):
+                    yield index, self.prepare(frame)
         except ScoringError:
             raise
         except GeneratorExit:
@@ -325,19 +380,32 @@ class _Scorer:
     def proba_columns(self) -> list:
         return [f"proba_{c}" for c in self.classes.tolist()] if self.proba else []
 
+    def schema(self, id_types: dict):
+        """The one schema of every part of a job."""
+        import pyarrow as pa
+
+        ids = list(id_types.items()) or [("row", pa.int64())]
+        pred = self.pred_type or (pa.float64() if self.classes is None else pa.string())
+        return pa.schema([*ids, ("prediction", pred),
+                          *[(c, pa.float64()) for c in self.proba_columns()],
+                          ("error", pa.string()), ("missing", pa.string())])
+
     # -------------------------------------------------------------- scoring one frame
 
-    def score_frame(self, df):
+    def score_frame(self, df, imputed=None):
         """Score a DataFrame: ``(rows, predictions, probabilities, {row: error})``, where
-        ``rows`` are the positions that scored; every other position has an error."""
+        ``rows`` are the positions that scored; every other position has an error. Rows that
+        scored although an item of theirs failed or was missing (a model that imputes) get
+        their causes in ``imputed`` ``{row: [cause, ...]}``."""
         from .errors import ExtractionWarning
 
         n = len(df)
+        imputed = {} if imputed is None else imputed
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExtractionWarning)
             errors: dict = {}
             try:
-                rows, pred, proba = self._block(df, np.arange(n), errors)
+                rows, pred, proba = self._block(df, np.arange(n), errors, imputed)
                 return rows, pred, proba, errors
             except Exception as exc:
                 if n <= 1:
@@ -347,7 +415,7 @@ class _Scorer:
             parts, errors, raised = [], {}, []
             for i in range(n):
                 try:
-                    parts.append(self._block(df.iloc[[i]], np.array([i]), errors))
+                    parts.append(self._block(df.iloc[[i]], np.array([i]), errors, imputed))
                 except Exception as exc:
                     errors[i] = _exc_text(exc)
                     raised.append(errors[i])
@@ -361,20 +429,19 @@ class _Scorer:
             proba = np.concatenate([p[2] for p in parts]) if self.proba else None
             return rows, pred, proba, errors
 
-    def _block(self, df, rows, errors):
+    def _block(self, df, rows, errors, imputed):
         from .errors import collect_errors
 
         if not self.is_pipeline:  # the model handles failed or missing modalities itself
-            with collect_errors():
-                return rows, *self._predict(self.model, df)
+            with collect_errors() as found:
+                result = self._predict(self.model, df)
+            _add_causes(imputed, found, rows)
+            return rows, *result
         X, causes = df, {}
         for step in self.steps:
             with collect_errors() as found:
                 X = step.transform(X)
-            for error in found:
-                r = getattr(error, "row", None)
-                if isinstance(r, (int, np.integer)) and 0 <= r < len(rows):
-                    causes.setdefault(int(rows[r]), []).append(_cause(error))
+            _add_causes(causes, found, rows)
             if causes:
                 drop = ~_finite_rows(X) & np.isin(rows, list(causes))
                 if drop.any():
@@ -394,6 +461,9 @@ class _Scorer:
                 X, rows = _take(X, ~bad), rows[~bad]
                 if not len(rows):
                     return rows, None, None
+        for r in rows.tolist():  # scored: whatever failed was imputed by the model
+            if r in causes:
+                imputed[r] = causes[r]
         return rows, *self._predict(self.final, X)
 
     def _predict(self, estimator, X):
@@ -406,14 +476,17 @@ class _Scorer:
 
     # -------------------------------------------------------------- one part
 
-    def score_part(self, df, index, offset, out_dir, id_cols):
+    def score_part(self, df, index, offset, out_dir, id_types):
         """Score one chunk and write ``part-<index>.parquet`` atomically; return its stats."""
         import pyarrow as pa
 
         df = df.reset_index(drop=True)
         n = len(df)
+        id_cols = list(id_types)
+        imputed: dict = {}
         try:
-            rows, pred, proba, errors = self.score_frame(df)
+            rows, pred, proba, errors = self.score_frame(df, imputed) if n else (
+                np.arange(0), None, None, {})
         except _Systematic as exc:
             raise ScoringError(
                 f"the model fails on every row of part {index} (rows {offset}-{offset + n - 1}) "
@@ -426,7 +499,7 @@ class _Scorer:
         columns = {}
         if id_cols:
             for col in id_cols:
-                columns[col] = pa.Array.from_pandas(df[col])
+                columns[col] = pa.Array.from_pandas(df[col]).cast(id_types[col])
         else:
             columns["row"] = pa.array(np.arange(offset, offset + n, dtype=np.int64))
         values = [None] * n
@@ -447,13 +520,36 @@ class _Scorer:
                 columns[name] = pa.array(full[:, j], mask=failed, type=pa.float64())
         columns["error"] = (pa.array([errors.get(i) for i in range(n)], type=pa.string()) if errors
                             else pa.nulls(n, type=pa.string()))
-        table = pa.table(columns)
+        columns["missing"] = (
+            pa.array(["; ".join(imputed[i]) if i in imputed else None for i in range(n)],
+                     type=pa.string()) if imputed else pa.nulls(n, type=pa.string()))
+        schema = self.schema(id_types)
+        table = pa.table({f.name: _as_type(columns[f.name], f.type) for f in schema}, schema=schema)
         _write_part(table, Path(out_dir), index)
         first = []
         for i in sorted(errors)[:_N_FIRST_ERRORS]:
             ident = {c: _plain(df[c].iat[i]) for c in id_cols} if id_cols else {"row": offset + i}
             first.append({"id": ident, "error": errors[i]})
-        return {"part": index, "rows": n, "failed": int(failed.sum()), "errors": first}
+        return {"part": index, "rows": n, "failed": int(failed.sum()), "imputed": len(imputed),
+                "errors": first}
+
+
+def _as_type(array, type_):
+    import pyarrow as pa
+
+    if array.type == type_:
+        return array
+    if pa.types.is_string(type_) and not pa.types.is_string(array.type):
+        return pa.array([None if v is None else str(v) for v in array.to_pylist()], type=type_)
+    return array.cast(type_)
+
+
+def _add_causes(causes: dict, found, rows):
+    """File the collected extraction errors under the rows (positions in ``rows``) they hit."""
+    for error in found:
+        r = getattr(error, "row", None)
+        if isinstance(r, (int, np.integer)) and 0 <= r < len(rows):
+            causes.setdefault(int(rows[r]), []).append(_cause(error))
 
 
 def _plain(value):
@@ -464,7 +560,7 @@ def _write_part(table, out_dir: Path, index: int) -> None:
     import pyarrow.parquet as pq
 
     final = out_dir / part_name(index)
-    tmp = out_dir / f".{final.name}.{os.getpid()}.tmp"
+    tmp = _tmp_path(final)
     try:
         with open(tmp, "wb") as f:
             pq.write_table(table, f)
@@ -481,7 +577,7 @@ def _write_part(table, out_dir: Path, index: int) -> None:
 _MEMO: dict = {}  # (model path, digest, proba) -> _Scorer; each worker process loads once
 
 
-def _scorer_for(model_path: str, digest: str, proba: bool) -> _Scorer:
+def _scorer_for(model_path: str, digest: str, proba: bool, trusted=()) -> _Scorer:
     key = (model_path, digest, proba)
     scorer = _MEMO.get(key)
     if scorer is None:
@@ -489,18 +585,33 @@ def _scorer_for(model_path: str, digest: str, proba: bool) -> _Scorer:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the parent process has shown them already
-            model = load_model(model_path)
+            model = load_model(model_path, trusted=list(trusted) or None)
         _MEMO.clear()
         scorer = _MEMO[key] = _Scorer(model, proba)
     return scorer
 
 
-def _pool_init(model_path, digest, proba):
-    _scorer_for(model_path, digest, proba)
+def _exit_with_parent(parent_pid: int, poll: float = 0.5):
+    """End this worker process as soon as the job's process is gone (``kill -9`` included):
+    a pool worker otherwise keeps scoring queued chunks and writing parts for nobody."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="mmfeat-parent-watch", daemon=True).start()
 
 
-def _pool_task(model_path, digest, proba, df, index, offset, out_dir, id_cols):
-    return _scorer_for(model_path, digest, proba).score_part(df, index, offset, out_dir, id_cols)
+def _pool_init(model_path, digest, proba, trusted, parent_pid):
+    _exit_with_parent(parent_pid)
+    _scorer_for(model_path, digest, proba, trusted)
+
+
+def _pool_task(model_path, digest, proba, trusted, df, index, offset, out_dir, id_types):
+    scorer = _scorer_for(model_path, digest, proba, trusted)
+    return scorer.score_part(df, index, offset, out_dir, id_types)
 
 
 def _dask_partition(df, spec, partition_info=None):
@@ -513,16 +624,18 @@ def _dask_partition(df, spec, partition_info=None):
     offset = spec["offsets"][k] if spec["offsets"] is not None else 0
     if spec["columns"] is not None:
         df = df[[c for c in spec["columns"] if c in df.columns]]
-    scorer = _scorer_for(spec["model_path"], spec["digest"], spec["proba"])
-    stats = scorer.score_part(df, index, offset, spec["out"], spec["id_cols"])
+    df = resolve_paths(df, spec["base_dir"], spec["path_cols"])
+    scorer = _scorer_for(spec["model_path"], spec["digest"], spec["proba"], spec["trusted"])
+    stats = scorer.score_part(df, index, offset, spec["out"], spec["id_types"])
     return pd.DataFrame({"part": [index], "rows": [stats["rows"]], "failed": [stats["failed"]],
+                         "imputed": [stats["imputed"]],
                          "errors": [json.dumps(stats["errors"], default=str)]})
 
 
 # --------------------------------------------------------------------------- the job
 
 
-def _resolve_model(model):
+def _resolve_model(model, trusted=None):
     """(model object, description for the job file, digest, path or None)."""
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser().absolute()
@@ -531,7 +644,7 @@ def _resolve_model(model):
         from .modelfile import load_model
 
         try:
-            obj = load_model(path)
+            obj = load_model(path, trusted=trusted)
         except Exception as exc:
             raise ScoringError(f"cannot load the model from {path}: {_exc_text(exc)}") from exc
         digest = _file_digest(path)
@@ -594,7 +707,7 @@ def _open_output(out: Path, job: dict, info: dict, overwrite: bool) -> dict:
         raise ScoringError(f"output {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     for f in out.iterdir():  # leftovers of a run that was killed while writing
-        if f.name.startswith(".") and f.name.endswith(".tmp"):
+        if f.name.startswith(_TMP_PREFIX):
             f.unlink(missing_ok=True)
     job_file = out / JOB_FILE
     parts = _existing_parts(out)
@@ -630,15 +743,17 @@ def _part_stats(path: Path, id_cols) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    err = pq.read_table(path, columns=["error"]).column("error")
+    table = pq.read_table(path, columns=["error", "missing"])
+    err = table.column("error")
     failed = len(err) - err.null_count
+    imputed = len(err) - table.column("missing").null_count
     first = []
     if failed:
         table = pq.read_table(path, columns=[*(id_cols or ["row"]), "error"])
         bad = table.filter(pc.is_valid(table.column("error"))).slice(0, _N_FIRST_ERRORS).to_pylist()
         first = [{"id": {k: v for k, v in r.items() if k != "error"}, "error": r["error"]} for r in bad]
     return {"part": int(_PART_RE.match(path.name).group(1)), "rows": len(err), "failed": failed,
-            "errors": first}
+            "imputed": imputed, "errors": first}
 
 
 # --------------------------------------------------------------------------- runners
@@ -658,6 +773,12 @@ class _Tracker:
         self.bar = tqdm(total=total, initial=initial, desc="scoring", unit=" rows",
                         disable=not progress, file=sys.stderr, mininterval=0.5, smoothing=0.05,
                         dynamic_ncols=True)
+
+    def set_total(self, total: int):
+        """The exact row count, once an engine knows it (Dask counts its partitions)."""
+        self.total, self.total_exact = total, True
+        self.bar.total = total
+        self.bar.refresh()
 
     def add(self, stats):
         self.stats[stats["part"]] = stats
@@ -683,21 +804,21 @@ class _Tracker:
         self.bar.close()
 
 
-def _run_local(scorer, src, out, chunk_size, read_cols, id_cols, done, tracker):
+def _run_local(scorer, src, out, chunk_size, read_cols, id_types, done, tracker):
     for index, df in src.chunks(chunk_size, read_cols):
         if index in done:
             continue
-        tracker.add(scorer.score_part(df, index, index * chunk_size, out, id_cols))
+        tracker.add(scorer.score_part(df, index, index * chunk_size, out, id_types))
 
 
-def _run_pool(model_path, digest, proba, workers, src, out, chunk_size, read_cols, id_cols, done,
-              tracker):
+def _run_pool(model_path, digest, proba, trusted, workers, src, out, chunk_size, read_cols,
+              id_types, done, tracker):
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads or torch
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                               initargs=(model_path, digest, proba))
+                               initargs=(model_path, digest, proba, trusted, os.getpid()))
     pending = set()
     try:
         for index, df in src.chunks(chunk_size, read_cols):
@@ -707,8 +828,8 @@ def _run_pool(model_path, digest, proba, workers, src, out, chunk_size, read_col
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     tracker.add(fut.result())
-            pending.add(pool.submit(_pool_task, model_path, digest, proba, df, index,
-                                    index * chunk_size, str(out), id_cols))
+            pending.add(pool.submit(_pool_task, model_path, digest, proba, trusted, df, index,
+                                    index * chunk_size, str(out), id_types))
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -746,7 +867,8 @@ def _dask_frame(src, chunk_size, read_cols):
 
     blocksize = max(1024, int(src.bytes_per_row * chunk_size))
     if src.kind == "csv":
-        return dd.read_csv(str(src.path), sep=src.sep, usecols=read_cols, blocksize=blocksize)
+        return dd.read_csv(str(src.path), sep=src.sep, usecols=read_cols, blocksize=blocksize,
+                           dtype={c: "string" for c in src.id_cols})
     # All columns: a column projection lets Dask fuse files into fewer partitions at compute
     # time, which would break the partition -> part mapping that resuming relies on.
     ddf = dd.read_parquet([str(f) for f in src.files], blocksize=blocksize)
@@ -758,8 +880,8 @@ def _dask_frame(src, chunk_size, read_cols):
     return ddf
 
 
-def _run_dask(client, model_path, digest, proba, src, out, chunk_size, read_cols, id_cols,
-              tracker, need_offsets):
+def _run_dask(client, model_path, digest, proba, trusted, src, out, chunk_size, read_cols,
+              id_types, tracker, need_offsets):
     import dask
     import pandas as pd
     from distributed import as_completed
@@ -770,19 +892,20 @@ def _run_dask(client, model_path, digest, proba, src, out, chunk_size, read_cols
     if need_offsets:  # row numbers: the length of every partition, one quick pass
         lengths = np.asarray(ddf.map_partitions(len).compute(), dtype=np.int64)
         offsets_all = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
-        tracker.bar.total = int(lengths.sum())
-        tracker.total, tracker.total_exact = int(lengths.sum()), True
+        tracker.set_total(int(lengths.sum()))
     done = _existing_parts(out)
     todo = [i for i in range(nparts) if i not in done]
     if not todo:
         return
     spec = dask.delayed({
         "todo": todo, "offsets": None if offsets_all is None else [offsets_all[i] for i in todo],
-        "model_path": str(model_path), "digest": digest, "proba": proba, "out": str(out),
-        "id_cols": id_cols, "columns": read_cols,
+        "model_path": str(model_path), "digest": digest, "proba": proba, "trusted": trusted,
+        "out": str(out), "id_types": id_types, "columns": read_cols,
+        "base_dir": str(src.base_dir), "path_cols": src.path_cols,
     }, pure=True)
     meta = pd.DataFrame({"part": pd.Series([], dtype="int64"), "rows": pd.Series([], dtype="int64"),
                          "failed": pd.Series([], dtype="int64"),
+                         "imputed": pd.Series([], dtype="int64"),
                          "errors": pd.Series([], dtype="object")})
     result = ddf.partitions[todo].map_partitions(_dask_partition, spec, meta=meta)
     futures = client.compute(result.to_delayed())
@@ -790,7 +913,8 @@ def _run_dask(client, model_path, digest, proba, src, out, chunk_size, read_cols
         for _, frame in as_completed(futures, with_results=True):
             for r in frame.to_dict("records"):
                 tracker.add({"part": int(r["part"]), "rows": int(r["rows"]),
-                             "failed": int(r["failed"]), "errors": json.loads(r["errors"])})
+                             "failed": int(r["failed"]), "imputed": int(r["imputed"]),
+                             "errors": json.loads(r["errors"])})
     except BaseException:
         client.cancel(futures)
         raise
@@ -800,7 +924,8 @@ def _run_dask(client, model_path, digest, proba, src, out, chunk_size, read_cols
 
 
 def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
-          max_error_rate=1.0, workers=1, dask=None, overwrite=False, progress=True) -> dict:
+          max_error_rate=1.0, workers=1, dask=None, overwrite=False, progress=True,
+          trusted=None) -> dict:
     """Score a table of any size with a fitted model, in chunks, resumably.
 
     Parameters
@@ -811,12 +936,14 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
         item costs its row only.
     input : str or path-like
         A CSV file (``.tsv`` for tabs), a Parquet file, or a folder of Parquet files (read in
-        natural file-name order; names starting with ``_`` or ``.`` are skipped).
+        natural file-name order; names starting with ``_`` or ``.`` are skipped). Relative file
+        paths in it are read from its folder (as :func:`mmfeat.read_manifest` does).
     output : str or path-like
         Folder of Parquet parts ``part-00000.parquet``... plus ``_job.json``.
     id_cols : str or list of str, optional
         Input columns copied to the output. Default: ``id`` when the input has it, else the
-        row number (0-based, over the whole input) as ``row``.
+        row number (0-based, over the whole input) as ``row``. A CSV's ids are copied as the
+        text they are (``"00001"`` stays so); a Parquet file's keep their type, nulls included.
     chunk_size : int, default=10_000
         Rows per chunk and per part: bounds memory whatever the input size.
     proba : bool, default=False
@@ -834,17 +961,21 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
         Start over when ``output`` holds another job (otherwise that is an error).
     progress : bool, default=True
         A progress bar (rows/s, ETA) on stderr and a summary on stdout at the end.
+    trusted : list of str, optional
+        For ``.skops`` model files: further type names the file may hold
+        (see :func:`mmfeat.load_model`).
 
     Returns
     -------
     dict
-        ``output, rows, scored, failed, error_rate, parts, parts_resumed, rows_this_run,
-        seconds, rows_per_s, first_errors``.
+        ``output, rows, scored, failed, imputed, error_rate, parts, parts_resumed,
+        rows_this_run, seconds, rows_per_s, first_errors``.
 
     Raises
     ------
     ScoringError
-        When the job itself fails; single rows never raise (see the ``error`` column).
+        When the job itself fails (also when every row failed, or another job is running in
+        ``output``); single rows never raise (see the ``error`` column).
 
     Notes
     -----
@@ -869,9 +1000,11 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
     src = _Input(input)
     if out == src.path or out in src.path.parents:
         raise ScoringError(f"the output folder {out} must not be the input or contain it")
-    model_obj, model_desc, digest, model_path = _resolve_model(model)
+    model_obj, model_desc, digest, model_path = _resolve_model(model, trusted)
+    trusted = list(trusted or ())
     scorer = _Scorer(model_obj, proba)
-    id_cols = _resolve_id_cols(id_cols, src.columns)
+    id_cols = src.id_cols = _resolve_id_cols(id_cols, src.columns)
+    id_types = src.id_types(id_cols)
     clash = [c for c in id_cols if c in _OUTPUT_NAMES or c.startswith("proba_")]
     if clash:
         raise ScoringError(f"id column(s) {clash} clash with the output columns; rename them")
@@ -889,12 +1022,63 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
         layout = {"engine": "dask", "dask_version": _dask_mod.__version__}
     else:
         layout = {"engine": "chunks"}
-    job = {"format": JOB_FORMAT, "version": 1, "input": src.identity(), "model": digest,
+    job = {"format": JOB_FORMAT, "version": 2, "input": src.identity(), "model": digest,
            "chunk_size": chunk_size, "id_cols": id_cols or ["row"], "proba": bool(proba),
            "layout": layout}
     info = {"model": model_desc, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "options": {"workers": workers, "dask": None if dask is None else str(dask),
                         "max_error_rate": max_error_rate}}
+    lock = _lock_output(out)
+    try:
+        summary = _run_job(scorer, src, out, job, info, overwrite, dask, workers, model_obj,
+                           model_path, digest, proba, trusted, chunk_size, read_cols, id_types,
+                           max_error_rate, progress)
+    finally:
+        lock.close()
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    summary["rows_per_s"] = summary["rows_this_run"] / summary["seconds"] if summary["seconds"] else 0.0
+    _write_json_atomic(out / "_summary.json", summary)
+    if progress:
+        print(format_summary(summary))
+    rows, failed = summary["rows"], summary["failed"]
+    if rows and failed == rows:
+        raise ScoringError(
+            f"every one of the {rows} rows failed. The parts are in {out}; first errors: "
+            + "; ".join(f"{_fmt_id(e['id'])}: {e['error']}" for e in summary["first_errors"]),
+            summary,
+        )
+    if failed > max_error_rate * rows:
+        raise ScoringError(
+            f"{failed} of {rows} rows failed ({summary['error_rate']:.1%}), more than "
+            f"--max-error-rate {max_error_rate:g} allows. The parts are in {out}; first errors: "
+            + "; ".join(f"{_fmt_id(e['id'])}: {e['error']}" for e in summary["first_errors"]),
+            summary,
+        )
+    return summary
+
+
+def _lock_output(out: Path):
+    """Hold an exclusive lock on the output folder for the whole job: a second job started on
+    the same folder is refused at once instead of racing the first one's files. The lock goes
+    with the process, even after ``kill -9``."""
+    import fcntl
+
+    if out.exists() and not out.is_dir():
+        raise ScoringError(f"output {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ScoringError(f"another mmfeat score job is running in {out}; wait for it to end, "
+                           "or choose another folder") from None
+    return handle
+
+
+def _run_job(scorer, src, out, job, info, overwrite, dask, workers, model_obj, model_path,
+             digest, proba, trusted, chunk_size, read_cols, id_types, max_error_rate, progress):
+    id_cols = list(id_types)
     done = _open_output(out, job, info, overwrite)
     resumed = [_part_stats(p, id_cols) for _, p in sorted(done.items())]
 
@@ -907,40 +1091,33 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
         if dask is not None:
             client, to_close = _dask_client(dask)
             try:
-                _run_dask(client, model_path, digest, bool(proba), src, out, chunk_size, read_cols,
-                          id_cols, tracker, need_offsets=not id_cols)
+                _run_dask(client, model_path, digest, bool(proba), trusted, src, out, chunk_size,
+                          read_cols, id_types, tracker, need_offsets=not id_cols)
             finally:
                 for thing in to_close:
                     thing.close()
         elif workers > 1:
-            _run_pool(str(model_path), digest, bool(proba), workers, src, out, chunk_size,
-                      read_cols, id_cols, set(done), tracker)
+            _run_pool(str(model_path), digest, bool(proba), trusted, workers, src, out,
+                      chunk_size, read_cols, id_types, set(done), tracker)
         else:
-            _run_local(scorer, src, out, chunk_size, read_cols, id_cols, set(done), tracker)
+            _run_local(scorer, src, out, chunk_size, read_cols, id_types, set(done), tracker)
+        if not tracker.stats:  # an input of 0 rows: one valid, empty part with the schema
+            import pandas as pd
+
+            empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in src.columns})
+            tracker.add(scorer.score_part(empty, 0, 0, out, id_types))
     finally:
         tracker.close()
 
-    seconds = time.perf_counter() - start
     rows = sum(s["rows"] for s in tracker.stats.values())
     failed = sum(s["failed"] for s in tracker.stats.values())
-    summary = {
+    return {
         "output": str(out), "rows": rows, "scored": rows - failed, "failed": failed,
+        "imputed": sum(s.get("imputed", 0) for s in tracker.stats.values()),
         "error_rate": failed / rows if rows else 0.0, "parts": len(tracker.stats),
         "parts_resumed": len(resumed), "rows_this_run": tracker.new_rows,
-        "seconds": round(seconds, 3), "rows_per_s": tracker.new_rows / seconds if seconds else 0.0,
         "first_errors": tracker.first_errors(),
     }
-    _write_json_atomic(out / "_summary.json", summary)
-    if progress:
-        print(format_summary(summary))
-    if failed > max_error_rate * rows:
-        raise ScoringError(
-            f"{failed} of {rows} rows failed ({summary['error_rate']:.1%}), more than "
-            f"--max-error-rate {max_error_rate:g} allows. The parts are in {out}; first errors: "
-            + "; ".join(f"{_fmt_id(e['id'])}: {e['error']}" for e in summary["first_errors"]),
-            summary,
-        )
-    return summary
 
 
 def _fmt_id(ident: dict) -> str:
@@ -951,7 +1128,8 @@ def format_summary(summary: dict) -> str:
     """The summary printed at the end of a job."""
     lines = [
         f"{summary['rows']} rows: {summary['scored']} scored, {summary['failed']} failed "
-        f"({summary['error_rate']:.1%}); {summary['parts']} parts "
+        f"({summary['error_rate']:.1%}), {summary.get('imputed', 0)} scored with a modality "
+        f"imputed; {summary['parts']} parts "
         f"({summary['parts_resumed']} from an earlier run) in {summary['output']}",
         f"this run: {summary['rows_this_run']} rows in {summary['seconds']:.1f} s "
         f"({summary['rows_per_s']:.0f} rows/s)",
@@ -968,7 +1146,8 @@ def cli_score(args) -> int:
     try:
         score(args.model, args.input, args.output, id_cols=args.id_col, chunk_size=args.chunk_size,
               proba=args.proba, max_error_rate=args.max_error_rate, workers=args.workers,
-              dask=args.dask, overwrite=args.overwrite, progress=not getattr(args, "quiet", False))
+              dask=args.dask, overwrite=args.overwrite, progress=not getattr(args, "quiet", False),
+              trusted=getattr(args, "trusted", None) or None)
     except ScoringError as exc:
         print(f"mmfeat score: error: {exc}", file=sys.stderr)
         return 2

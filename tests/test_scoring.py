@@ -145,7 +145,7 @@ def test_csv_equals_in_memory_predict(data, tmp_path):
     out = tmp_path / "out"
     summary = score(data["model"], data["csv"], out, chunk_size=7, proba=True, progress=False)
     res = _check(out, data, proba=True)
-    assert list(res.columns) == ["id", "prediction", "proba_blue", "proba_red", "error"]
+    assert list(res.columns) == ["id", "prediction", "proba_blue", "proba_red", "error", "missing"]
     assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-{i:05d}.parquet" for i in range(6)]
     n_bad = len(data["bad_ids"])
     assert summary["rows"] == 40 and summary["failed"] == n_bad and summary["scored"] == 40 - n_bad
@@ -183,7 +183,7 @@ def test_id_columns_are_kept(data, tmp_path):
     out = tmp_path / "out"
     score(data["model"], data["parquet"], out, id_cols=["key", "id"], chunk_size=16, progress=False)
     res = _check(out, data, key="key")
-    assert list(res.columns) == ["key", "id", "prediction", "error"]
+    assert list(res.columns) == ["key", "id", "prediction", "error", "missing"]
     with pytest.raises(ScoringError, match="nope"):
         score(data["model"], data["parquet"], tmp_path / "o2", id_cols=["nope"], progress=False)
 
@@ -230,9 +230,16 @@ def test_models_handling_missing_modalities_just_predict(data, tmp_path):
     model = fusion.LateFusionClassifier(
         {"image": ("image", ColorHistogram(bins=(4, 4, 4)))}, cv=3).fit(good, good["label"])
     out = tmp_path / "out"
-    score(model, data["parquet"], out, chunk_size=16, progress=False)
+    summary = score(model, data["parquet"], out, chunk_size=16, progress=False)
     res = pd.read_parquet(out)
     assert res["error"].isna().all()
+    # ... but the rows whose image was imputed say so, and why, and the summary counts them
+    imputed = res["id"].isin(data["bad_ids_img"])
+    assert res.loc[imputed, "missing"].str.contains("ColorHistogram").all()
+    assert res.loc[~imputed, "missing"].isna().all()
+    assert "file not found" in res.loc[res["id"] == 2005, "missing"].item()
+    assert "missing value" in res.loc[res["id"] == 2017, "missing"].item()
+    assert summary["imputed"] == len(data["bad_ids_img"])
     with pytest.warns(UserWarning, match="rows failed"):
         expected = model.predict(data["table"])
     assert res["prediction"].tolist() == expected.tolist()
@@ -278,7 +285,7 @@ def test_resume_after_kill_9(data, tmp_path):
                                timeout=120)
         assert rerun.returncode == 0, rerun.stderr
         assert "from an earlier run" in rerun.stdout
-        assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+        assert not [p for p in out.iterdir() if p.name.startswith(".mmfeat-tmp-")]
         res = pd.read_parquet(out)
         assert res["id"].tolist() == data["table"]["id"].tolist()
         ok = ~res["id"].isin(data["bad_ids_img"])
