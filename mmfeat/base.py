@@ -365,6 +365,15 @@ class Extractor(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ shared machinery
 
+    def _cache_label(self) -> str:
+        """How ``mmfeat cache info`` names this extractor's entries: the class and the
+        parameters that differ from their defaults and change the output."""
+        from sklearn.utils._pprint import _changed_params
+
+        changed = [f"{k}={v!r}" for k, v in _changed_params(self).items()
+                   if k not in self.runtime_params]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
     def fingerprint(self) -> str:
         """Digest of everything that changes this extractor's output (part of every cache key)."""
         params = {
@@ -539,7 +548,7 @@ class Extractor(TransformerMixin, BaseEstimator):
                 out[groups[key]] = features[i]
                 fresh[key] = features[i]
         if cache is not None and fresh:
-            cache.put_many(fresh, extractor=repr(self))  # named in `mmfeat cache info`
+            cache.put_many(fresh, extractor=self._cache_label())
 
     def _error(self, items, row, cause) -> ExtractionError:
         return ExtractionError(row, describe(items[row]), cause, type(self).__name__)
