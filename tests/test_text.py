@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -201,3 +202,50 @@ def test_directory_without_a_model_gives_a_clear_error(tmp_path):
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         SentenceEmbedder(cache=False, **params).fit(["a text"])
+
+
+def test_loading_the_model_prints_no_progress_bar(tmp_path):
+    # transformers draws a "Loading weights" bar unless bars are switched off (the test session
+    # switches them off with HF_HUB_DISABLE_PROGRESS_BARS): load in a process without that
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    code = ("from mmfeat.text import SentenceEmbedder; "
+            "SentenceEmbedder(cache=False).fit(['a text']).transform(['a text']); "
+            "from transformers.utils import logging; print(logging.is_progress_bar_enabled())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr, result.stderr[-500:]
+    assert result.stdout.strip() == "True"  # the user's own bars are switched back on
+
+
+def test_a_huge_text_is_cut_before_tokenising(embedder):
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
+    huge = sentence * 160_000  # 10 MB
+    CountingEmbedder.encoded = []
+    counting = CountingEmbedder(cache=False).fit(["warm up"])
+    status = "/proc/self/status"
+    if os.path.exists("/proc/self/clear_refs"):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # measure the peak from here
+    before = _high_water_mb(status)
+    out = counting.transform([huge])
+    grown = _high_water_mb(status) - before
+    assert len(CountingEmbedder.encoded[0]) < 20_000  # the model saw the start only
+    np.testing.assert_allclose(out, embedder.transform([sentence * 60]), atol=1e-6)
+    if grown is not None:
+        assert grown < 150, f"peak memory grew by {grown:.0f} MB"  # 2.1 GB when tokenised whole
+
+
+def test_the_cut_keeps_every_token_the_model_reads(embedder):
+    # runs of spaces and long words hold few tokens in many characters: the cut widens for them
+    model = embedder._get_model()
+    for text in [("word" + " " * 100) * 3000, ("x" * 90 + " ") * 3000]:
+        expected = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+        np.testing.assert_allclose(embedder.transform([text]), expected, atol=1e-5)
+
+
+def _high_water_mb(status):
+    if not os.path.exists(status):
+        return None
+    with open(status) as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
 
@@ -21,6 +22,9 @@ _MODEL_FILE_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model"}
 _SKIPPED_DIRS = {"onnx", "openvino"}
 
 _FILE_DIGESTS: dict = {}  # (path, size, mtime_ns) -> digest: hash each weight file once per process
+# Texts longer than this many characters per token the model reads are cut before tokenising.
+# English WordPiece tokens average about 4 characters; 32 leaves room for long words and spaces.
+_CHARS_PER_TOKEN = 32
 
 
 def resolve_model(model) -> str:
@@ -75,6 +79,27 @@ def _embedding_dimension(model) -> int:
     return int(dim)
 
 
+@contextmanager
+def _quiet_loading(quiet: bool):
+    """Hide transformers' "Loading weights" bar while a model loads, unless asked for output.
+
+    transformers switches its bars on and off globally; the previous state is restored after.
+    Models load under the model registry's lock, one at a time.
+    """
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
+
+
 class SentenceEmbedder(Extractor):
     """Embed each text with a sentence-transformers model.
 
@@ -89,7 +114,9 @@ class SentenceEmbedder(Extractor):
         Scale every vector to unit length (cosine similarity becomes a dot product).
     max_length : int or None, default=None
         Truncate texts to this many tokens; None keeps the model's own limit (256 tokens
-        for all-MiniLM-L6-v2). Longer texts are always truncated, never split.
+        for all-MiniLM-L6-v2). Longer texts are always truncated, never split; a very long
+        text is first cut to a start that still holds those tokens, so the tokenizer never
+        splits megabytes it would throw away.
     batch_size : int, default=64
         Texts per forward pass.
     device : {"auto", "cpu", "cuda", "mps", ...}, default="auto"
@@ -166,7 +193,34 @@ class SentenceEmbedder(Extractor):
         return [f"{i:03d}" for i in range(self.embedding_dim_)]
 
     def _load_item(self, item):
-        return load_text(item)
+        text = load_text(item)
+        if isinstance(text, str) and len(text) > self._char_limit():
+            text = self._truncate(text)
+        return text
+
+    def _char_limit(self) -> int:
+        return _CHARS_PER_TOKEN * self._get_model().max_seq_length
+
+    def _truncate(self, text: str) -> str:
+        """The start of a long text that holds every token the model reads.
+
+        The model keeps only its first ``max_seq_length`` tokens, but the tokenizer would first
+        split the whole text (gigabytes for a 10 MB text). Cut at a word boundary after
+        ``_CHARS_PER_TOKEN`` characters a token, and cut twice as far while that start has
+        fewer tokens than the model reads (long words, runs of spaces), so the vector is
+        the one of the whole text.
+        """
+        model = self._get_model()
+        wanted = model.max_seq_length - 2  # [CLS] and [SEP] take two of the places
+        cut = self._char_limit()
+        while cut < len(text):
+            end = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
+            head = text[: end if end > 0 else cut]
+            ids = model.tokenizer(head, add_special_tokens=False, truncation=True, max_length=wanted + 1)
+            if len(ids["input_ids"]) > wanted:
+                return head
+            cut *= 2
+        return text
 
     def _batch_key(self, item):
         # similar lengths in one batch: padding to the longest text wastes the rest
@@ -205,7 +259,8 @@ class SentenceEmbedder(Extractor):
             ) from exc
         source = resolve_model(self.model)
         try:
-            model = SentenceTransformer(source, device=device)
+            with _quiet_loading(not self.verbose):
+                model = SentenceTransformer(source, device=device)
         except Exception as exc:
             if Path(source).is_dir():
                 where = f"the directory {source!r} does not hold a sentence-transformers model"
