@@ -1,13 +1,17 @@
 """Global settings: where the feature cache lives and how files are keyed.
 
-The cache location is mirrored into the ``MMFEAT_CACHE_DIR`` environment variable so that
-worker processes started afterwards (GridSearchCV ``n_jobs``, loky, Dask local workers)
-see the same store as the parent process.
+As scikit-learn's configuration, the settings are thread-local: :func:`set_config` and
+:func:`config_context` change the calling thread's settings only, and every other thread
+(a new one included) keeps the defaults. The defaults come from the environment variables
+``MMFEAT_CACHE_DIR`` and ``MMFEAT_FILE_KEYS``, read when a setting is needed, which is also how
+worker processes (GridSearchCV ``n_jobs``, Dask workers) are configured: they do not see a
+parent's ``set_config``. Give an extractor ``cache=DIR`` to use one store everywhere.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,61 +20,112 @@ ENV_FILE_KEYS = "MMFEAT_FILE_KEYS"
 _OFF = {"", "0", "off", "false", "none", "no"}
 _FILE_KEY_MODES = ("content", "stat")
 
+_local = threading.local()  # this thread's settings that differ from the defaults
+_UNCHANGED = object()
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mmfeat"
 
 
-def get_config() -> dict:
-    """Return the current settings.
+def _overrides() -> dict:
+    if not hasattr(_local, "overrides"):
+        _local.overrides = {}
+    return _local.overrides
 
-    ``cache_dir`` is a :class:`~pathlib.Path`, or ``None`` when caching is switched off.
-    ``file_keys`` is ``"content"`` (hash the file's bytes) or ``"stat"`` (path, size, mtime).
-    """
+
+def _default_cache_dir():
     raw = os.environ.get(ENV_CACHE_DIR)
     if raw is None:
-        cache_dir = default_cache_dir()
-    elif raw.strip().lower() in _OFF:
-        cache_dir = None
-    else:
-        cache_dir = Path(raw).expanduser()
-    file_keys = os.environ.get(ENV_FILE_KEYS, "content")
-    if file_keys not in _FILE_KEY_MODES:
-        file_keys = "content"
+        return default_cache_dir()
+    if raw.strip().lower() in _OFF:
+        return None
+    return Path(raw).expanduser()
+
+
+def _default_file_keys() -> str:
+    raw = os.environ.get(ENV_FILE_KEYS, "content")
+    if raw not in _FILE_KEY_MODES:
+        raise ValueError(f"Got {ENV_FILE_KEYS}={raw!r} in the environment, expected one of "
+                         f"{_FILE_KEY_MODES} (or unset, for 'content').")
+    return raw
+
+
+def get_config() -> dict:
+    """Return the current thread's settings.
+
+    Returns
+    -------
+    dict
+        ``cache_dir``: a :class:`~pathlib.Path`, or ``None`` when caching is switched off.
+        ``file_keys``: ``"content"`` (hash the file's bytes) or ``"stat"`` (path, size, mtime).
+
+    Raises
+    ------
+    ValueError
+        ``MMFEAT_FILE_KEYS`` holds something else than ``content`` or ``stat``.
+    """
+    overrides = _overrides()
+    cache_dir = overrides["cache_dir"] if "cache_dir" in overrides else _default_cache_dir()
+    file_keys = overrides["file_keys"] if "file_keys" in overrides else _default_file_keys()
     return {"cache_dir": cache_dir, "file_keys": file_keys}
 
 
-def set_config(*, cache_dir=None, file_keys=None) -> None:
-    """Change settings for this process and the worker processes it starts later.
+def set_config(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED) -> None:
+    """Change the settings of the calling thread.
 
     Parameters
     ----------
-    cache_dir : str, Path or False, optional
-        Directory of the default feature cache. ``False`` switches the default cache off.
+    cache_dir : str, Path, False or None, optional
+        Directory of the default feature cache; ``False`` switches the default cache off and
+        ``None`` restores the default (``MMFEAT_CACHE_DIR``, else ``~/.cache/mmfeat``).
         Extractors built with ``cache=...`` ignore this.
-    file_keys : {"content", "stat"}, optional
+    file_keys : {"content", "stat"} or None, optional
         How items given as file paths are keyed: by a digest of their bytes (default, safe),
         or by ``(path, size, mtime)`` (fast for very large files; trusts the file system).
+        ``None`` restores the default (``MMFEAT_FILE_KEYS``, else ``"content"``).
+
+    Examples
+    --------
+    >>> import mmfeat
+    >>> mmfeat.set_config(cache_dir=False)
+    >>> mmfeat.get_config()["cache_dir"] is None
+    True
+    >>> mmfeat.set_config(cache_dir=None)  # back to the default
     """
-    if cache_dir is not None:
-        os.environ[ENV_CACHE_DIR] = "off" if cache_dir is False else str(cache_dir)
-    if file_keys is not None:
-        if file_keys not in _FILE_KEY_MODES:
-            raise ValueError(f"Got file_keys={file_keys!r}, expected one of {_FILE_KEY_MODES}.")
-        os.environ[ENV_FILE_KEYS] = file_keys
+    overrides = _overrides()
+    if cache_dir is not _UNCHANGED:
+        if cache_dir is None:
+            overrides.pop("cache_dir", None)
+        elif cache_dir is False:
+            overrides["cache_dir"] = None
+        elif isinstance(cache_dir, (str, os.PathLike)) and os.fspath(cache_dir):
+            overrides["cache_dir"] = Path(cache_dir).expanduser()
+        else:
+            raise TypeError(f"Got cache_dir={cache_dir!r}, expected a directory path, False (no "
+                            "cache) or None (the default).")
+    if file_keys is not _UNCHANGED:
+        if file_keys is None:
+            overrides.pop("file_keys", None)
+        elif file_keys in _FILE_KEY_MODES:
+            overrides["file_keys"] = file_keys
+        else:
+            raise ValueError(f"Got file_keys={file_keys!r}, expected one of {_FILE_KEY_MODES} or None.")
 
 
 @contextmanager
-def config_context(*, cache_dir=None, file_keys=None):
-    """Temporarily change settings inside a ``with`` block (see :func:`set_config`)."""
-    saved = {k: os.environ.get(k) for k in (ENV_CACHE_DIR, ENV_FILE_KEYS)}
+def config_context(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED):
+    """Change the calling thread's settings inside a ``with`` block (see :func:`set_config`).
+
+    Yields
+    ------
+    dict
+        The settings in effect inside the block.
+    """
+    saved = dict(_overrides())
     try:
         set_config(cache_dir=cache_dir, file_keys=file_keys)
         yield get_config()
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _local.overrides = saved
