@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import struct
 from numbers import Integral, Real
-from pathlib import Path
 
 import numpy as np
 
@@ -133,14 +133,39 @@ def _float_wave(wave) -> np.ndarray:
     return np.asarray(wave, dtype=np.float32)
 
 
-def _read_file(path) -> bytes:
-    path = Path(path)
+def _open_regular(path) -> tuple[int, os.stat_result]:
+    """Open a path for reading if it is a regular file, and return its descriptor and stat.
+
+    The type is checked on the opened descriptor, so a path swapped between a check and the
+    open cannot slip through. Opening does not block (``O_NONBLOCK``), and a FIFO, a device
+    such as ``/dev/zero`` or a socket is refused: reading one would wait or grow forever.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ItemError("file not found") from None
     except IsADirectoryError:
         raise ItemError("is a directory, not a file") from None
+    except OSError as exc:
+        raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ItemError("is a directory, not a file")
+        raise ItemError("not a regular file (a FIFO, device or socket)")
+    if st.st_size == 0:
+        os.close(fd)
+        raise ItemError("empty file (0 bytes)")
+    return fd, st
+
+
+def _read_file(path) -> bytes:
+    fd, _ = _open_regular(path)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
     if not data:
@@ -541,15 +566,14 @@ def load_audio(item, *, sr: int, offset: float = 0.0, duration=None, max_duratio
     if isinstance(item, (str, os.PathLike)):
         import soundfile as sf
 
-        path = os.fspath(item)
+        fd, _ = _open_regular(item)
         try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            raise ItemError("file not found") from None
-        if size == 0:
-            raise ItemError("empty file (0 bytes)")
+            sound = sf.SoundFile(fd, closefd=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            os.close(fd)
+            raise ItemError(f"not a readable audio file: {exc}") from None
         try:
-            with sf.SoundFile(path) as f:
+            with sound as f:
                 native_sr = f.samplerate
                 f.seek(min(int(offset * native_sr), f.frames))
                 frames = -1 if limit is None else int(math.ceil(limit * native_sr))

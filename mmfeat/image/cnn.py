@@ -59,13 +59,32 @@ def _file_digest(path: str) -> str:
     return _FILE_DIGESTS[key]
 
 
+_SAMPLES_PER_TENSOR = 16
+
+
+def _sample(tensor) -> bytes:
+    """A few evenly spaced elements of a tensor, as bytes."""
+    flat = tensor.detach().reshape(-1)
+    if flat.numel() > _SAMPLES_PER_TENSOR:
+        flat = flat[:: flat.numel() // _SAMPLES_PER_TENSOR][:_SAMPLES_PER_TENSOR]
+    import torch
+
+    return flat.contiguous().view(torch.uint8).cpu().numpy().tobytes()
+
+
 def _module_digest(module) -> str:
-    """Digest of a module's state_dict, recomputed only when a tensor was replaced or changed in
-    place (torch bumps a tensor's ``_version`` on every in-place write, e.g. an optimizer step)."""
+    """Digest of the contents of a module's state_dict.
+
+    The full digest is recomputed only when a cheap stamp changes: each tensor's storage, its
+    version counter (bumped by every in-place write through autograd, e.g. an optimizer step)
+    and a sample of its elements, which also catches writes that bypass the counter, such as
+    ``param.data.mul_(2)``. A write through ``.data`` to only elements outside the sample is
+    not seen: re-create the module (or give a copy) after such an edit.
+    """
     import torch
 
     state = module.state_dict()
-    stamp = tuple((name, t.data_ptr(), t._version) for name, t in state.items())
+    stamp = tuple((name, t.data_ptr(), t._version, _sample(t)) for name, t in state.items())
     known = _MODULE_DIGESTS.get(module)
     if known is not None and known[0] == stamp:
         return known[1]
@@ -115,7 +134,9 @@ class CNNEmbedder(Extractor):
         that ships its weights), or a module mapping a ``(n, 3, H, W)`` float batch to
         ``(n, d)`` features; a ``(n, d, h, w)`` output is averaged over ``h, w``. A module is
         copied before use (the one given is never moved or switched to eval mode), and is
-        pickled with the estimator, since it is a parameter.
+        pickled with the estimator, since it is a parameter. Its weights' contents are part
+        of the cache key and choose the copy used: change them in place (an optimizer step,
+        ``param.data.mul_(2)``) and the next ``transform`` computes new features.
     preprocess : callable or None, default=None
         Maps one RGB ``uint8`` HxWx3 array to a CHW float tensor (or array). Required with a
         module. None, with a named model, is :func:`center_crop_resize` at ``image_size``.
