@@ -30,7 +30,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from .cache import FeatureCache, item_digest, make_key, resolve_cache
+from .cache import FeatureCache, resolve_cache
+from .keys import item_digest, make_key
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe, is_missing

@@ -70,7 +70,7 @@ def _cache_for(args, must_exist):
 
 
 def cmd_cache(args) -> int:
-    from .cache import CacheError
+    from .errors import CacheError
 
     cache = _cache_for(args, must_exist=args.action != "clear")
     try:

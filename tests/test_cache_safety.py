@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmfeat.cache import FeatureCache, item_digest, make_key
+from mmfeat.cache import FeatureCache
+from mmfeat.keys import item_digest, make_key
 from mmfeat.errors import CacheError, CacheWarning, ItemError
 
 
@@ -167,7 +168,7 @@ def test_a_fifo_is_refused_not_read(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     proc = subprocess.run([sys.executable, "-c", (
-        "import sys; from mmfeat.cache import item_digest; from mmfeat.errors import ItemError\n"
+        "import sys; from mmfeat.keys import item_digest; from mmfeat.errors import ItemError\n"
         "try:\n    item_digest(sys.argv[1], 'image')\nexcept ItemError as exc:\n    print(exc)")
         , str(fifo)], capture_output=True, text=True, timeout=60)
     assert "not a regular file" in proc.stdout, proc.stderr

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mmfeat.cache import FeatureCache, item_digest, make_key, resolve_cache
+from mmfeat.cache import FeatureCache, resolve_cache
+from mmfeat.keys import item_digest, make_key
 from mmfeat.errors import CacheError, CacheWarning, ItemError
 
 
@@ -311,7 +312,7 @@ def test_item_digest(tmp_path):
 
 
 def test_file_digests_are_remembered_until_any_write(tmp_path, monkeypatch):
-    import mmfeat.cache as cache_module
+    import mmfeat.keys as cache_module
 
     monkeypatch.setattr(cache_module, "_SETTLED_NS", -10**12)  # treat fresh files as settled
     monkeypatch.setattr(cache_module, "_FILE_DIGESTS", {})

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..keys import file_digest
 from ._common import (JOB_FORMAT, JOB_VERSION, N_FIRST_ERRORS, OUTPUT_NAMES, ScoringError,
                       _exc_text, _fmt_id)
 from ._input import _Input
@@ -167,7 +167,7 @@ def _resolve_model(model, trusted=None):
             obj = load_model(path, trusted=trusted)
         except Exception as exc:
             raise ScoringError(f"cannot load the model from {path}: {_exc_text(exc)}") from exc
-        digest = _file_digest(path)
+        digest = "blake2b:" + file_digest(path)
         return obj, {"path": str(path), "digest": digest}, digest, path
     import joblib
 
@@ -176,14 +176,6 @@ def _resolve_model(model, trusted=None):
     except Exception as exc:
         raise ScoringError(f"cannot fingerprint the model object: {_exc_text(exc)}") from exc
     return copy.deepcopy(model), {"object": type(model).__name__, "digest": digest}, digest, None
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def _required_columns(model, available):
