@@ -31,6 +31,8 @@ import platform
 import warnings
 from pathlib import Path
 
+from .atomic import atomic_write
+
 __all__ = ["ModelVersionWarning", "find_extractors", "load_model", "save_model"]
 
 FORMAT = "mmfeat-model"
@@ -247,17 +249,14 @@ def save_model(model, path, *, compress=3):
         "extractors": _fingerprints(model),
         "model": model,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    # Owner-only, like the feature cache: a model can reveal what it was trained on.
+    with atomic_write(path, mode=0o600) as f:
         if _is_skops(path):
             import skops.io
 
-            skops.io.dump(payload, tmp, compression=_zip_compression(compress))
+            skops.io.dump(payload, f, compression=_zip_compression(compress))
         else:
-            joblib.dump(payload, tmp, compress=compress)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            joblib.dump(payload, f, compress=compress)
     return path
 
 

@@ -10,7 +10,6 @@ MODEL_COPY = "_model.joblib"
 JOB_FORMAT = "mmfeat-score-job"
 JOB_VERSION = 2
 LOCK_FILE = ".mmfeat-lock"
-TMP_PREFIX = ".mmfeat-tmp-"  # only files named so are ever removed from an output folder
 PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 N_FIRST_ERRORS = 5
 OUTPUT_NAMES = ("row", "prediction", "error", "missing")

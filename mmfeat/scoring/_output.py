@@ -4,37 +4,22 @@ a rerun resume, the stats of finished parts, and the lock that keeps a second jo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from ._common import (JOB_FILE, LOCK_FILE, MODEL_COPY, N_FIRST_ERRORS, PART_RE, TMP_PREFIX,
-                      ScoringError, part_name)
+from ..atomic import TMP_PREFIX, atomic_write, write_bytes
 
-
-def _tmp_path(final: Path) -> Path:
-    return final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}")
+from ._common import JOB_FILE, LOCK_FILE, MODEL_COPY, N_FIRST_ERRORS, PART_RE, ScoringError, part_name
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = _tmp_path(path)
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    write_bytes(path, (json.dumps(data, indent=1, default=str) + "\n").encode())
 
 
 def _write_part(table, out_dir: Path, index: int) -> None:
     import pyarrow.parquet as pq
 
-    final = out_dir / part_name(index)
-    tmp = _tmp_path(final)
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(out_dir / part_name(index)) as f:
+        pq.write_table(table, f)
 
 
 def _existing_parts(out: Path) -> dict:
