@@ -40,9 +40,10 @@ class MFCCStats(AudioExtractor):
         Statistics over time: "mean", "std", "min", "max", "median", and percentiles written
         "p10", "p90" ...
     n_fft : int, default=512
-        Window length in samples (32 ms at 16 kHz); shorter clips are zero-padded to it.
+        Window length in samples (32 ms at 16 kHz); shorter clips are zero-padded to it. At
+        most ``sr`` (one second) and at most ``duration * sr`` when ``duration`` is given.
     hop_length : int, default=160
-        Step between frames in samples (10 ms at 16 kHz).
+        Step between frames in samples (10 ms at 16 kHz); at most ``n_fft``.
     n_mels : int, default=40
         Mel bands the coefficients are computed from.
     offset : float, default=0.0

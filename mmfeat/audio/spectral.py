@@ -39,9 +39,10 @@ class SpectralStats(AudioExtractor):
         Statistics over time: "mean", "std", "min", "max", "median", and percentiles written
         "p10", "p90" ...
     n_fft : int, default=512
-        Window length in samples; shorter clips are zero-padded to it.
+        Window length in samples; shorter clips are zero-padded to it. At most ``sr`` (one
+        second) and at most ``duration * sr`` when ``duration`` is given.
     hop_length : int, default=160
-        Step between frames in samples.
+        Step between frames in samples; at most ``n_fft``.
     offset : float, default=0.0
         Seconds skipped at the start of each clip.
     duration : float or None, default=None
