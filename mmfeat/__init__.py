@@ -5,10 +5,11 @@ Importing mmfeat is light: torch and sentence-transformers load only when a mode
 
 from .config import config_context, get_config, set_config
 from .errors import CacheWarning, ExtractionError, ExtractionWarning, collect_errors
+from .introspect import package_version
 from .manifest import read_manifest
 from .modelfile import ModelVersionWarning, load_model, save_model
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 __all__ = [
     "CacheWarning",

@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 
 from .atomic import atomic_write
+from .introspect import find_extractors, package_version
 
 __all__ = ["ModelVersionWarning", "find_extractors", "load_model", "save_model"]
 
@@ -47,85 +48,11 @@ class ModelVersionWarning(UserWarning):
 def _versions() -> dict:
     import sklearn
 
-    from . import __version__
-
     return {
-        "mmfeat_version": __version__,
+        "mmfeat_version": package_version(),
         "sklearn_version": sklearn.__version__,
         "python_version": platform.python_version(),
     }
-
-
-def find_extractors(model) -> dict:
-    """Every :class:`mmfeat.base.Extractor` inside ``model``, by name.
-
-    Extractors are looked up through ``get_params(deep=True)`` (named by their deep parameter
-    name, e.g. ``"features__image"``) and through fitted attributes (the fitted clones a
-    ``ColumnTransformer`` keeps in ``transformers_``, named e.g. ``"features.transformers_[image]"``).
-    The same object is listed once.
-
-    Parameters
-    ----------
-    model : estimator
-
-    Returns
-    -------
-    dict of str -> Extractor
-    """
-    from .base import Extractor
-
-    found: dict = {}
-    seen: set = set()
-
-    def add(name, obj):
-        if id(obj) not in seen:
-            seen.add(id(obj))
-            found[name] = obj
-
-    def visit_fitted(obj, path, depth=0):
-        """Look into the fitted attributes (``name_``) of an estimator for more extractors."""
-        if depth > 20:
-            return
-        for attr, value in sorted(vars(obj).items()):
-            if attr.endswith("_") and not attr.startswith("_") and not attr.endswith("__"):
-                walk(value, f"{path}.{attr}" if path else attr, depth + 1)
-
-    def walk(value, path, depth):
-        if depth > 20 or isinstance(value, (str, bytes, int, float, type(None))):
-            return
-        if isinstance(value, Extractor):
-            add(path, value)
-            return
-        if hasattr(value, "get_params") and not isinstance(value, type):
-            if id(value) in seen:
-                return
-            seen.add(id(value))
-            try:
-                params = value.get_params(deep=True)
-            except Exception:  # a half-built or odd estimator: its fitted attributes still count
-                params = {}
-            for name, sub in params.items():
-                if isinstance(sub, Extractor):
-                    add(f"{path}__{name}" if path else name, sub)
-            for name, sub in params.items():
-                if hasattr(sub, "get_params") and not isinstance(sub, (type, Extractor)):
-                    visit_fitted(sub, f"{path}__{name}" if path else name, depth)
-            visit_fitted(value, path, depth)
-            return
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(sub, f"{path}[{key}]", depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for i, sub in enumerate(value):
-                if isinstance(sub, tuple) and len(sub) >= 2 and isinstance(sub[0], str):
-                    walk(sub[1], f"{path}[{sub[0]}]", depth + 1)  # (name, estimator, ...) tuples
-                else:
-                    walk(sub, f"{path}[{i}]", depth + 1)
-
-    if isinstance(model, Extractor):
-        return {type(model).__name__: model}
-    walk(model, "", 0)
-    return found
 
 
 def _fingerprints(model) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..introspect import set_on_error
 from ._common import N_FIRST_ERRORS, ScoringError, _exc_text, _Systematic
 from ._output import _write_part
 
@@ -55,9 +56,6 @@ class _Scorer:
         from sklearn.pipeline import Pipeline
         from sklearn.utils.validation import check_is_fitted
 
-        from ..base import Extractor
-        from ..modelfile import find_extractors
-
         if not hasattr(model, "predict"):
             raise ScoringError(f"the model ({type(model).__name__}) has no predict method")
         try:
@@ -68,17 +66,8 @@ class _Scorer:
             pass
         if proba and not hasattr(model, "predict_proba"):
             raise ScoringError(f"--proba: the model ({type(model).__name__}) has no predict_proba")
-        # Failed rows must become NaN rows, not a failed chunk: through the deep parameter names
-        # (the estimators as given) and on every fitted clone (ColumnTransformer.transformers_).
-        try:
-            deep = {k: v for k, v in model.get_params(deep=True).items() if isinstance(v, Extractor)}
-        except Exception:
-            deep = {}
-        if deep:
-            model.set_params(**{f"{k}__on_error": "nan" for k in deep})
-        for extractor in find_extractors(model).values():
-            params = extractor.get_params(deep=False)
-            extractor.set_params(**{k: v for k, v in (("on_error", "nan"), ("verbose", False)) if k in params})
+        # Failed rows must become NaN rows, not a failed chunk.
+        set_on_error(model, "nan", verbose=False)
 
         self.model, self.proba = model, bool(proba)
         self.is_pipeline = isinstance(model, Pipeline) and len(model.steps) > 1
