@@ -43,7 +43,12 @@ STORE_NAME = "features.sqlite"
 # 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
 # extractor. A version-1 store's entries can never be looked up again and are dropped on open.
 FORMAT_VERSION = 2
-_WRITE_WAIT_MS = 5000  # how long a write waits for another process's write lock
+_WRITE_WAIT_MS = 10_000  # how long a write waits for another process's write lock
+# After one write gave up, the lock's holder is likely stuck (a paused process): later writes
+# of this process try without waiting for a while, so that a stuck writer costs one wait, not
+# one per batch.
+_STUCK_BACKOFF_S = 60.0
+_STUCK_WAIT_MS = 50
 _BOOKKEEPING_WAIT_MS = 100  # access times and hit counts: skipped rather than waited for
 _CHUNK = 500  # keys per statement: well under SQLite's limit on bound parameters
 _DISK_DTYPE = np.dtype("<f4")  # fixed byte order, so a store can move between machines
@@ -111,6 +116,7 @@ class FeatureCache:
         self.session_hits = self.session_misses = 0
         self._conn, self._pid, self._lock, self._warned = None, os.getpid(), threading.RLock(), False
         self._read_only = self._busy_warned = False
+        self._stuck_until = 0.0
 
     @property
     def read_only(self) -> bool:
@@ -170,7 +176,7 @@ class FeatureCache:
                 f"SELECT substr(key, 1, {FINGERPRINT_HEX}), COUNT(*), SUM(size) FROM features "
                 "GROUP BY 1 ORDER BY 3 DESC").fetchall()
             return [(names.get(p, f"unnamed {p[:12]}"), n, b) for p, n, b in groups]
-        return self._run_strict(query)
+        return self._run(query, strict=True)
 
     # ------------------------------------------------------------------ claims
     # Two workers of one grid search often miss on the same items at the same moment. A worker
@@ -221,7 +227,7 @@ class FeatureCache:
     def _claim(self, db, keys, stale_after):
         host, pid = socket.gethostname(), os.getpid()
         now = time.time_ns()
-        with _transaction(db):
+        with _transaction(db, wait_ms=self._write_wait_ms()):
             busy = _live_claims(db, keys, stale_after)
             claimed = [k for k in keys if k not in busy]
             db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
@@ -229,7 +235,7 @@ class FeatureCache:
         return claimed, [k for k in keys if k in busy]
 
     def _release(self, db, keys):
-        with _transaction(db):
+        with _transaction(db, wait_ms=self._write_wait_ms()):
             for chunk in _chunks(keys):
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"DELETE FROM claims WHERE pid = ? AND host = ? AND key IN ({marks})",
@@ -258,7 +264,7 @@ class FeatureCache:
             raise ValueError(f"Got older_than={older_than!r}, expected a non-negative number of seconds.")
         if max_bytes is None and older_than is None:
             raise ValueError("Give max_bytes, older_than or both.")
-        return self._run_strict(lambda db: self._prune(db, max_bytes, older_than))
+        return self._run(lambda db: self._prune(db, max_bytes, older_than), strict=True)
 
     def forget(self, items) -> int:
         """Delete the entries of ``items`` under every extractor; return how many were removed.
@@ -272,12 +278,12 @@ class FeatureCache:
             for modality, file_keys in (("text", "content"), ("image", "content"), ("image", "stat")):
                 with suppress(ItemError, ValueError):
                     digests.add(item_digest(item, modality, file_keys))
-        return self._run_strict(lambda db: self._forget(db, sorted(digests)))
+        return self._run(lambda db: self._forget(db, sorted(digests)), strict=True)
 
     def check(self) -> dict:
         """Like :meth:`stats`, but raise :class:`~mmfeat.errors.CacheError` when the store
         cannot be used, instead of warning and reporting an empty store."""
-        return {"path": str(self.path), **self._run_strict(self._count),
+        return {"path": str(self.path), **self._run(self._count, strict=True),
                 "read_only": self._read_only,
                 "session_hits": self.session_hits, "session_misses": self.session_misses}
 
@@ -354,8 +360,11 @@ class FeatureCache:
                 raise
         return found
 
+    def _write_wait_ms(self) -> int:
+        return _STUCK_WAIT_MS if time.monotonic() < self._stuck_until else _WRITE_WAIT_MS
+
     def _write(self, db, rows, named=None):
-        with _transaction(db):
+        with _transaction(db, wait_ms=self._write_wait_ms()):
             db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", rows)
             if named:
                 db.execute("INSERT OR REPLACE INTO extractors VALUES (?, ?)", named)
@@ -402,26 +411,12 @@ class FeatureCache:
         if self._read_only:
             raise CacheError(f"The feature cache {self.file} is read-only: it cannot be {what}.")
 
-    def _run(self, operation, fallback):
+    def _run(self, operation, fallback=None, *, strict=False):
         """Run ``operation(connection)``; on any store error warn once and return ``fallback``.
 
         A write lock held by another process for longer than ``_WRITE_WAIT_MS`` is not an
-        error of the store: the connection is kept and one warning says so."""
-        self._check_process()
-        with self._lock:
-            try:
-                self._connect_read_only_aware()
-                return operation(self._conn)
-            except _STORE_ERRORS as exc:
-                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and self._conn is not None:
-                    self._warn_busy()
-                    return fallback
-                self._disconnect()  # the next call starts from a fresh connection
-                self._warn(exc)
-                return fallback
-
-    def _run_strict(self, operation):
-        """Run ``operation(connection)`` for a user's explicit request: errors are raised as
+        error of the store: the connection is kept and one warning says so. ``strict`` is for
+        a user's explicit request (info, prune, forget): errors are raised as
         :class:`~mmfeat.errors.CacheError`, never turned into an empty answer."""
         self._check_process()
         with self._lock:
@@ -429,9 +424,16 @@ class FeatureCache:
                 self._connect_read_only_aware()
                 return operation(self._conn)
             except _STORE_ERRORS as exc:
-                self._disconnect()
-                raise CacheError(f"The feature cache {self.file} cannot be used: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                if busy and self._conn is not None and not strict:
+                    self._warn_busy()
+                    return fallback
+                self._disconnect()  # the next call starts from a fresh connection
+                if strict:
+                    raise CacheError(f"The feature cache {self.file} cannot be used: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+                self._warn(exc)
+                return fallback
 
     def _check_process(self):
         if self._pid != os.getpid():  # forked: the connection and the lock are the parent's
@@ -482,12 +484,14 @@ class FeatureCache:
             self._conn = None
 
     def _warn_busy(self):
+        self._stuck_until = time.monotonic() + _STUCK_BACKOFF_S
         if not self._busy_warned:
             self._busy_warned = True
             warnings.warn(
                 f"The feature cache {self.file} is busy: another process has held its write lock "
                 f"for over {_WRITE_WAIT_MS / 1000:g} s. Features are computed and served; those "
-                "that could not be stored will be computed again next time.",
+                "that could not be stored will be computed again next time (for the next "
+                f"{_STUCK_BACKOFF_S:g} s, writes do not wait for the lock).",
                 CacheWarning, stacklevel=5)
 
     def _warn(self, exc, stacklevel=4):

@@ -30,22 +30,6 @@ try:
 except ImportError:  # audio extractors not there: image-only model
     MFCCStats = None
 
-SLOW_STEP = '''
-import time
-from sklearn.base import BaseEstimator, TransformerMixin
-
-class Sleep(TransformerMixin, BaseEstimator):
-    """Passes features through after a pause: makes a scoring run slow enough to kill."""
-    def __init__(self, seconds=0.2):
-        self.seconds = seconds
-    def fit(self, X, y=None):
-        return self
-    def transform(self, X):
-        time.sleep(self.seconds)
-        return X
-'''
-
-
 def _env(*extra_paths):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_paths), str(ROOT), env.get("PYTHONPATH", "")])
@@ -248,55 +232,48 @@ def test_models_handling_missing_modalities_just_predict(data, tmp_path):
 def test_resume_after_kill_9(data, tmp_path):
     """Kill the scoring process once a part exists; the same command then finishes the job:
     every id exactly once, predictions equal to the in-memory model's."""
-    helper = tmp_path / "helpers"
-    helper.mkdir()
-    (helper / "slowstep.py").write_text(SLOW_STEP)
-    sys.path.insert(0, str(helper))
-    try:
-        import slowstep
+    helper = Path(__file__).parent  # tests/slowstep.py, importable by the scoring processes
+    import slowstep
 
-        good = data["table"][~data["table"]["id"].isin(data["bad_ids"])]
-        pipe = Pipeline([("features", _features(audio=False)), ("sleep", slowstep.Sleep(0.1)),
-                         ("clf", LogisticRegression(max_iter=1000))]).fit(good, good["label"])
-        model = save_model(pipe, tmp_path / "slow.joblib")
-        out = tmp_path / "out"
-        cmd = [sys.executable, "-m", "mmfeat.cli", "score", str(model), str(data["parquet"]), str(out),
-               "--chunk-size", "2", "--proba"]
-        proc = subprocess.Popen(cmd, env=_env(helper), cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 90
-            while not list(out.glob("part-*.parquet")):
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "no part written in 90 s"
-                time.sleep(0.02)
-            assert proc.poll() is None, "the run ended before it could be killed"
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stderr.close()
-        finished = sorted(out.glob("part-*.parquet"))
-        assert 1 <= len(finished) < 20
-        for part in finished:  # whole parts only
-            assert len(pd.read_parquet(part)) == 2
-        rerun = subprocess.run(cmd, env=_env(helper), cwd=tmp_path, capture_output=True, text=True,
-                               timeout=120)
-        assert rerun.returncode == 0, rerun.stderr
-        assert "from an earlier run" in rerun.stdout
-        assert not [p for p in out.iterdir() if p.name.startswith(".mmfeat-tmp-")]
-        res = pd.read_parquet(out)
-        assert res["id"].tolist() == data["table"]["id"].tolist()
-        ok = ~res["id"].isin(data["bad_ids_img"])
-        scorable = data["table"][ok.to_numpy()]
-        assert res.loc[ok, "prediction"].tolist() == pipe.predict(scorable).tolist()
-        np.testing.assert_allclose(res.loc[ok, ["proba_blue", "proba_red"]].to_numpy(),
-                                   pipe.predict_proba(scorable), rtol=1e-5, atol=1e-6)
-        assert res.loc[~ok, "error"].notna().all()
+    good = data["table"][~data["table"]["id"].isin(data["bad_ids"])]
+    pipe = Pipeline([("features", _features(audio=False)), ("sleep", slowstep.Sleep(0.1)),
+                     ("clf", LogisticRegression(max_iter=1000))]).fit(good, good["label"])
+    model = save_model(pipe, tmp_path / "slow.joblib")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mmfeat.cli", "score", str(model), str(data["parquet"]), str(out),
+           "--chunk-size", "2", "--proba"]
+    proc = subprocess.Popen(cmd, env=_env(helper), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("part-*.parquet")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no part written in 90 s"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     finally:
-        sys.path.remove(str(helper))
-        sys.modules.pop("slowstep", None)
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    finished = sorted(out.glob("part-*.parquet"))
+    assert 1 <= len(finished) < 20
+    for part in finished:  # whole parts only
+        assert len(pd.read_parquet(part)) == 2
+    rerun = subprocess.run(cmd, env=_env(helper), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "from an earlier run" in rerun.stdout
+    assert not [p for p in out.iterdir() if p.name.startswith(".mmfeat-tmp-")]
+    res = pd.read_parquet(out)
+    assert res["id"].tolist() == data["table"]["id"].tolist()
+    ok = ~res["id"].isin(data["bad_ids_img"])
+    scorable = data["table"][ok.to_numpy()]
+    assert res.loc[ok, "prediction"].tolist() == pipe.predict(scorable).tolist()
+    np.testing.assert_allclose(res.loc[ok, ["proba_blue", "proba_red"]].to_numpy(),
+                               pipe.predict_proba(scorable), rtol=1e-5, atol=1e-6)
+    assert res.loc[~ok, "error"].notna().all()
 
 
 def test_two_worker_processes_give_the_same_output(data, tmp_path):

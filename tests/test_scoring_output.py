@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -127,42 +126,17 @@ def test_a_job_where_every_row_fails_exits_non_zero(model, tmp_path):
     assert proc.returncode == 2 and "every one of the 2 rows failed" in proc.stderr
 
 
-SLOW_MODEL = """
-import time
-import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from mmfeat.image.color import ColorHistogram
-from mmfeat.modelfile import save_model
-
-class Sleep(TransformerMixin, BaseEstimator):
-    def __init__(self, seconds=0.3):
-        self.seconds = seconds
-    def fit(self, X, y=None):
-        return self
-    def transform(self, X):
-        time.sleep(self.seconds)
-        return X
-
-def build(path, images):
-    train = pd.DataFrame({"image": images, "label": ["red"] * 3 + ["blue"] * 3})
-    pipe = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
-                     ("sleep", Sleep()), ("clf", LogisticRegression())]).fit(train, train["label"])
-    save_model(pipe, path)
-"""
-
-
 @pytest.fixture
 def slow_job(model, tmp_path):
-    """A model that sleeps 0.3 s a chunk (from an importable module, so workers load it), and
+    """A model that sleeps 0.3 s a chunk (``tests/slowstep.py``, importable by the workers), and
     a 60-row table in chunks of 2: a job of about 9 s that a test can interrupt."""
-    (tmp_path / "slowmodel.py").write_text(SLOW_MODEL)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
-    path = tmp_path / "slow.joblib"
-    subprocess.run([sys.executable, "-c", "import sys, slowmodel; slowmodel.build(sys.argv[1], sys.argv[2:])",
-                    str(path), *model["images"]], env=env, check=True, timeout=120, cwd=tmp_path)
+    from slowstep import Sleep
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(ROOT)]))
+    train = pd.DataFrame({"image": model["images"], "label": ["red"] * 3 + ["blue"] * 3})
+    pipe = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
+                     ("sleep", Sleep(0.3)), ("clf", LogisticRegression())]).fit(train, train["label"])
+    path = save_model(pipe, tmp_path / "slow.joblib")
     csv = tmp_path / "t.csv"
     pd.DataFrame({"id": range(60), "image": model["images"] * 10}).to_csv(csv, index=False)
     return {"model": path, "csv": csv, "env": env}
