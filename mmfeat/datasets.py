@@ -176,13 +176,14 @@ def _hsv_to_bgr(h: int, s: int, v: int) -> tuple:
     return tuple(int(c) for c in px)
 
 
-def _audio(rng: np.random.Generator, cue: int | None) -> np.ndarray:
-    """One second of noise plus, for a shown class, beeps in that class's pitch band."""
+def _audio(rng: np.random.Generator, cue: int | None, pitch: float = 1.0) -> np.ndarray:
+    """One second of noise plus, for a shown class, beeps in that class's pitch band (times
+    ``pitch``, a group's own voice)."""
     n = SAMPLE_RATE
     t = np.arange(n) / SAMPLE_RATE
     wave = np.zeros(n)
     if cue is not None:
-        f0 = _THEMES[cue].tone_hz * rng.uniform(0.96, 1.04)
+        f0 = _THEMES[cue].tone_hz * pitch * rng.uniform(0.96, 1.04)
         # Rhythm and timbre are nuisance: 1-4 short beeps, each with a slight glide.
         for _ in range(rng.integers(1, 5)):
             start, length = rng.uniform(0, 0.7), rng.uniform(0.12, 0.3)
@@ -220,8 +221,24 @@ def _plan(seed_seq, n_samples: int, n_classes: int, missing_rate: float):
     return labels, shown, missing
 
 
+def _groups(seed_seq, n_samples: int, n_groups: int | None):
+    """Each row's group and each group's pitch factor (None, None without groups).
+
+    A group's factor is drawn from one octave down to one octave up: the classes' tones are
+    about an octave apart, so a model that learned the tones of the groups it has seen can tell
+    the classes of a new group only by chance, while within a seen group the tones stay a
+    strong cue.
+    """
+    if n_groups is None:
+        return None, None
+    rng = np.random.default_rng(seed_seq)
+    groups = rng.permutation(np.arange(n_samples) % n_groups)
+    pitch = 2.0 ** rng.uniform(-1.0, 1.0, size=n_groups)
+    return groups, pitch
+
+
 def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="data/demo",
-                    missing_rate=0.0, overwrite=False) -> pd.DataFrame:
+                    missing_rate=0.0, n_groups=None, overwrite=False) -> pd.DataFrame:
     """Write a synthetic image/text/audio classification dataset and return its manifest.
 
     Each modality shows, independently per sample, either the sample's class cue (60 %) or
@@ -253,6 +270,13 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     missing_rate : float, default=0.0
         Fraction of rows (rounded to a whole number) in which one modality, chosen at
         random, is missing (None, and no file is written). Other cells are unchanged.
+    n_groups : int or None, default=None
+        Rows come in this many groups ("speakers" or "sessions", column ``group``: ``g0``,
+        ``g1`` ...; sizes differ by at most one), each with its own voice: the audio cue's
+        pitch is multiplied by a factor per group, between one octave down and one octave
+        up. Within a group the audio stays a strong cue, but its tones do not carry over to a
+        new group: evaluate with the groups held out (``LeaveOneGroupOut``) and fuse with
+        ``groups=``. None: no groups, and the table and files are those of earlier versions.
     overwrite : bool, default=False
         Rewrite the files even when ``data_dir`` already holds a complete dataset made with
         the same arguments. When False such a dataset is reused as it is.
@@ -261,7 +285,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     -------
     pandas.DataFrame
         One row per sample with columns ``id`` (int), ``image`` (absolute path to a PNG),
-        ``text`` (str), ``audio`` (absolute path to a WAV) and ``label`` (str). The
+        ``text`` (str), ``audio`` (absolute path to a WAV), ``label`` (str) and, with
+        ``n_groups``, ``group`` (str). The
         ``manifest.csv`` on disk holds the same table with paths relative to ``data_dir``;
         :func:`load_manifest` reads it back.
 
@@ -284,12 +309,19 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         raise ValueError(f"n_classes must be between 2 and {len(_THEMES)}, got {n_classes}")
     if not 0.0 <= missing_rate <= 1.0:
         raise ValueError(f"missing_rate must be between 0 and 1, got {missing_rate}")
+    if n_groups is not None:
+        n_groups = int(n_groups)
+        if not 2 <= n_groups <= n_samples:
+            raise ValueError(f"n_groups must be None or between 2 and n_samples={n_samples}, "
+                             f"got {n_groups}")
     if random_state is not None:
         random_state = int(random_state)
 
     root = Path(data_dir)
     params = {"version": _FORMAT_VERSION, "n_samples": n_samples, "n_classes": n_classes,
               "random_state": random_state, "missing_rate": float(missing_rate)}
+    if n_groups is not None:  # absent otherwise, so that existing demo folders stay valid
+        params["n_groups"] = n_groups
     if not overwrite and random_state is not None:
         df = _reusable(root, params)
         if df is not None:
@@ -302,17 +334,23 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     (root / "audio").mkdir(exist_ok=True)
 
     seed_seq = np.random.SeedSequence(random_state)
-    plan_seq, items_seq = seed_seq.spawn(2)
+    # A third stream for the groups: the first two, and so every sample, are those of a
+    # table without groups.
+    plan_seq, items_seq, groups_seq = seed_seq.spawn(3)
     labels, shown, missing = _plan(plan_seq, n_samples, n_classes, missing_rate)
+    groups, pitch = _groups(groups_seq, n_samples, n_groups)
 
     def write(i, item_seq):
         # One generator per sample: the bytes do not depend on the order samples are
         # written in (so threads may share the work), and missing cells remove only files.
         rng = np.random.default_rng(item_seq)
+        voice = 1.0 if groups is None else pitch[groups[i]]
         img, text, wave = (_image(rng, shown["image"][i]), _text(rng, shown["text"][i]),
-                           _audio(rng, shown["audio"][i]))
+                           _audio(rng, shown["audio"][i], voice))
         row = {"id": i, "image": f"images/{i:05d}.png", "text": text,
                "audio": f"audio/{i:05d}.wav", "label": _THEMES[labels[i]].label}
+        if groups is not None:
+            row["group"] = f"g{groups[i]}"
         for m in MODALITIES:
             if (i, m) in missing:
                 row[m] = None
@@ -327,7 +365,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         rows = list(pool.map(write, range(n_samples), items_seq.spawn(n_samples)))
 
     # Object columns keep None as the missing value (a pandas "str" column would use NaN).
-    manifest = pd.DataFrame(rows, columns=["id", *MODALITIES, "label"], dtype=object)
+    columns = ["id", *MODALITIES, "label"] + ([] if groups is None else ["group"])
+    manifest = pd.DataFrame(rows, columns=columns, dtype=object)
     manifest["id"] = manifest["id"].astype(np.int64)
     _remove_stale(root, manifest)
     manifest.to_csv(root / _MANIFEST, index=False)
@@ -355,7 +394,8 @@ def load_manifest(data_dir="data/demo") -> pd.DataFrame:
     root = Path(data_dir)
     # Read everything as text: no "NA"-like string may turn into a float by accident.
     df = pd.read_csv(root / _MANIFEST, dtype=str, keep_default_na=False)
-    df = df.astype({"id": np.int64, "label": object})
+    df = df.astype({"id": np.int64, "label": object,
+                    **({"group": object} if "group" in df.columns else {})})
     for m in MODALITIES:
         df[m] = pd.Series([None if v == "" else v for v in df[m]], index=df.index, dtype=object)
     return _absolute(df, root)

@@ -258,7 +258,10 @@ def test_late_fusion_fits_predicts_and_reports(demo):
     assert model.score(demo, y) > 0.6
 
     report = model.modality_report_
-    assert list(report.columns) == ["modality", "n_available", "oof_score", "weight"]
+    assert list(report.columns) == ["modality", "n_available", "model", "oof_score", "log_loss",
+                                    "ece", "calibration", "calibrated_log_loss",
+                                    "calibrated_ece", "weight"]
+    assert (report["model"] == "LogisticRegression").all() and (report["calibration"] == "none").all()
     assert report["modality"].tolist() == list(MODALITIES)
     assert (report["n_available"] == N_SAMPLES).all()
     assert report["oof_score"].between(0.4, 0.85).all()  # each view alone is noisy
@@ -460,11 +463,13 @@ _EXPECTED_FAILURES = {"check_sample_weight_equivalence_on_dense_data":
         ModalityBlock(FunctionTransformer(feature_names_out="one-to-one"), pca=1, weight=2.0,
                       handle_missing=True),
         LateFusionClassifier(_LATE_MODALITIES, cv=3),
-        LateFusionClassifier(_LATE_MODALITIES, cv=3, rule="mean"),
+        LateFusionClassifier({"raw": (_ALL, "passthrough", LogisticRegression()),
+                              "scaled": (_ALL, StandardScaler(), LogisticRegression())},
+                             cv=3, rule="mean"),
         LateFusionRegressor({"raw": (_ALL, "passthrough"), "scaled": (_ALL, StandardScaler())}, cv=3),
     ],
     expected_failed_checks=lambda estimator: (
-        _EXPECTED_FAILURES if not isinstance(estimator, ModalityBlock) else {}),
+        _EXPECTED_FAILURES if getattr(estimator, "rule", None) == "stack" else {}),
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

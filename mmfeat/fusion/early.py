@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
+
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.metrics import get_scorer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import HasMethods, validate_params
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
+from sklearn.utils.metadata_routing import _routing_enabled
 
 from .blocks import ModalityBlock
 
 BLOCK_OPTIONS = ("scale", "pca", "weight", "handle_missing")
+# The penalties the default ("auto") logistic regressions choose from.
+DEFAULT_CS = np.logspace(-4, 1, 6)
 NUMERIC_BLOCK = "numeric"
 
 
@@ -47,7 +54,7 @@ _MODALITY = [tuple, list, None]
         "text": _MODALITY,
         "audio": _MODALITY,
         "passthrough": ["array-like", str, None],
-        "estimator": [None, HasMethods("fit")],
+        "estimator": [None, HasMethods("fit"), StrOptions({"auto"})],
         "scale": ["boolean"],
         "pca": ModalityBlock._parameter_constraints["pca"],
         "handle_missing": ["boolean"],
@@ -74,8 +81,13 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         Numeric columns added as they are (standardised when ``scale=True``; with
         ``handle_missing=True`` NaNs are imputed with the training mean and get indicator
         columns). They form a block called ``"numeric"``.
-    estimator : estimator or None, default=None
+    estimator : estimator, "auto" or None, default=None
         If given, the result is ``Pipeline([("features", union), ("model", estimator)])``.
+        "auto" is a classifier that tunes itself: ``LogisticRegressionCV`` choosing its
+        penalty among ``C`` = 1e-4 ... 10 by 3-fold cross-validated log loss, cheap because
+        the features are extracted once per fit. For regression pass e.g. ``RidgeCV()``; for
+        grouped rows pass ``LogisticRegressionCV(cv=GroupKFold(3))`` and enable scikit-learn's
+        metadata routing, so that ``groups`` reach its folds.
     scale, pca, handle_missing : default for every block, see :class:`ModalityBlock`
         (``options`` in a modality's tuple override them).
     n_jobs : int or None, default=None
@@ -144,4 +156,19 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
     union = ColumnTransformer(transformers, remainder="drop", n_jobs=n_jobs)
     if estimator is None:
         return union
+    if isinstance(estimator, str):  # "auto"
+        estimator = auto_classifier()
     return Pipeline([("features", union), ("model", estimator)])
+
+
+def auto_classifier():
+    """Logistic regression that picks its penalty by inner cross-validated log loss: from very
+    strong (embeddings of hundreds of dimensions on a few hundred rows) to weak."""
+    scoring = get_scorer("neg_log_loss")
+    model = LogisticRegressionCV(Cs=DEFAULT_CS, cv=3, scoring=scoring, max_iter=2000)
+    if "use_legacy_attributes" in model.get_params():  # scikit-learn >= 1.9
+        model.set_params(use_legacy_attributes=False, l1_ratios=(0.0,))
+    if _routing_enabled():  # weights given to a fusion are meant for its default model
+        scoring.set_score_request(sample_weight=True)
+        model.set_fit_request(sample_weight=True)
+    return model

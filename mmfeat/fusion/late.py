@@ -15,13 +15,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.base import (BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone,
+                          is_classifier)
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold,
                                      check_cv)
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Options, StrOptions
 from sklearn.utils.metadata_routing import (UNUSED, MetadataRouter, MethodMapping,
@@ -32,7 +35,9 @@ from sklearn.utils.validation import (_check_sample_weight, check_array, check_i
                                       column_or_1d, has_fit_parameter, validate_data)
 
 from .blocks import as_feature_matrix, set_nan_on_error
-from .early import parse_modality
+from .calibration import (CALIBRATION_METHODS, apply_calibration, calibration_scores,
+                          cross_fitted_scores, fit_calibration)
+from .early import auto_classifier, parse_modality
 
 try:  # scikit-learn >= 1.7
     from sklearn.utils._repr_html.estimator import _VisualBlock
@@ -40,6 +45,8 @@ except ImportError:  # pragma: no cover
     from sklearn.utils._estimator_html_repr import _VisualBlock
 
 STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
+# Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM.
+NARROW_BLOCK = 100
 _PARTS = ("column", "extractor", "estimator")
 
 
@@ -162,7 +169,7 @@ def weight_params(estimator, sample_weight, what):
                     "it in fit.")
 
 
-def _splits(cv, is_classifier, random_state, y, groups):
+def _splits(cv, classifier, random_state, y, groups):
     """The ``(train, test)`` row indices of the out-of-fold predictions over ``y``'s rows.
 
     An int ``cv`` means (stratified) k-fold, or, when ``groups`` are given, (stratified) group
@@ -173,23 +180,42 @@ def _splits(cv, is_classifier, random_state, y, groups):
     if isinstance(cv, Integral):
         shuffle = {} if random_state is None else {"shuffle": True, "random_state": random_state}
         if groups is None:
-            splitter = (StratifiedKFold if is_classifier else KFold)(cv, **shuffle)
+            splitter = (StratifiedKFold if classifier else KFold)(cv, **shuffle)
         else:
             n_groups = len(np.unique(groups))
             if n_groups < 2:
                 raise ValueError(f"Got groups with {n_groups} distinct value; out-of-fold "
                                  "predictions by group need at least 2 groups.")
-            kind = StratifiedGroupKFold if is_classifier else GroupKFold
+            kind = StratifiedGroupKFold if classifier else GroupKFold
             splitter = kind(min(cv, n_groups), **shuffle)
     else:
-        splitter = check_cv(cv, y, classifier=is_classifier)
+        splitter = check_cv(cv, y, classifier=classifier)
     return [(np.asarray(train), np.asarray(test))
             for train, test in splitter.split(placeholder, y, groups)]
 
 
-def _out_of_fold(name, estimator, features, y, splits, method, fit_params):
+def _fit_one(estimator, features, y, fit_params, groups, inner_cv):
+    """A clone of ``estimator`` fitted. ``inner_cv`` names the inner cross-validation parameter
+    of a default estimator: for this fit only, it gets no more folds than the rarest class has
+    rows, and with ``groups`` it splits by group too."""
+    model = clone(estimator)
+    if inner_cv is None:
+        return model.fit(features, y, **fit_params)
+    kept = model.get_params()[inner_cv]
+    classifier = is_classifier(model)
+    folds = kept if isinstance(kept, Integral) else 3
+    if classifier:
+        folds = max(2, min(folds, np.unique(y, return_counts=True)[1].min()))
+    inner = folds if classifier else kept
+    if groups is not None and len(np.unique(groups)) >= 2:
+        inner = _splits(folds, classifier, None, y, groups)
+    model.set_params(**{inner_cv: inner}).fit(features, y, **fit_params)
+    return model.set_params(**{inner_cv: kept})  # the folds served this fit only
+
+
+def _out_of_fold(name, estimator, features, y, splits, method, fit_params, groups, inner_cv):
     """Out-of-fold output of ``method``, each row predicted by the model of the split that held
-    it out (``cross_val_predict``, with fit parameters indexed per split)."""
+    it out (``cross_val_predict``, with fit parameters and groups indexed per split)."""
     n = features.shape[0]
     tested = np.zeros(n, dtype=int)
     for _, test in splits:
@@ -200,7 +226,8 @@ def _out_of_fold(name, estimator, features, y, splits, method, fit_params):
     present = np.unique(y) if method in ("predict_proba", "decision_function") else None
     oof = None
     for train, test in splits:
-        model = clone(estimator).fit(features[train], y[train], **_index(fit_params, train, n))
+        model = _fit_one(estimator, features[train], y[train], _index(fit_params, train, n),
+                         None if groups is None else groups[train], inner_cv)
         out = getattr(model, method)(features[test])
         if present is not None:
             known = np.searchsorted(present, model.classes_)
@@ -219,12 +246,35 @@ def _out_of_fold(name, estimator, features, y, splits, method, fit_params):
     return oof
 
 
-def _fit_modality(name, column, extractor, estimator, items, y, cv, splits, groups, method,
-                  handle_missing, fit_params):
+def _describe(label, estimator):
+    """What a modality's fitted estimator is, in a few words, for ``modality_report_``."""
+    last = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    if label is None:
+        return type(last).__name__
+    if hasattr(last, "C_"):
+        return f"{label} (C={float(np.ravel(last.C_)[0]):.3g})"
+    if hasattr(last, "alpha_"):
+        return f"{label} (alpha={float(last.alpha_):.3g})"
+    return label
+
+
+def _proba_loss(oof, y):
+    """Log loss of out-of-fold probabilities (columns: the sorted classes of ``y``)."""
+    codes = np.searchsorted(np.unique(y), y)
+    return -np.mean(np.log(np.clip(oof[np.arange(len(y)), codes], 1e-12, 1.0)))
+
+
+def _fit_modality(name, column, extractor, candidates, items, y, cv, splits, groups, method,
+                  handle_missing, sample_weight, routed):
     """Extract a modality's features once, then cross-validate and fit its estimator on them.
 
-    Returns the fitted extractor and estimator, the availability mask, and the out-of-fold
-    output of ``method`` on the available rows.
+    ``candidates`` is ``[(label, estimator, inner_cv)]``: the user's estimator, or the default
+    ones; of several, the one with the best out-of-fold log loss is kept (its out-of-fold
+    predictions are those the fusion learns from). ``routed`` holds the fit parameters under
+    metadata routing; else ``sample_weight`` goes to each estimator that accepts it.
+
+    Returns the fitted extractor and estimator, the availability mask, the out-of-fold output
+    of ``method`` on the available rows, the splits over those rows and the kept label.
     """
     if _is_passthrough(extractor):
         features = _extract(name, column, extractor, items)
@@ -237,19 +287,32 @@ def _fit_modality(name, column, extractor, estimator, items, y, cv, splits, grou
     if not available.any():
         raise ValueError(f"Modality {name!r} has no usable row: all {len(available)} items are "
                          "missing or failed.")
+    groups = None if groups is None else groups[available]
     if splits is not None:
         # Splits given as row indices: keep each split's available rows, renumbered.
         position = np.cumsum(available) - 1
         splits = [(position[train[available[train]]], position[test[available[test]]])
                   for train, test in splits]
     else:
-        splits = cv(y[available], None if groups is None else groups[available])
+        splits = cv(y[available], groups)
     n = len(available)
     features, y = features[available], y[available]
-    fit_params = _index(fit_params, available, n)
-    oof = _out_of_fold(name, estimator, features, y, splits, method, fit_params)
-    estimator = clone(estimator).fit(features, y, **fit_params)
-    return extractor, estimator, available, oof
+    if callable(candidates):
+        candidates = candidates(features.shape[1], y)
+        if method != "predict_proba":  # chosen by log loss: only with probabilities
+            candidates = candidates[:1]
+    best = None
+    for label, estimator, inner_cv in candidates:
+        params = routed if routed is not None else weight_params(
+            estimator, sample_weight, f"the estimator of modality {name!r}")
+        params = _index(params, available, n)
+        oof = _out_of_fold(name, estimator, features, y, splits, method, params, groups, inner_cv)
+        loss = _proba_loss(oof, y) if len(candidates) > 1 else 0.0
+        if best is None or loss < best[0]:
+            best = (loss, label, estimator, inner_cv, params, oof)
+    _, label, estimator, inner_cv, params, oof = best
+    estimator = _fit_one(estimator, features, y, params, groups, inner_cv)
+    return extractor, estimator, available, oof, splits, label
 
 
 class _BaseLateFusion(BaseEstimator):
@@ -386,13 +449,18 @@ class _BaseLateFusion(BaseEstimator):
                              "has none: use rule='stack' or passthrough=False.")
         return self._specs()
 
-    def _specs(self):
+    def _specs(self, with_candidates=False):
+        """``(name, column, extractor, estimator)`` per modality, the default estimator filled
+        in; ``with_candidates`` adds what :func:`_fit_modality` chooses from: the user's
+        estimator, or the function giving the default candidates for a block's width."""
         specs = []
         for name, spec in self.modalities.items():
             column, extractor, (estimator,) = parse_modality(name, spec, 1, "estimator")
+            candidates = [(None, estimator, None)]
             if estimator is None:
-                estimator = self._default_estimator()
-            specs.append((name, column, extractor, estimator))
+                estimator, candidates = self._default_estimator(), type(self)._default_candidates
+            specs.append((name, column, extractor, estimator)
+                         + ((candidates,) if with_candidates else ()))
         return specs
 
     def _passthrough_list(self):
@@ -450,8 +518,9 @@ class _BaseLateFusion(BaseEstimator):
         return [c for _, column in self._selections() for c in (_names(column) or [])]
 
     def _fit_params(self, specs, sample_weight, fit_params):
-        """Fit parameters per modality estimator and for the meta-learner: routed by scikit-learn's
-        metadata routing when it is enabled, else ``sample_weight`` for every one of them."""
+        """Fit parameters per modality estimator and for the meta-learner under scikit-learn's
+        metadata routing (None per modality when it is off: ``sample_weight`` then goes to
+        each estimator that accepts it)."""
         if _routing_enabled():
             if sample_weight is not None:
                 fit_params["sample_weight"] = sample_weight
@@ -459,20 +528,18 @@ class _BaseLateFusion(BaseEstimator):
             return ({name: routed[name].fit for name, *_ in specs},
                     routed.final_estimator.fit)
         _raise_for_params(fit_params, self, "fit")
-        per_modality = {name: weight_params(estimator, sample_weight,
-                                            f"the estimator of modality {name!r}")
-                        for name, _, _, estimator in specs}
         final = {}
         if self.rule == "stack":
             final = weight_params(self._final(), sample_weight, "the final estimator")
-        return per_modality, final
+        return dict.fromkeys([name for name, *_ in specs]), final
 
     def _final(self):
         return self._default_final() if self.final_estimator is None else self.final_estimator
 
     def _fit(self, X, y, sample_weight, groups, fit_params):
-        specs = self._check_params()
-        self._columns = {name: column for name, column, _, _ in specs}
+        self._check_params()
+        specs = self._specs(with_candidates=True)
+        self._columns = {name: column for name, column, *_ in specs}
         X = self._check_input(X, reset=True)
         n = X.shape[0]
         if n != len(y):
@@ -485,7 +552,7 @@ class _BaseLateFusion(BaseEstimator):
             if len(groups) != n:
                 raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
         modality_params, final_params = self._fit_params(specs, sample_weight, dict(fit_params))
-        methods = {name: self._method_for(name, estimator) for name, _, _, estimator in specs}
+        methods = {name: self._method_for(name, estimator) for name, _, _, estimator, _ in specs}
         splits, cv = None, None
         if isinstance(self.cv, Integral) or hasattr(self.cv, "split"):
             seed = self.random_state
@@ -495,18 +562,24 @@ class _BaseLateFusion(BaseEstimator):
         else:
             splits = _splits(self.cv, self._is_classifier, None, y, None)
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_modality)(name, column, extractor, estimator, _select(X, column), y, cv,
+            delayed(_fit_modality)(name, column, extractor, candidates, _select(X, column), y, cv,
                                    splits, groups, methods[name], self.handle_missing,
-                                   modality_params[name])
-            for name, column, extractor, estimator in specs
+                                   sample_weight, modality_params[name])
+            for name, column, extractor, _, candidates in specs
         )
         self.estimators_, self.stack_method_ = {}, methods
+        self._calibration = {}
         outputs, report = {}, []
-        for (name, _, _, _), (extractor, estimator, available, oof) in zip(specs, results):
+        for (name, *_), result in zip(specs, results):
+            extractor, estimator, available, oof, modality_splits, label = result
             self.estimators_[name] = Pipeline([("extractor", extractor), ("estimator", estimator)])
             outputs[name] = self._oof_output(name, oof, y[available], available)
-            report.append({"modality": name, "n_available": int(available.sum()),
-                           "oof_score": float(self._oof_score(name, oof, y[available]))})
+            row = {"modality": name, "n_available": int(available.sum()),
+                   "model": _describe(label, estimator),
+                   "oof_score": float(self._oof_score(name, oof, y[available]))}
+            row.update(self._calibrate(name, outputs[name], y, available, modality_splits,
+                                       sample_weight))
+            report.append(row)
         self._fill = {name: self._fill_value(name, out) for name, out in outputs.items()}
         self.final_estimator_ = None
         self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
@@ -519,11 +592,18 @@ class _BaseLateFusion(BaseEstimator):
         self._report = report  # plain values, so that skops can save the fitted model
         return self
 
+    _report_columns = ("modality", "n_available", "model", "oof_score", "weight")
+
     @property
     def modality_report_(self):
-        """Per modality: rows it was available in, out-of-fold score and meta-learner weight."""
+        """Per modality: rows it was available in, the model it uses, its out-of-fold score,
+        its weight in the fusion, and (classification) its calibration."""
         check_is_fitted(self, "estimators_")
-        return pd.DataFrame(self._report, columns=["modality", "n_available", "oof_score", "weight"])
+        return pd.DataFrame(self._report, columns=list(self._report_columns))
+
+    def _calibrate(self, name, output, y, available, splits, sample_weight):
+        """Calibration of a modality's out-of-fold output (in place); its report fields."""
+        return {}
 
     # ------------------------------------------------------------------ meta-features
 
@@ -725,29 +805,80 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         **_BaseLateFusion._common_constraints,
         "stack_method": [StrOptions(set(STACK_METHODS))],
         "rule": [StrOptions(set(_rules))],
+        "calibrate": [StrOptions({"auto", *CALIBRATION_METHODS}), None],
     }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
-                 passthrough=False, rule="stack", handle_missing=True, n_jobs=None,
-                 random_state=None):
+                 passthrough=False, rule="stack", calibrate="auto", handle_missing=True,
+                 n_jobs=None, random_state=None):
         self.modalities = modalities
         self.final_estimator = final_estimator
         self.cv = cv
         self.stack_method = stack_method
         self.passthrough = passthrough
         self.rule = rule
+        self.calibrate = calibrate
         self.handle_missing = handle_missing
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    _report_columns = ("modality", "n_available", "model", "oof_score", "log_loss", "ece",
+                       "calibration", "calibrated_log_loss", "calibrated_ece", "weight")
+
     @staticmethod
     def _default_estimator():
-        return make_pipeline(_weighted(StandardScaler(), False),
-                             _weighted(LogisticRegression(max_iter=1000)))
+        return make_pipeline(_weighted(StandardScaler(), False), auto_classifier())
+
+    @staticmethod
+    def _default_candidates(n_features, y):
+        """The default models of a block ``n_features`` wide: tuned logistic regression, and
+        for a narrow block with enough rows per class also an RBF SVM; the better out-of-fold
+        log loss is kept."""
+        candidates = [("logistic", LateFusionClassifier._default_estimator(),
+                       "logisticregressioncv__cv")]
+        if n_features <= NARROW_BLOCK and np.unique(y, return_counts=True)[1].min() >= 20:
+            # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.
+            svm = _weighted(CalibratedClassifierCV(_weighted(SVC()), cv=3, ensemble=False))
+            candidates.append(("rbf_svm", make_pipeline(_weighted(StandardScaler(), False), svm),
+                               None))
+        return candidates
 
     @staticmethod
     def _default_final():
         return _weighted(LogisticRegression())
+
+    def _calibration_method(self):
+        if self.calibrate == "auto":
+            return "temperature" if self.rule in ("mean", "product") else None
+        return self.calibrate
+
+    def _calibrate(self, name, output, y, available, splits, sample_weight):
+        """Fit the modality's calibration map on its out-of-fold probabilities and apply it to
+        them in place; report log loss and ECE before and after (after: cross-fitted)."""
+        fields = dict.fromkeys(["log_loss", "ece", "calibrated_log_loss", "calibrated_ece"],
+                               np.nan)
+        fields["calibration"] = "none"
+        method = self._calibration_method()
+        if self.stack_method_[name] != "predict_proba":
+            if method is not None and self.calibrate != "auto":
+                raise ValueError(f"calibrate={self.calibrate!r} needs probabilities, but modality "
+                                 f"{name!r} gives {self.stack_method_[name]}: use "
+                                 "stack_method='predict_proba' or calibrate=None.")
+            return fields
+        proba = output[available]
+        codes = np.searchsorted(self.classes_, y[available])
+        fields["log_loss"], fields["ece"] = calibration_scores(proba, codes)
+        if method is None:
+            return fields
+        weight = None if sample_weight is None else sample_weight[available]
+        calibration = fit_calibration(method, proba, codes, weight)
+        self._calibration[name] = calibration
+        output[available] = apply_calibration(calibration, proba)
+        fields["calibrated_log_loss"], fields["calibrated_ece"] = cross_fitted_scores(
+            method, proba, codes, splits, weight)
+        fields["calibration"] = method if method != "temperature" else \
+            f"temperature (T={calibration['temperature']:.3g})"
+        return fields
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, *, sample_weight=None, groups=None, **fit_params):
@@ -823,7 +954,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         if method == "predict_proba":
             out = np.zeros((features.shape[0], len(self.classes_)))
             out[:, np.searchsorted(self.classes_, estimator.classes_)] = estimator.predict_proba(features)
-            return out
+            return apply_calibration(self._calibration.get(name), out)
         if method == "predict":
             return (estimator.predict(features)[:, None] == self.classes_[None, :]).astype(np.float64)
         return estimator.decision_function(features).reshape(features.shape[0], -1)
@@ -967,6 +1098,11 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     def _default_estimator():
         return make_pipeline(_weighted(StandardScaler(), False),
                              _weighted(RidgeCV(alphas=np.logspace(-2, 4, 13))))
+
+    @staticmethod
+    def _default_candidates(n_features, y):
+        """RidgeCV tunes its penalty itself (by group k-fold when given groups)."""
+        return [("ridge", LateFusionRegressor._default_estimator(), "ridgecv__cv")]
 
     @staticmethod
     def _default_final():
