@@ -92,8 +92,14 @@ _MMFEAT_CLASSES = (
     ("mmfeat.fusion.late", "LateFusionRegressor"),
 )
 # Types scikit-learn's own estimators hold that skops does not trust by default; building one
-# runs no code of the file's choosing (``numpy.dtype("float64")``: SimpleImputer's fit dtype).
-_OTHER_SAFE_TYPES = ("numpy.dtype",)
+# runs no code of the file's choosing: ``numpy.dtype("float64")`` (SimpleImputer's fit dtype),
+# and the log-loss scorer with its metric, which the fusion estimators' self-tuning default
+# models select their penalty with (a scorer holding any other function is still refused).
+_OTHER_SAFE_TYPES = (
+    "numpy.dtype",
+    "sklearn.metrics._scorer._Scorer",
+    "sklearn.metrics._classification.log_loss",
+)
 
 
 def safe_model_types() -> frozenset:

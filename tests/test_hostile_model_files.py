@@ -68,7 +68,9 @@ def test_allow_list_is_exact_class_names_of_mmfeat_estimators():
 
     from sklearn.base import BaseEstimator
 
-    for name in safe_model_types() - {"numpy.dtype"}:
+    for name in safe_model_types():
+        if not name.startswith("mmfeat."):
+            continue
         module, _, cls = name.rpartition(".")
         obj = getattr(importlib.import_module(module), cls)
         assert isinstance(obj, type) and issubclass(obj, BaseEstimator), name

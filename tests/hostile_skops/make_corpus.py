@@ -111,6 +111,12 @@ CORPUS = {
                           json_value("victim.txt"))),
         "mmfeat.modelfile.save_model",
     ),
+    # The trusted log-loss scorer class, holding another function than log loss.
+    "scorer_with_another_function": (
+        estimator("sklearn.metrics._scorer", "_Scorer",
+                  _score_func=method("mmfeat.scoring", "os", "system"), _sign=json_value(1)),
+        "mmfeat.scoring.os.system",
+    ),
     # A class name that only looks like mmfeat's (same prefix, another module).
     "lookalike_class": (estimator("mmfeat.fusion.late.os", "PathLike"), "mmfeat.fusion.late.os.PathLike"),
 }
