@@ -390,10 +390,16 @@ class Extractor(TransformerMixin, BaseEstimator):
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
+    def _runtime(self, device: str) -> str:
+        """Which runtime computes the model's features (e.g. ``"torch"`` or ``"onnx"``), when an
+        extractor has several that give the same features (within a tested tolerance): part of
+        the loaded model's identity in this process, not of the cache key."""
+        return ""
+
     def _get_model(self):
         """The model, loaded on first use and shared by clones in this process; never pickled."""
         device = resolve_device(getattr(self, "device", "auto"))
-        key = (type(self).__qualname__, self._model_identity(), device)
+        key = (type(self).__qualname__, self._model_identity(), device, self._runtime(device))
         with _MODELS_LOCK:
             if key not in _MODELS:
                 _MODELS[key] = self._load_model(device)

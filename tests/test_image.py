@@ -170,7 +170,7 @@ def test_cnn_ranks_the_right_imagenet_class_first(cnn, photos):
 
     from mmfeat.image.cnn import center_crop_resize
 
-    net = cnn._get_model()
+    net = cnn._load_torch("cpu")  # the torch model, for its classifier head (features may come from ONNX)
     features = cnn.transform([photos["china.jpg"], photos["flower.jpg"]])
     with torch.inference_mode():
         logits = net._fc(torch.from_numpy(features))  # the package's classifier head

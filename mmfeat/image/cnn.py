@@ -10,12 +10,14 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import warnings
 import weakref
 from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .. import onnx_runtime
 from ..base import Extractor, invalid_parameter, resolve_device
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
@@ -27,6 +29,7 @@ NAMED_MODELS = {
 }
 _LITE_DIM = 1280  # the Lite models fix their head at 1280 channels whatever their size
 _MODEL_CODE = "efficientnet_lite_pytorch"
+_EXPORT_VERSION = 1  # of _export_named below: a change makes every process export anew
 
 _FILE_DIGESTS: dict = {}  # (path, size, mtime) -> digest: the weights are hashed once per process
 _MODULE_DIGESTS = weakref.WeakKeyDictionary()  # user module -> (version stamp, digest)
@@ -151,6 +154,12 @@ class CNNEmbedder(Extractor):
     device : str, default="auto"
         ``"auto"`` picks CUDA, then Apple MPS, then the CPU; or a torch device string that
         exists on this machine (checked in ``fit``).
+    backend : {"auto", "onnx", "torch"}, default="auto"
+        What runs a named model: ONNX Runtime (the graph exported once from the same weights,
+        kept in ``onnx/`` beside the feature cache) or torch. ``"auto"`` takes ONNX Runtime
+        where ``onnxruntime`` is installed, on the CPU (and on CUDA with ``onnxruntime-gpu``),
+        else torch. Both give the same features (max abs difference under 1e-4, tested) and
+        share cache entries. A module given as ``model`` always runs in torch.
     half : {"auto", True, False}, default="auto"
         Run the model in float16 on CUDA ("auto" and True; ignored elsewhere). Features then
         differ from float32 ones by about 0.5% of their norm (measured with the float16 model
@@ -205,23 +214,25 @@ class CNNEmbedder(Extractor):
     feature_prefix = "cnn"
     uses_model = True
     # half's effect, when it has one (CUDA), is part of the model identity instead
-    runtime_params = Extractor.runtime_params | {"half"}
+    runtime_params = Extractor.runtime_params | {"half", "backend"}
     _parameter_constraints = {
         **Extractor._parameter_constraints,
         "model": [StrOptions(set(NAMED_MODELS)), HasMethods(["forward", "state_dict"])],
         "preprocess": [callable, None],
         "image_size": [Interval(Integral, 32, None, closed="left"), None],
         "half": [StrOptions({"auto"}), "boolean"],
+        "backend": [StrOptions({"auto", "onnx", "torch"})],
     }
 
     def __init__(self, model="efficientnet-lite0", *, preprocess=None, image_size=None, batch_size=32,
-                 device="auto", half="auto", max_pixels=DEFAULT_MAX_PIXELS, cache=None,
-                 on_error="raise", verbose=False):
+                 device="auto", backend="auto", half="auto", max_pixels=DEFAULT_MAX_PIXELS,
+                 cache=None, on_error="raise", verbose=False):
         self.model = model
         self.preprocess = preprocess
         self.image_size = image_size
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
         self.half = half
         self.max_pixels = max_pixels
         self.cache = cache
@@ -245,6 +256,12 @@ class CNNEmbedder(Extractor):
                 raise invalid_parameter(
                     self, "preprocess", "a callable when model is a torch.nn.Module (a function "
                     "from an RGB uint8 HxWx3 array to the CHW float tensor the module expects)", None)
+        if self.backend == "onnx":
+            if not isinstance(self.model, str):
+                raise ValueError("backend='onnx' runs the named models; a torch.nn.Module given as "
+                                 "model runs with backend='torch' (or 'auto').")
+            if not onnx_runtime.available():
+                raise ImportError("CNNEmbedder(backend='onnx') needs: pip install onnxruntime")
         if self.image_size is not None and self.preprocess is not None:
             raise ValueError("image_size sets the built-in preprocessing: give it or preprocess, not both.")
 
@@ -252,7 +269,16 @@ class CNNEmbedder(Extractor):
         return int(self.image_size or NAMED_MODELS[self.model][2])
 
     def _use_half(self, device: str) -> bool:
-        return device.startswith("cuda") and self.half in ("auto", True)
+        return self._runtime(device) == "torch" and device.startswith("cuda") and self.half in ("auto", True)
+
+    def _runtime(self, device: str) -> str:
+        if not isinstance(self.model, str) or self.backend == "torch":
+            return "torch"
+        if self.backend == "onnx":
+            return "onnx"
+        if not onnx_runtime.available() or device not in ("cpu",) and not device.startswith("cuda"):
+            return "torch"
+        return "onnx" if device == "cpu" or onnx_runtime.providers(device)[0] != "CPUExecutionProvider" else "torch"
 
     # ------------------------------------------------------------------ model
 
@@ -266,6 +292,35 @@ class CNNEmbedder(Extractor):
         return identity
 
     def _load_model(self, device):
+        if self._runtime(device) == "onnx":
+            key = {"model": self.model, "weights": _file_digest(_weights_path(self.model)),
+                   "code": _EXPORT_VERSION}
+            return onnx_runtime.session(self.model, key, self._export_named, device)
+        return self._load_torch(device)
+
+    def _export_named(self, path):
+        """Write the named model's pooled-features graph (any batch size and image side)."""
+        import torch
+
+        net = self._load_torch("cpu")
+
+        class Pooled(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return self.net.extract_features(x).mean((2, 3))
+
+        example = torch.zeros(1, 3, self._input_size(), self._input_size())
+        with warnings.catch_warnings():  # the tracer's notes on constant folding are not ours
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Pooled(net).eval(), example, str(path), input_names=["pixels"],
+                              output_names=["features"], opset_version=onnx_runtime.OPSET,
+                              dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"}, "features": {0: "n"}},
+                              dynamo=False)
+
+    def _load_torch(self, device):
         import torch
 
         if isinstance(self.model, str):
@@ -299,9 +354,13 @@ class CNNEmbedder(Extractor):
         return self.preprocess(image)  # CHW
 
     def _features(self, loaded):
+        net = self._get_model()
+        if self._runtime(resolve_device(self.device)) == "onnx":
+            # a stack of HWC arrays, transposed to the NCHW the graph takes
+            x = np.ascontiguousarray(np.stack(loaded).transpose(0, 3, 1, 2), dtype=np.float32)
+            return np.asarray(net.run(None, {"pixels": x})[0], dtype=np.float32)
         import torch
 
-        net = self._get_model()
         device = resolve_device(self.device)
         if self.preprocess is None:
             # a stack of HWC arrays seen as NCHW is already in the channels_last layout

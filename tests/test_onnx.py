@@ -1,0 +1,104 @@
+"""The ONNX Runtime backend: the same features as torch, one export shared by processes, cache
+entries shared between backends, thread limits in joblib workers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+from mmfeat import config_context  # noqa: E402
+from mmfeat.cache import FeatureCache  # noqa: E402
+from mmfeat.image import CNNEmbedder  # noqa: E402
+from mmfeat import onnx_runtime  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Crops of the two real photos scikit-learn ships, of several sizes."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(0)
+    images = load_sample_images().images
+    return [im[y:y + h, x:x + w] for im in images
+            for (y, x), (h, w) in zip(rng.integers(0, 150, (3, 2)), [(200, 260), (240, 240), (160, 300)])]
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """A private folder for exported graphs, so the tests see the export happen."""
+    root = tmp_path_factory.mktemp("onnx-cache")
+    with config_context(cache_dir=root):
+        yield root
+
+
+def test_onnx_features_equal_torch_features(photos, graphs):
+    with config_context(cache_dir=graphs):
+        onnx = CNNEmbedder(backend="onnx", cache=False).fit_transform(photos)
+        torch = CNNEmbedder(backend="torch", cache=False).fit_transform(photos)
+    assert onnx.shape == torch.shape == (len(photos), 1280)
+    assert np.abs(onnx - torch).max() <= 1e-4
+    graph = list((graphs / "onnx").glob("efficientnet-lite0-*.onnx"))
+    assert len(graph) == 1 and stat.S_IMODE(graph[0].stat().st_mode) == 0o600
+
+
+def test_auto_picks_onnx_on_the_cpu_and_torch_for_a_module():
+    import torch
+
+    assert CNNEmbedder()._runtime("cpu") == "onnx"
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    assert CNNEmbedder(net, preprocess=lambda im: im)._runtime("cpu") == "torch"
+    with pytest.raises(ValueError, match="backend='onnx' runs the named models"):
+        CNNEmbedder(net, preprocess=lambda im: im, backend="onnx").fit([np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_backends_share_cache_entries(photos, tmp_path, graphs):
+    store = FeatureCache(tmp_path / "store")
+    with config_context(cache_dir=graphs):
+        first = CNNEmbedder(backend="onnx", cache=store).fit_transform(photos)
+        hits = store.session_hits
+        again = CNNEmbedder(backend="torch", cache=store).fit_transform(photos)
+    assert store.session_hits - hits == len(photos)  # torch computed nothing
+    np.testing.assert_array_equal(first, again)
+
+
+_EXPORT = """
+import sys
+import numpy as np
+from mmfeat import config_context
+from mmfeat.image import CNNEmbedder
+with config_context(cache_dir=sys.argv[1]):
+    x = CNNEmbedder(backend="onnx", cache=False).fit_transform([np.zeros((40, 40, 3), np.uint8)])
+print(x.shape)
+"""
+
+
+def test_parallel_processes_export_once(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", _EXPORT, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert all("(1, 1280)" in out for out, _ in outs)
+    files = sorted(p.name for p in (tmp_path / "onnx").iterdir())
+    assert len([f for f in files if f.endswith(".onnx")]) == 1
+    assert not [f for f in files if f.startswith(".mmfeat-tmp-")]  # no half-written graph left
+
+
+def _threads_in_worker(_):
+    return onnx_runtime.threads()
+
+
+def test_sessions_never_oversubscribe_joblib_workers():
+    from joblib import Parallel, delayed
+
+    cores = len(os.sched_getaffinity(0))
+    assert onnx_runtime.threads() == cores
+    in_workers = Parallel(n_jobs=2)(delayed(_threads_in_worker)(i) for i in range(2))
+    assert in_workers == [max(1, cores // 2)] * 2
