@@ -224,16 +224,16 @@ def _plan(seed_seq, n_samples: int, n_classes: int, missing_rate: float):
 def _groups(seed_seq, n_samples: int, n_groups: int | None):
     """Each row's group and each group's pitch factor (None, None without groups).
 
-    A group's factor is drawn from one octave down to one octave up: the classes' tones are
-    about an octave apart, so a model that learned the tones of the groups it has seen can tell
-    the classes of a new group only by chance, while within a seen group the tones stay a
-    strong cue.
+    The factors are spread evenly from one octave down to one octave up, in a random order:
+    the classes' tones are about an octave apart, so a model that learned the tones of the
+    groups it has seen is misled on a new group, while within a seen group the tones stay a
+    strong cue. (Drawn at random, factors can bunch together, and then groups barely differ.)
     """
     if n_groups is None:
         return None, None
     rng = np.random.default_rng(seed_seq)
     groups = rng.permutation(np.arange(n_samples) % n_groups)
-    pitch = 2.0 ** rng.uniform(-1.0, 1.0, size=n_groups)
+    pitch = 2.0 ** rng.permutation(np.linspace(-1.0, 1.0, n_groups))
     return groups, pitch
 
 

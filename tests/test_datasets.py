@@ -139,3 +139,17 @@ def test_rewrite_when_a_file_is_gone(tmp_path):
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_multimodal(**{"n_samples": N, **kwargs}, data_dir=tmp_path)
+
+
+def test_groups_change_only_the_audio(demo, tmp_path):
+    root, df = demo
+    grouped = make_multimodal(N, n_groups=6, data_dir=tmp_path)
+    assert list(grouped.columns) == ["id", "image", "text", "audio", "label", "group"]
+    assert sorted(grouped["group"].value_counts()) == [10] * 6
+    pd.testing.assert_frame_equal(grouped[["id", "text", "label"]], df[["id", "text", "label"]])
+    same = [open(a, "rb").read() == open(b, "rb").read()
+            for col in ("image", "audio") for a, b in zip(df[col], grouped[col])]
+    assert all(same[:N]) and not all(same[N:])  # images as without groups; audio pitched per group
+    pd.testing.assert_frame_equal(load_manifest(tmp_path), grouped)
+    with pytest.raises(ValueError, match="n_groups must be None or between 2 and n_samples=60, got 1"):
+        make_multimodal(N, n_groups=1, data_dir=tmp_path)

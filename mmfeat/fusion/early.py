@@ -84,7 +84,7 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
     estimator : estimator, "auto" or None, default=None
         If given, the result is ``Pipeline([("features", union), ("model", estimator)])``.
         "auto" is a classifier that tunes itself: ``LogisticRegressionCV`` choosing its
-        penalty among ``C`` = 1e-4 ... 10 by 3-fold cross-validated log loss, cheap because
+        penalty among ``C`` = 1e-4 ... 10 by 3-fold cross-validated accuracy, cheap because
         the features are extracted once per fit. For regression pass e.g. ``RidgeCV()``; for
         grouped rows pass ``LogisticRegressionCV(cv=GroupKFold(3))`` and enable scikit-learn's
         metadata routing, so that ``groups`` reach its folds.
@@ -161,10 +161,15 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
     return Pipeline([("features", union), ("model", estimator)])
 
 
-def auto_classifier():
-    """Logistic regression that picks its penalty by inner cross-validated log loss: from very
-    strong (embeddings of hundreds of dimensions on a few hundred rows) to weak."""
-    scoring = get_scorer("neg_log_loss")
+def auto_classifier(scoring="accuracy"):
+    """Logistic regression that picks its penalty by inner 3-fold cross-validation, from very
+    strong (embeddings of hundreds of dimensions on a few hundred rows) to weak.
+
+    ``scoring`` is what the penalty is chosen for: accuracy where the model's predictions are
+    the output (early fusion; ``score`` then stays accuracy, as for any classifier), log loss
+    where its probabilities are combined further (a late-fusion modality).
+    """
+    scoring = get_scorer(scoring)
     model = LogisticRegressionCV(Cs=DEFAULT_CS, cv=3, scoring=scoring, max_iter=2000)
     if "use_legacy_attributes" in model.get_params():  # scikit-learn >= 1.9
         model.set_params(use_legacy_attributes=False, l1_ratios=(0.0,))

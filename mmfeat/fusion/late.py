@@ -827,7 +827,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
 
     @staticmethod
     def _default_estimator():
-        return make_pipeline(_weighted(StandardScaler(), False), auto_classifier())
+        return make_pipeline(_weighted(StandardScaler(), False), auto_classifier("neg_log_loss"))
 
     @staticmethod
     def _default_candidates(n_features, y):
