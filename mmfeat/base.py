@@ -18,6 +18,9 @@ import hashlib
 import json
 import math
 import os
+import platform
+import shutil
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Set
@@ -34,7 +37,7 @@ from .cache import FeatureCache, resolve_cache
 from .keys import item_digest, make_key
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
-from .io import check_item, describe, is_missing
+from .io import check_item, describe
 
 _MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
 _MODELS_LOCK = threading.Lock()
@@ -46,10 +49,22 @@ def clear_model_cache() -> None:
         _MODELS.clear()
 
 
+def _may_have_accelerator() -> bool:
+    """Whether this machine might have CUDA or Apple MPS, known without importing torch (a
+    second of start-up, and the whole point of a warm cache or the ONNX backend is to skip it)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")
+    return shutil.which("nvidia-smi") is not None
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` if available, then ``"mps"``, else ``"cpu"``; other values as given."""
     if device != "auto":
         return device
+    if "torch" not in sys.modules and not _may_have_accelerator():
+        return "cpu"
     import torch
 
     if torch.cuda.is_available():

@@ -60,9 +60,11 @@ def graph_dir() -> Path:
 
 def graph_path(name: str, key: dict) -> Path:
     """The file of the graph ``name`` exported under ``key`` (a JSON-able dict)."""
-    import torch
+    from importlib.metadata import version
 
-    key = {**key, "opset": OPSET, "torch": torch.__version__.split("+")[0]}
+    # the exporter's version, read without importing torch (a process that finds the graph
+    # written never needs torch)
+    key = {**key, "opset": OPSET, "torch": version("torch").split("+")[0]}
     digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12).hexdigest()
     return graph_dir() / f"{name}-{digest}.onnx"
 

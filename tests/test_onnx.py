@@ -102,3 +102,44 @@ def test_sessions_never_oversubscribe_joblib_workers():
     assert onnx_runtime.threads() == cores
     in_workers = Parallel(n_jobs=2)(delayed(_threads_in_worker)(i) for i in range(2))
     assert in_workers == [max(1, cores // 2)] * 2
+
+
+# ---------------------------------------------------------------------- sentence model
+
+
+def test_sentence_onnx_vectors_equal_torch_vectors(graphs):
+    pytest.importorskip("sentence_transformers")
+    from mmfeat.text import SentenceEmbedder
+
+    texts = ["A cat sleeps on the mat.", "  Stocks fell sharply today.  ", "Ünïcödé — émojis 🙂 CAPS",
+             "short", "word " * 600]  # the last is cut to the model's 256 tokens
+    with config_context(cache_dir=graphs):
+        for normalize in (True, False):
+            onnx = SentenceEmbedder(backend="onnx", normalize=normalize, cache=False).fit_transform(texts)
+            torch = SentenceEmbedder(backend="torch", normalize=normalize, cache=False).fit_transform(texts)
+            cosine = (onnx * torch).sum(1) / np.linalg.norm(onnx, axis=1) / np.linalg.norm(torch, axis=1)
+            assert cosine.min() >= 0.9999 and np.abs(onnx - torch).max() <= 1e-4
+    assert SentenceEmbedder()._runtime("cpu") == "onnx"
+
+
+def test_sentence_onnx_encodes_without_torch(graphs, tmp_path):
+    """Once the graph is exported, a fresh process encodes with neither torch nor
+    sentence-transformers imported."""
+    pytest.importorskip("sentence_transformers")
+    from mmfeat.text import SentenceEmbedder
+
+    with config_context(cache_dir=graphs):
+        SentenceEmbedder(backend="onnx", cache=False).fit_transform(["export the graph first"])
+    code = (
+        "import sys\n"
+        "from mmfeat import config_context\n"
+        "from mmfeat.text import SentenceEmbedder\n"
+        "with config_context(cache_dir=sys.argv[1]):\n"
+        "    x = SentenceEmbedder(backend='onnx', cache=False).fit_transform(['a new text'])\n"
+        "print(x.shape, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(graphs)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["(1,", "384)", "False", "False"]
+    assert "Loading weights" not in proc.stderr

