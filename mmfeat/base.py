@@ -23,6 +23,7 @@ import shutil
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator, Set
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
@@ -41,6 +42,7 @@ from .io import check_item, describe
 
 _MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
 _MODELS_LOCK = threading.Lock()
+_MODEL_SOURCES = weakref.WeakKeyDictionary()  # a user's model object -> its last key in _MODELS
 
 
 def clear_model_cache() -> None:
@@ -411,12 +413,23 @@ class Extractor(TransformerMixin, BaseEstimator):
         the loaded model's identity in this process, not of the cache key."""
         return ""
 
+    def _model_source(self):
+        """The user's own model object, when the model is one (it may then change in place);
+        None for models named by a string."""
+        return None
+
     def _get_model(self):
         """The model, loaded on first use and shared by clones in this process; never pickled."""
         device = resolve_device(getattr(self, "device", "auto"))
         key = (type(self).__qualname__, self._model_identity(), device, self._runtime(device))
         with _MODELS_LOCK:
             if key not in _MODELS:
+                source = self._model_source()
+                if source is not None:
+                    # the object's weights changed since its last load: drop the stale copy, so
+                    # that a training loop does not keep one copy of the model per step
+                    _MODELS.pop(_MODEL_SOURCES.get(source), None)
+                    _MODEL_SOURCES[source] = key
                 _MODELS[key] = self._load_model(device)
             return _MODELS[key]
 

@@ -162,3 +162,25 @@ def test_in_place_weight_changes_of_a_user_module_give_new_vectors(tmp_path):
             for param in net.parameters():
                 param.mul_(0.5)
         np.testing.assert_allclose(ext.transform(images), before, rtol=1e-5, atol=1e-7)
+
+
+def test_a_module_trained_in_a_loop_keeps_one_loaded_copy():
+    import torch
+
+    from mmfeat.base import _MODELS
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+    def to_tensor(image):
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+
+    loaded_before = set(_MODELS)
+    ext = CNNEmbedder(net, preprocess=to_tensor, cache=False).fit([])
+    images = [np.full((16, 16, 3), 90, np.uint8)]
+    results = []
+    for _ in range(5):  # a training step between two uses, as in fine-tuning
+        results.append(ext.transform(images))
+        with torch.no_grad():
+            net[0].weight.add_(0.1)
+        assert len(set(_MODELS) - loaded_before) == 1  # the copy of the current weights only
+    assert len({r.tobytes() for r in results}) == 5

@@ -291,6 +291,9 @@ class CNNEmbedder(Extractor):
             identity += ":float16"
         return identity
 
+    def _model_source(self):
+        return None if isinstance(self.model, str) else self.model
+
     def _load_model(self, device):
         if self._runtime(device) == "onnx":
             key = {"model": self.model, "weights": _file_digest(_weights_path(self.model)),
