@@ -143,3 +143,38 @@ def test_sentence_onnx_encodes_without_torch(graphs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["(1,", "384)", "False", "False"]
     assert "Loading weights" not in proc.stderr
+
+
+_WARM_GRID = """
+import sys
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from mmfeat.image import CNNEmbedder
+from mmfeat.text import SentenceEmbedder
+rng = np.random.default_rng(0)
+df = pd.DataFrame({"text": [f"text number {i} about {'cats' if i % 2 else 'stocks'}" for i in range(24)],
+                   "image": [np.full((32, 32, 3), 40 * (i % 2), np.uint8) for i in range(24)],
+                   "label": [i % 2 for i in range(24)]})
+pipe = Pipeline([("features", ColumnTransformer([("text", SentenceEmbedder(), "text"),
+                                                 ("image", CNNEmbedder(), "image")])),
+                 ("clf", LogisticRegression())])
+GridSearchCV(pipe, {"clf__C": [0.1, 1.0]}, cv=3).fit(df, df["label"])
+print(sys.argv[1], "torch" in sys.modules, "onnxruntime" in sys.modules, "sentence_transformers" in sys.modules)
+"""
+
+
+def test_a_warm_grid_search_loads_no_model(tmp_path):
+    """Every vector cached: fitting and scoring import neither torch nor onnxruntime."""
+    env = dict(os.environ, MMFEAT_CACHE_DIR=str(tmp_path))
+    cold = subprocess.run([sys.executable, "-c", _WARM_GRID, "cold"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stdout.split()[2] == "True"  # the first run computed with ONNX Runtime
+    warm = subprocess.run([sys.executable, "-c", _WARM_GRID, "warm"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.split() == ["warm", "False", "False", "False"]

@@ -43,6 +43,21 @@ def supports(directory) -> bool:
     return modes == ["pooling_mode_mean_tokens"]
 
 
+def model_limits(directory) -> tuple:
+    """``(vector width, max_seq_length)`` read from a model directory's configs (no model
+    load); None for what the directory does not say."""
+    directory = Path(directory)
+    modules = _modules(directory)
+    dim = length = None
+    for module in modules:
+        config_dir = directory / module.get("path", "")
+        if module.get("type") == _POOLING:
+            dim = _read_json(config_dir / "config.json").get("word_embedding_dimension")
+        elif module.get("type") == _TRANSFORMER:
+            length = _read_json(config_dir / "sentence_bert_config.json").get("max_seq_length")
+    return (int(dim) if dim else None), (int(length) if length else None)
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())

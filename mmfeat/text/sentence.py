@@ -225,9 +225,15 @@ class SentenceEmbedder(Extractor):
         return "onnx"
 
     def _fit(self, items):
-        model = self._get_model()
-        self.embedding_dim_ = _embedding_dimension(model)
-        self.max_seq_length_ = int(model.max_seq_length)
+        # Read the width and token limit from the model's files when they say them: a fit
+        # whose items are all cached then loads no model (nor torch, nor onnxruntime).
+        source = resolve_model(self.model)
+        dim, length = onnx_model.model_limits(source) if Path(source).is_dir() else (None, None)
+        if dim is None or length is None:
+            model = self._get_model()
+            dim, length = _embedding_dimension(model), model.max_seq_length
+        self.embedding_dim_ = int(dim)
+        self.max_seq_length_ = int(self.max_length or length)
 
     def _feature_suffixes(self):
         return [f"{i:03d}" for i in range(self.embedding_dim_)]
