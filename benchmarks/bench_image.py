@@ -146,8 +146,14 @@ def main():
         embedder = CNNEmbedder(batch_size=32, device="cpu", cache=False).fit(cnn_paths)
         ours, theirs = embedder.transform(cnn_paths[:32]), raw_cnn(net, cnn_paths[:32])  # warm-up
         np.testing.assert_allclose(ours, theirs, atol=1e-3)  # the same features, or no comparison
-        rows.append(compare("CNNEmbedder (EfficientNet-Lite0)", lambda: raw_cnn(net, cnn_paths),
+        rows.append(compare(f"CNNEmbedder (EfficientNet-Lite0), default backend ({embedder._runtime('cpu')})",
+                            lambda: raw_cnn(net, cnn_paths),
                             lambda: embedder.transform(cnn_paths), len(cnn_paths), args.repeats))
+        in_torch = CNNEmbedder(batch_size=32, device="cpu", backend="torch", cache=False).fit(cnn_paths)
+        in_torch.transform(cnn_paths[:32])  # warm-up
+        rows.append(compare("CNNEmbedder (EfficientNet-Lite0), backend='torch'",
+                            lambda: raw_cnn(net, cnn_paths),
+                            lambda: in_torch.transform(cnn_paths), len(cnn_paths), args.repeats))
 
     print("| family | raw items/s | mmfeat items/s | ratio |")
     print("|---|---:|---:|---:|")

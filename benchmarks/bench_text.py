@@ -78,10 +78,24 @@ def main():
     from mmfeat.text.sentence import resolve_model
 
     raw_model = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device="cpu")
-    embedder = SentenceEmbedder(batch_size=64, device="cpu", cache=False).fit(["warm up"])
     rows = []
-    for family, texts in [(f"text: {args.n} short sentences", sentences(args.n)),
-                          (f"text: {args.n_mixed} texts of 1-14 sentences", mixed_texts(args.n_mixed))]:
+    runs = [(f"text: {args.n} short sentences", sentences(args.n)),
+            (f"text: {args.n_mixed} texts of 1-14 sentences", mixed_texts(args.n_mixed))]
+    for backend in ("auto", "torch"):
+        embedder = SentenceEmbedder(batch_size=64, device="cpu", backend=backend, cache=False).fit(["warm up"])
+        backend = f"default backend ({embedder._runtime('cpu')})" if backend == "auto" else "backend='torch'"
+        rows += _rows(raw_model, embedder, backend, runs, args.rounds)
+    print(f"\nSentenceEmbedder(cache=False) vs SentenceTransformer.encode, all-MiniLM-L6-v2, batch 64, "
+          f"CPU, {torch.get_num_threads()} torch threads, best of {args.rounds} paired rounds\n")
+    print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
+    print("|---|---|---|---|")
+    for family, raw_rate, mm_rate, ratio in rows:
+        print(f"| {family} | {raw_rate:.0f} | {mm_rate:.0f} | {ratio:.2f} |")
+
+
+def _rows(raw_model, embedder, backend, runs, rounds):
+    rows = []
+    for family, texts in runs:
         def raw(texts=texts):
             return raw_model.encode(texts, batch_size=64, convert_to_numpy=True,
                                     normalize_embeddings=True, show_progress_bar=False)
@@ -90,14 +104,10 @@ def main():
             return embedder.transform(texts)
 
         np.testing.assert_allclose(mmfeat(), raw(), atol=1e-4)  # same numbers, and a warm-up
-        raw_best, mm_best, ratio = compare(raw, mmfeat, args.rounds)
-        rows.append((family, len(texts) / raw_best, len(texts) / mm_best, ratio))
-    print(f"\nSentenceEmbedder(cache=False) vs SentenceTransformer.encode, all-MiniLM-L6-v2, batch 64, "
-          f"CPU, {torch.get_num_threads()} torch threads, best of {args.rounds} paired rounds\n")
-    print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
-    print("|---|---|---|---|")
-    for family, raw_rate, mm_rate, ratio in rows:
-        print(f"| {family} | {raw_rate:.0f} | {mm_rate:.0f} | {ratio:.2f} |")
+        raw_best, mm_best, ratio = compare(raw, mmfeat, rounds)
+        rows.append((f"{family}, {backend}", len(texts) / raw_best, len(texts) / mm_best, ratio))
+    return rows
+
 
 if __name__ == "__main__":
     main()
