@@ -85,12 +85,34 @@ def main():
         embedder = SentenceEmbedder(batch_size=64, device="cpu", backend=backend, cache=False).fit(["warm up"])
         backend = f"default backend ({embedder._runtime('cpu')})" if backend == "auto" else "backend='torch'"
         rows += _rows(raw_model, embedder, backend, runs, args.rounds)
+    rows.append(_int8_row(sentences(args.n), args.rounds))
     print(f"\nSentenceEmbedder(cache=False) vs SentenceTransformer.encode, all-MiniLM-L6-v2, batch 64, "
           f"CPU, {torch.get_num_threads()} torch threads, best of {args.rounds} paired rounds\n")
     print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
     print("|---|---|---|---|")
     for family, raw_rate, mm_rate, ratio in rows:
         print(f"| {family} | {raw_rate:.0f} | {mm_rate:.0f} | {ratio:.2f} |")
+
+
+def _int8_row(texts, rounds):
+    """precision='int8' against the float ONNX graph: speed, and how well it keeps the ranking
+    of similarities (Spearman correlation of all pairwise cosines of 300 sentences)."""
+    from scipy.stats import spearmanr
+
+    from mmfeat.text import SentenceEmbedder
+
+    exact = SentenceEmbedder(backend="onnx", cache=False).fit(["warm up"])
+    int8 = SentenceEmbedder(precision="int8", cache=False).fit(["warm up"])
+    sample = texts[:300]
+    a, b = exact.transform(sample), int8.transform(sample)
+    upper = np.triu_indices(len(sample), 1)
+    rho = spearmanr((a @ a.T)[upper], (b @ b.T)[upper]).statistic
+    exact_best, int8_best, ratio = compare(lambda: exact.transform(texts), lambda: int8.transform(texts),
+                                           rounds)
+    print(f"\nint8 vs float32 (ONNX): Spearman of pairwise cosines {rho:.4f}, "
+          f"min cosine to the float vector {float(((a * b).sum(1)).min()):.4f}")
+    return (f"text: {len(texts)} short sentences, precision='int8' (vs float32 ONNX as 'raw')",
+            len(texts) / exact_best, len(texts) / int8_best, ratio)
 
 
 def _rows(raw_model, embedder, backend, runs, rounds):

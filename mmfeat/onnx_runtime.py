@@ -69,12 +69,30 @@ def graph_path(name: str, key: dict) -> Path:
     return graph_dir() / f"{name}-{digest}.onnx"
 
 
-def session(name: str, key: dict, export, device: str = "cpu"):
-    """An ``onnxruntime.InferenceSession`` of the graph ``name``/``key``, exported by
-    ``export(path)`` (which writes the ONNX file at ``path``) if no process did yet."""
+def ensure_graph(name: str, key: dict, export) -> Path:
+    """The file of the graph ``name``/``key``, exported by ``export(path)`` (which writes the
+    ONNX file at ``path``) if no process did yet."""
     path = graph_path(name, key)
     if not path.is_file():
         _export_once(path, export)
+    return path
+
+
+def quantized(name: str, key: dict, export):
+    """``export`` for the int8 version of the graph ``name``/``key``: onnxruntime's dynamic
+    quantization of its weights (activations stay float, quantized per batch at run time)."""
+
+    def write(path):
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(ensure_graph(name, key, export)), str(path), weight_type=QuantType.QInt8)
+
+    return write
+
+
+def session(name: str, key: dict, export, device: str = "cpu"):
+    """An ``onnxruntime.InferenceSession`` of the graph ``name``/``key`` (see :func:`ensure_graph`)."""
+    path = ensure_graph(name, key, export)
     import onnxruntime
 
     n_threads, chosen = threads(), providers(device)

@@ -178,3 +178,21 @@ def test_a_warm_grid_search_loads_no_model(tmp_path):
                           timeout=600, env=env)
     assert warm.returncode == 0, warm.stderr
     assert warm.stdout.split() == ["warm", "False", "False", "False"]
+
+
+def test_int8_is_close_cached_apart_and_needs_onnx(graphs):
+    pytest.importorskip("sentence_transformers")
+    from mmfeat.text import SentenceEmbedder
+
+    texts = ["A cat sleeps on the mat.", "A kitten naps on a rug.", "Stocks fell sharply today.",
+             "Markets dropped in early trading."]
+    with config_context(cache_dir=graphs):
+        exact = SentenceEmbedder(backend="onnx", cache=False).fit(texts)
+        int8 = SentenceEmbedder(precision="int8", cache=False).fit(texts)
+        a, b = exact.transform(texts), int8.transform(texts)
+    assert (a * b).sum(1).min() > 0.9 and not np.array_equal(a, b)
+    assert b[0] @ b[1] > b[0] @ b[2] and b[2] @ b[3] > b[2] @ b[1]  # the ranking of meanings holds
+    assert exact.fingerprint() != int8.fingerprint()  # never served for float vectors
+    assert list((graphs / "onnx").glob("sentence-int8-*.onnx"))
+    with pytest.raises(ValueError, match="precision='int8'"):
+        SentenceEmbedder(precision="int8", backend="torch").fit(texts)

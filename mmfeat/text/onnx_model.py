@@ -77,9 +77,11 @@ class OnnxSentenceModel:
     key : dict
         What the exported graph depends on (the model's digest), for its file name.
     device : str
+    int8 : bool
+        Run the graph with int8 weights (onnxruntime's dynamic quantization).
     """
 
-    def __init__(self, directory, max_length, key, device="cpu"):
+    def __init__(self, directory, max_length, key, device="cpu", int8=False):
         from tokenizers import Tokenizer
 
         self.directory = Path(directory)
@@ -96,8 +98,12 @@ class OnnxSentenceModel:
         pad = _read_json(root / "special_tokens_map.json").get("pad_token", "[PAD]")
         pad = pad.get("content", "[PAD]") if isinstance(pad, dict) else pad
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
-        self.session = onnx_runtime.session(
-            "sentence", {**key, "code": _EXPORT_VERSION}, self._export, device)
+        key = {**key, "code": _EXPORT_VERSION}
+        if int8:
+            self.session = onnx_runtime.session(
+                "sentence-int8", key, onnx_runtime.quantized("sentence", key, self._export), device)
+        else:
+            self.session = onnx_runtime.session("sentence", key, self._export, device)
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def count_tokens(self, text: str, limit: int) -> int:
