@@ -24,7 +24,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator, Set
+from collections.abc import Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
@@ -94,9 +94,11 @@ def check_device(device: str, owner: str) -> None:
     """Raise a ValueError naming the devices that exist here when ``device`` is not one of them.
 
     Checked in ``fit`` so that a wrong device fails at once with a plain answer, not halfway
-    through loading a model with torch's own assertion.
+    through loading a model with torch's own assertion. ``"auto"`` and ``"cpu"`` exist on every
+    machine: they are accepted without importing torch, which a model run by ONNX Runtime or a
+    warm cache never needs.
     """
-    if device == "auto":
+    if device in ("auto", "cpu"):
         return
     import torch
 
@@ -201,6 +203,11 @@ def _as_items(X, modality: str) -> list:
         raise TypeError(
             f"Expected a 1-D sequence of items, got a {type(X).__name__}, which has no order: the "
             "rows of the output could not be matched to it. Pass a list."
+        )
+    if isinstance(X, Mapping):
+        raise TypeError(
+            f"Expected a 1-D sequence of items, got a {type(X).__name__}, which would be read as "
+            "its keys. Pass a list of its values, or a DataFrame column."
         )
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # DataFrame
         if X.shape[1] != 1:

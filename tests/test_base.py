@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,8 @@ def test_an_iterator_is_refused_never_read_as_zero_rows(method):
             getattr(ext, method)(one_shot)
     with pytest.raises(TypeError, match="no order"):
         getattr(ext, method)(set(TEXTS))
+    with pytest.raises(TypeError, match="read as its keys"):
+        getattr(ext, method)(dict.fromkeys(TEXTS))
 
 
 def test_raise_reports_the_first_failing_row_in_row_order_with_the_true_count(tmp_path):
@@ -254,3 +257,13 @@ def test_a_model_that_cannot_load_fails_the_call_once_not_every_row():
     with pytest.raises(OSError, match="weights file is gone"):
         ext.transform(TEXTS)
     assert BrokenModelText.attempts == 1
+
+
+def test_a_cpu_device_is_checked_without_importing_torch():
+    code = ("import sys; from counting import CountingText; from mmfeat.base import check_device; "
+            "check_device('cpu', 'X'); check_device('auto', 'X'); "
+            "CountingText(cache=False).fit(['a']).transform(['a']); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=str(Path(__file__).parent))
+    assert result.returncode == 0, result.stdout + result.stderr
