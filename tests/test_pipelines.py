@@ -59,3 +59,15 @@ def test_late_fusion_script_then_score_an_unlabeled_manifest(demo_dir, tmp_path)
     scored = pd.read_parquet(tmp_path / "scored")
     assert sorted(scored["id"]) == sorted(new["id"])
     assert scored["error"].isna().all() and scored.filter(like="proba_").shape[1] == 4
+
+
+def test_late_fusion_script_holds_out_whole_groups(tmp_path):
+    from mmfeat.datasets import make_multimodal
+
+    manifest = tmp_path / "grouped.csv"
+    make_multimodal(120, n_groups=4, data_dir=tmp_path / "data").to_csv(manifest, index=False)
+    out = run("late_fusion.py", "--quick", "--manifest", manifest, "--group-col", "group",
+              "--cv", 3, "--rule", "product")
+    accuracy = float(out.split("held-out accuracy")[1].split()[0])
+    assert accuracy > 0.4  # four classes: chance is 0.25
+    assert "temperature" in out  # the product rule calibrates each modality
