@@ -250,8 +250,19 @@ def _webp_size(data: bytes):
     raise ItemError("corrupt WebP header (unknown chunk)")
 
 
+_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 256, 257, 322, 323
+# OpenCV refuses tiles wider or taller than this before allocating anything.
+_OPENCV_TILE_MAX = 1 << 24
+
+
 def _tiff_size(data: bytes):
-    """ImageWidth and ImageLength of the first directory, the page OpenCV decodes."""
+    """The area OpenCV allocates to decode the first directory (the page it reads).
+
+    That is the image (ImageWidth x ImageLength), or more: OpenCV decodes a tiled TIFF
+    through a buffer of one tile (TileWidth x TileLength), which a forged header can make far
+    larger than the image (a 196 KB file claiming a 64x64 image in one 8192x8192 tile takes
+    258 MB). Strips are read into a buffer that is never filled past the image.
+    """
     head = _Header(data, "TIFF")
     order = "<" if data[:2] == b"II" else ">"
     big = head.unpack(order + "H", 2)[0] == 43
@@ -261,19 +272,23 @@ def _tiff_size(data: bytes):
     else:
         offset = head.unpack(order + "I", 4)[0]
         count, entry, size = head.unpack(order + "H", offset)[0], 12, 2
+    wanted = (_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH)
+    formats = {3: "H", 4: "I", 16: "Q"}
     found = {}
     for k in range(min(count, 4096)):
         at = offset + size + k * entry
         tag, kind = head.unpack(order + "HH", at)
-        if tag in (256, 257):
-            value_at = at + (12 if big else 8)
-            formats = {3: "H", 4: "I", 16: "Q"}
+        if tag in wanted:
             if kind not in formats:
                 raise ItemError("corrupt TIFF header (dimensions of an unexpected type)")
-            found[tag] = head.unpack(order + formats[kind], value_at)[0]
-    if len(found) != 2:
+            found[tag] = head.unpack(order + formats[kind], at + (12 if big else 8))[0]
+    if _TIFF_WIDTH not in found or _TIFF_LENGTH not in found:
         raise ItemError("corrupt TIFF header (no ImageWidth or ImageLength)")
-    return found[256], found[257]
+    width, height = found[_TIFF_WIDTH], found[_TIFF_LENGTH]
+    tile = (found.get(_TIFF_TILE_WIDTH, 0), found.get(_TIFF_TILE_LENGTH, 0))
+    if max(tile) < _OPENCV_TILE_MAX:
+        width, height = max(width, tile[0]), max(height, tile[1])
+    return width, height
 
 
 def _text_fields(data: bytes, what: str, count: int, start: int) -> list:

@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import zlib
 
 import cv2
 import numpy as np
@@ -35,6 +36,21 @@ def encoded(ext: str, side: int) -> bytes:
     ok, data = cv2.imencode(ext, np.zeros((side, side, 3), np.uint8))
     assert ok
     return data.tobytes()
+
+
+def tiled_tiff(side: int, tile: int) -> bytes:
+    """A deflated RGB TIFF of a small image stored as one huge tile."""
+    data = zlib.compress(bytes(tile * tile * 3), 1)
+    entries = [(256, 4, side), (257, 4, side), (258, 3, "bits"), (259, 3, 8), (262, 3, 2), (277, 3, 3),
+               (284, 3, 1), (322, 4, tile), (323, 4, tile), (324, 4, "data"), (325, 4, len(data))]
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    data_at = bits_at + 6
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        value = {"bits": bits_at, "data": data_at}.get(value, value)
+        out += struct.pack("<HHIHH" if kind == 3 else "<HHII", tag, kind, 1 if tag != 258 else 3,
+                           *((value, 0) if kind == 3 else (value,)))
+    return out + struct.pack("<I", 0) + struct.pack("<HHH", 8, 8, 8) + data
 
 
 FORMATS = {
@@ -100,6 +116,20 @@ def test_a_bomb_is_refused_before_decoding_with_bounded_memory(name, bombs):
     peak_mb, outcome = peak_of_load(bomb, small, LIMIT)
     assert f"image of {SIDE}x{SIDE} pixels exceeds max_pixels={LIMIT}" in outcome
     assert float(peak_mb) < PEAK_BOUND_MB, f"{name}: peak memory grew by {peak_mb} MB"
+
+
+@needs_linux
+def test_a_small_tiff_in_a_huge_tile_is_refused(tmp_path):
+    bomb = tmp_path / "bomb.tiff"
+    bomb.write_bytes(tiled_tiff(64, 6000))
+    small = tmp_path / "small.tiff"
+    small.write_bytes(encoded(".tiff", 64))
+    assert bomb.stat().st_size < 1_200_000
+    peak_mb, outcome = peak_of_load(bomb, small, LIMIT)
+    assert "exceeds max_pixels=1000000" in outcome
+    assert float(peak_mb) < PEAK_BOUND_MB, f"peak memory grew by {peak_mb} MB"
+    unguarded_mb, _ = peak_of_load(bomb, small, "none")  # what OpenCV costs without the check
+    assert float(unguarded_mb) > 60, unguarded_mb
 
 
 @needs_linux
