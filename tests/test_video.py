@@ -575,3 +575,21 @@ def test_grid_search_tunes_the_inner_extractor(clips):
 def test_import_stays_light():
     code = "import sys, mmfeat.video; print(sorted({'torch', 'av'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_batch_scoring_of_a_video_manifest_keeps_every_row_in_place(clips, odd_clips, tmp_path):
+    import mmfeat
+    from mmfeat.fusion import make_early_fusion
+    from mmfeat.scoring import score
+
+    train = pd.DataFrame({"video": clips["silent"], "label": clips["y"]})
+    model = make_early_fusion(frames=("video", VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=2)),
+                              motion=("video", MotionStats(n_pairs=4)), estimator=LogisticRegression())
+    mmfeat.save_model(model.fit(train, train.label), tmp_path / "model.joblib")
+    videos = [clips["silent"][0], odd_clips["truncated_mp4"], odd_clips["still_image"], clips["silent"][4]]
+    pd.DataFrame({"id": [10, 11, 12, 13], "video": videos}).to_csv(tmp_path / "manifest.csv", index=False)
+    score(tmp_path / "model.joblib", tmp_path / "manifest.csv", tmp_path / "scores", progress=False)
+    out = pd.read_parquet(tmp_path / "scores").sort_values("id")
+    assert out["id"].tolist() == [10, 11, 12, 13]
+    assert out["prediction"].tolist()[::3] == [0, 1] and out["prediction"].iloc[1:3].isna().all()
+    assert "truncated MP4/MOV file" in out["error"].iloc[1] and "a still image (PNG)" in out["error"].iloc[2]
