@@ -193,3 +193,16 @@ def test_workers_exit_when_the_job_is_killed(slow_job, tmp_path):
     finally:
         parent.kill()
         parent.stderr.close()
+
+
+def test_worker_processes_use_the_jobs_cache_settings(model, tmp_path):
+    """Settings are per thread, not in the environment: a job's cache_dir reaches its workers."""
+    from mmfeat import config_context
+    from mmfeat.cache import FeatureCache
+
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"id": range(6), "image": model["images"]}).to_csv(csv, index=False)
+    store = tmp_path / "job-cache"
+    with config_context(cache_dir=store):
+        score(model["path"], csv, tmp_path / "out", chunk_size=3, workers=2, progress=False)
+    assert FeatureCache(store).stats()["entries"] == len(set(model["images"]))

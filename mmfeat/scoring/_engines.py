@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from ..config import config_context, get_config
 from ..manifest import resolve_paths
 from ._common import ScoringError, _exc_text
 from ._output import _existing_parts
@@ -53,8 +54,12 @@ def _exit_with_parent(parent_pid: int, poll: float = 0.5):
 
 
 
-def _pool_init(model_path, digest, proba, trusted, parent_pid):
+def _pool_init(model_path, digest, proba, trusted, parent_pid, config):
+    from ..config import set_config
+
     _exit_with_parent(parent_pid)
+    # mmfeat's settings are per thread, not in the environment: the job's travel with it
+    set_config(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"])
     _scorer_for(model_path, digest, proba, trusted)
 
 
@@ -77,7 +82,7 @@ def run_pool(job, src, tracker):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads or torch
     pool = ProcessPoolExecutor(max_workers=job.workers, mp_context=ctx, initializer=_pool_init,
                                initargs=(job.model_path, job.digest, job.proba, job.trusted,
-                                         os.getpid()))
+                                         os.getpid(), get_config()))
     light = dataclasses.replace(job, scorer=None)  # workers load the model from its file
     done, pending = set(tracker.stats), set()
 
@@ -172,6 +177,7 @@ def _run_dask(client, job, src, tracker):
         "model_path": job.model_path, "digest": job.digest, "proba": job.proba,
         "trusted": job.trusted, "out": str(job.out), "id_types": job.id_types,
         "columns": job.read_cols, "base_dir": str(src.base_dir), "path_cols": src.path_cols,
+        "config": get_config(),
     }, pure=True)
     meta = pd.DataFrame({"part": pd.Series([], dtype="int64"), "rows": pd.Series([], dtype="int64"),
                          "failed": pd.Series([], dtype="int64"),
@@ -201,8 +207,10 @@ def _dask_partition(df, spec, partition_info=None):
     if spec["columns"] is not None:
         df = df[[c for c in spec["columns"] if c in df.columns]]
     df = resolve_paths(df, spec["base_dir"], spec["path_cols"])
-    scorer = _scorer_for(spec["model_path"], spec["digest"], spec["proba"], spec["trusted"])
-    stats = scorer.score_part(df, index, offset, spec["out"], spec["id_types"])
+    config = spec["config"]
+    with config_context(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"]):
+        scorer = _scorer_for(spec["model_path"], spec["digest"], spec["proba"], spec["trusted"])
+        stats = scorer.score_part(df, index, offset, spec["out"], spec["id_types"])
     return pd.DataFrame({"part": [index], "rows": [stats["rows"]], "failed": [stats["failed"]],
                          "imputed": [stats["imputed"]],
                          "errors": [json.dumps(stats["errors"], default=str)]})
