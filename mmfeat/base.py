@@ -41,7 +41,7 @@ from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
 
 _MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
-_MODELS_LOCK = threading.Lock()
+_MODELS_LOCK = threading.RLock()  # re-entrant: a wrapping extractor loads its inner model within its own
 _MODEL_SOURCES = weakref.WeakKeyDictionary()  # a user's model object -> its last key in _MODELS
 
 
