@@ -456,6 +456,7 @@ def test_efficientnet_frames_named_tunable_and_keyed(clips, tmp_path):
     assert out.shape == (3, 2560) and frames.uses_model
     assert frames.get_feature_names_out()[84] == "frames_cnn_0042_mean"
     assert store.stats()["entries"] == 3  # one vector per video, not per frame
+    assert store.entries_by_extractor()[0][0] == "VideoFrames(n_frames=2, extractor=CNNEmbedder(image_size=64))"
     bigger = clone(frames).set_params(extractor__image_size=96).fit([])
     assert bigger.extractor.image_size == 96 and bigger.fingerprint() != frames.fingerprint()
     assert not np.allclose(bigger.transform(clips["silent"][:1]), out[:1])

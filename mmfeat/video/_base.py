@@ -89,9 +89,9 @@ class WrapsExtractor(VideoExtractor):
         return self.extractor_._get_model()
 
     def _cache_label(self):
-        label = super()._cache_label()
-        inner = f"extractor={self.extractor_._cache_label()}"
-        return label[:-1] + (", " if not label.endswith("(") else "") + inner + ")"
+        # "VideoFrames(n_frames=4)" -> "VideoFrames(n_frames=4, extractor=ColorHistogram(...))"
+        head = super()._cache_label()[:-1]
+        return f"{head}{'' if head.endswith('(') else ', '}extractor={self.extractor_._cache_label()})"
 
     def _inner_features(self, items) -> np.ndarray:
         """The wrapped extractor's features for its loaded items, ``batch_size`` at a time."""
