@@ -72,9 +72,10 @@ class WrapsExtractor(VideoExtractor):
 
     def _fit_inner(self, training_items):
         """Fit a clone of the wrapped extractor: on ``training_items()`` (decoded frames or
-        sound tracks) when it learns state (a codebook), else on nothing (it validates itself)."""
+        sound tracks) when it learns state that changes its output (a codebook: it then has a
+        state digest), else on nothing, so that the training videos are not decoded for naught."""
         inner = clone(self._inner())
-        learns = type(inner)._fit is not Extractor._fit
+        learns = type(inner)._state_digest is not Extractor._state_digest
         inner.fit(training_items() if learns else [])
         self.extractor_ = inner
 
@@ -82,7 +83,7 @@ class WrapsExtractor(VideoExtractor):
         return self._current().fingerprint()
 
     def _model_identity(self):
-        return self.extractor_._model_identity()
+        return self._current()._model_identity()
 
     def _get_model(self):
         # the wrapped extractor's own model, shared with every other user of it in this process
