@@ -594,3 +594,14 @@ def test_batch_scoring_of_a_video_manifest_keeps_every_row_in_place(clips, odd_c
     assert out["id"].tolist() == [10, 11, 12, 13]
     assert out["prediction"].tolist()[::3] == [0, 1] and out["prediction"].iloc[1:3].isna().all()
     assert "truncated MP4/MOV file" in out["error"].iloc[1] and "a still image (PNG)" in out["error"].iloc[2]
+
+
+def test_a_stream_without_an_index_is_counted_and_read_without_seeking(tmp_path):
+    """A raw H.264 stream has no frame count and cannot seek: frames i = 0..44 get brighter."""
+    frames = [np.full((SIZE, SIZE, 3), (5 * i, 0, 0), np.uint8) for i in range(45)]
+    path = write_av(tmp_path / "raw.h264", frames, vcodec="libx264")
+    brightness = ColorHistogram(bins=(1, 1, 4))  # value bands of 64 levels
+    whole = VideoFrames(brightness, n_frames=3, stats=("mean",), cache=False).fit([]).transform([path])
+    np.testing.assert_allclose(whole[0, :3], [1 / 3] * 3, atol=1e-6)  # frames 7, 22, 37: one per band
+    start = VideoFrames(brightness, n_frames=3, stats=("mean",), max_frames=10, cache=False).fit([])
+    np.testing.assert_allclose(start.transform([path])[0], [1, 0, 0, 0], atol=1e-6)  # frames 1, 5, 8

@@ -135,6 +135,8 @@ class VideoReader:
 
     Attributes
     ----------
+    seekable : bool
+        False for a stream without a frame count (an index), which is read by grabbing only.
     fps : float
         Average frame rate from the container (25 when it gives none).
     n_frames : int
@@ -158,14 +160,19 @@ class VideoReader:
         if max_frames is not None:
             limit = min(limit, max_frames)
         count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        if math.isfinite(count) and count >= 1:
+        # A stream without an index (a raw H.264 file ...) has no usable count and does not
+        # seek: its frames are counted by grabbing (no conversion) within the bounds, and then
+        # read from a fresh start by grabbing only.
+        self.seekable = math.isfinite(count) and count >= 1
+        if self.seekable:
             self.n_frames = int(min(count, limit))
-        else:  # no count in the container: count by grabbing (no conversion), within the bounds
+        else:
             n = 0
             while n < limit and self.cap.grab():
                 n += 1
             self.n_frames = n
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.cap.release()
+            self.cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
         self._next = 0  # index of the frame the next read returns; None when unknown
 
     def __enter__(self):
@@ -185,7 +192,9 @@ class VideoReader:
 
         frames = {}
         for index in sorted(set(int(i) for i in indices)):
-            if self._next is None or index < self._next or index - self._next > _SEEK_GAP:
+            if self._next is None and not self.seekable:
+                break  # a frame failed in a stream that cannot seek: the rest is out of reach
+            if self._next is None or (self.seekable and index - self._next > _SEEK_GAP):
                 self.cap.set(cv2.CAP_PROP_POS_FRAMES, index)
                 self._next = index
             while self._next < index and self.cap.grab():
