@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from mmfeat.audio import MFCCStats
 from mmfeat.datasets import make_multimodal
-from mmfeat.fusion import LateFusionClassifier, make_early_fusion
+from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, make_early_fusion
 from mmfeat.image import ColorHistogram
 
 
@@ -182,3 +182,16 @@ def test_default_models_tune_themselves(plain):
         losses[name] = log_loss(y[test], model.predict_proba(df[test]), labels=np.unique(y))
     # Measured: held-out log loss 0.974 with C=1, 0.642 tuned.
     assert losses["tuned"] < losses["fixed C=1"] * 0.8, losses
+
+
+def test_late_fusion_regressor_splits_by_group(grouped):
+    df, y, g = grouped
+    target = (y == "fire").astype(float) * 10
+    regressor = LateFusionRegressor(image_and_audio(), cv=3)
+    by_row = regressor.fit(df, target).modality_report_.set_index("modality")["oof_score"]
+    by_group = regressor.fit(df, target, groups=g).modality_report_.set_index("modality")["oof_score"]
+    # Out-of-fold R² of the audio on new groups is far below what random folds promise.
+    assert by_row["audio"] > by_group["audio"] + 0.2, (by_row, by_group)
+    inner = regressor.estimators_["audio"][-1].get_params()["ridgecv__cv"]
+    assert inner is None  # the group folds served the fit only; RidgeCV's default is kept
+    assert regressor.modality_report_["model"].str.fullmatch(r"ridge \(alpha=[0-9.e+-]+\)").all()
