@@ -15,7 +15,8 @@ of 8 equal segments) by seeking, as a careful hand-written loop would, then:
 
 The raw loops are also timed without their feature code, to show what decoding costs against
 the model. Raw and mmfeat runs alternate, the median of ``--repeats`` runs is reported, and
-the cache is off: these are shared, noisy machines, only ratios from one run mean anything.
+the cache is off: these are shared, noisy machines, only ratios from one run mean anything, and
+the ratio of CPU times (of this process) is steadier than that of wall times.
 """
 
 from __future__ import annotations
@@ -62,31 +63,25 @@ def write_videos(folder: Path, n: int, seconds: float, fps: int = 25, size=(320,
 # ---------------------------------------------------------------------- the hand-written loops
 
 
-def read_frames(path, indices):
-    """The frames at ``indices`` (sorted) as RGB, by seeking."""
+def read_frames(path, n, pairs=False):
+    """``n`` frames (the middle of ``n`` equal segments) as RGB, or ``n`` pairs of consecutive
+    frames, seeking to each, through one capture."""
     import cv2
 
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) - (1 if pairs else 0)
     frames = []
-    for index in indices:
+    for index in (int((k + 0.5) * count / n) for k in range(n)):
         capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = capture.read()
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        for _ in range(2 if pairs else 1):
+            ok, frame = capture.read()
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     capture.release()
     return frames
 
 
-def uniform(path, n):
-    import cv2
-
-    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    capture.release()
-    return [int((k + 0.5) * count / n) for k in range(n)]
-
-
 def raw_decode(paths):
-    return [read_frames(p, uniform(p, N_FRAMES)) for p in paths]
+    return [read_frames(p, N_FRAMES) for p in paths]
 
 
 def raw_color(paths, decoded=None):
@@ -144,14 +139,8 @@ def raw_cnn(net, paths, decoded=None, batch_size=32, size=224):
 def raw_pairs(paths):
     import cv2
 
-    out = []
-    for path in paths:
-        starts = uniform(path, N_PAIRS)  # close enough to MotionStats' own choice for timing
-        frames = read_frames(path, sorted(set(starts + [s + 1 for s in starts])))
-        gray = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (96, 72), interpolation=cv2.INTER_AREA)
-                for f in frames]
-        out.append(gray)
-    return out
+    return [[cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (96, 72), interpolation=cv2.INTER_AREA)
+             for f in read_frames(path, N_PAIRS, pairs=True)] for path in paths]
 
 
 def raw_motion(paths, decoded=None):
@@ -172,21 +161,27 @@ def raw_motion(paths, decoded=None):
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def compare(name, raw, ours, n, repeats, decode=None):
-    """Alternate raw and mmfeat runs: (name, raw videos/s, mmfeat videos/s, decode share of raw)."""
+def compare(name, raw, ours, n, repeats, decode=None, cpu=True):
+    """Alternate raw and mmfeat runs. Returns (name, raw videos/s, mmfeat videos/s, ratio of
+    wall times, ratio of CPU times, decoding share of the raw loop): on a shared machine the CPU
+    time of a single-process loop is the steadier measure (not for n_jobs: the workers' time
+    is not this process's)."""
     raw_t, our_t, decode_t = [], [], []
     for _ in range(repeats):
         raw_t.append(timed(raw))
         our_t.append(timed(ours))
         if decode is not None:
-            decode_t.append(timed(decode))
-    share = statistics.median(decode_t) / statistics.median(raw_t) if decode_t else None
-    return name, n / statistics.median(raw_t), n / statistics.median(our_t), share
+            decode_t.append(timed(decode)[0])
+    raw_wall, raw_cpu = (statistics.median(t) for t in zip(*raw_t))
+    our_wall, our_cpu = (statistics.median(t) for t in zip(*our_t))
+    share = statistics.median(decode_t) / raw_wall if decode_t else None
+    return name, n / raw_wall, n / our_wall, raw_wall / our_wall, raw_cpu / our_cpu if cpu else None, share
 
 
 def main():
@@ -210,7 +205,7 @@ def main():
         parallel = frames.set_params(n_jobs=2)
         parallel.transform(videos[:8])  # start the worker processes
         rows.append(compare("VideoFrames(ColorHistogram(), n_jobs=2)", lambda: raw_color(videos),
-                            lambda: parallel.transform(videos), len(videos), args.repeats))
+                            lambda: parallel.transform(videos), len(videos), args.repeats, cpu=False))
 
         # (b) EfficientNet-Lite0 on 8 frames, batches of 32 frames
         cnn_videos = paths[: args.n_cnn]
@@ -232,11 +227,12 @@ def main():
 
     print(f"{len(paths)} clips of {args.seconds:g} s, 320x240, 25 fps, MPEG-4 Part 2; "
           f"{N_FRAMES} frames ({N_PAIRS} pairs for motion) per video, cache off")
-    print("| extractor | raw videos/s | mmfeat videos/s | ratio | decoding share of the raw loop |")
-    print("|---|---:|---:|---:|---:|")
-    for name, raw, ours, share in rows:
+    print("| extractor | raw videos/s | mmfeat videos/s | ratio (wall) | ratio (CPU) | decoding share of the raw loop |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, raw, ours, wall, cpu, share in rows:
+        cpu = f"{cpu:.2f}" if cpu is not None else ""
         decode = f"{share:.0%}" if share is not None else ""
-        print(f"| {name} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} | {decode} |")
+        print(f"| {name} | {raw:.1f} | {ours:.1f} | {wall:.2f} | {cpu} | {decode} |")
 
 
 if __name__ == "__main__":
