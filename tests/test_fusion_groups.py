@@ -195,3 +195,18 @@ def test_late_fusion_regressor_splits_by_group(grouped):
     inner = regressor.estimators_["audio"][-1].get_params()["ridgecv__cv"]
     assert inner is None  # the group folds served the fit only; RidgeCV's default is kept
     assert regressor.modality_report_["model"].str.fullmatch(r"ridge \(alpha=[0-9.e+-]+\)").all()
+
+
+def test_self_tuning_models_save_as_skops_files(plain, tmp_path):
+    """The defaults hold only plain types: a .skops file of them loads without trusted=."""
+    pytest.importorskip("skops")
+    import mmfeat
+
+    df, y = plain
+    small = {"audio": ("audio", MFCCStats(n_mfcc=13, deltas=0))}
+    for name, model in {"early": make_early_fusion(**small, estimator="auto"),
+                        "late": LateFusionClassifier(small, rule="product", cv=3)}.items():
+        model.fit(df, y)
+        path = mmfeat.save_model(model, tmp_path / f"{name}.skops")
+        loaded = mmfeat.load_model(path)
+        np.testing.assert_allclose(loaded.predict_proba(df), model.predict_proba(df))

@@ -169,11 +169,13 @@ def auto_classifier(scoring="accuracy"):
     the output (early fusion; ``score`` then stays accuracy, as for any classifier), log loss
     where its probabilities are combined further (a late-fusion modality).
     """
-    scoring = get_scorer(scoring)
+    if _routing_enabled():  # weights given to a fusion are meant for its default model
+        scoring = get_scorer(scoring).set_score_request(sample_weight=True)
+    # Otherwise the scorer stays a name: a fitted model then holds no function object, which
+    # keeps it loadable from a .skops file.
     model = LogisticRegressionCV(Cs=DEFAULT_CS, cv=3, scoring=scoring, max_iter=2000)
     if "use_legacy_attributes" in model.get_params():  # scikit-learn >= 1.9
         model.set_params(use_legacy_attributes=False, l1_ratios=(0.0,))
-    if _routing_enabled():  # weights given to a fusion are meant for its default model
-        scoring.set_score_request(sample_weight=True)
+    if _routing_enabled():
         model.set_fit_request(sample_weight=True)
     return model
