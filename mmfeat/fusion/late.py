@@ -158,7 +158,7 @@ def _index(params, rows, n_samples):
             else value for key, value in params.items()}
 
 
-def weight_params(estimator, sample_weight, what):
+def _weight_params(estimator, sample_weight, what):
     """``sample_weight`` as a fit parameter ``estimator`` accepts when metadata routing is off:
     a ``Pipeline`` gets it for its last step (``{step}__sample_weight``)."""
     if sample_weight is None:
@@ -320,7 +320,7 @@ def _choose_and_fit(name, candidates, features, y, available, splits, groups, me
             candidates = candidates[:1]
     best = None
     for label, estimator, inner_cv in candidates:
-        params = routed if routed is not None else weight_params(
+        params = routed if routed is not None else _weight_params(
             estimator, sample_weight, f"the estimator of modality {name!r}")
         params = _index(params, available, n)
         oof = _out_of_fold(name, estimator, features, y, splits, method, params, groups, inner_cv)
@@ -547,7 +547,7 @@ class _BaseLateFusion(BaseEstimator):
         _raise_for_params(fit_params, self, "fit")
         final = {}
         if self.rule == "stack":
-            final = weight_params(self._final(), sample_weight, "the final estimator")
+            final = _weight_params(self._final(), sample_weight, "the final estimator")
         return dict.fromkeys([name for name, *_ in specs]), final
 
     def _final(self):
