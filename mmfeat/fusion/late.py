@@ -509,8 +509,9 @@ class _BaseLateFusion(BaseEstimator):
             by_name = hasattr(X, "columns") and all(
                 _names(column) is not None for _, column in self._selections())
             self._by_name = by_name
-        elif not (self._by_name and hasattr(X, "columns")):
-            if self._by_name:
+        # Models saved before columns were read by name check every column, as they did.
+        elif not (getattr(self, "_by_name", False) and hasattr(X, "columns")):
+            if getattr(self, "_by_name", False):
                 raise ValueError(
                     f"{type(self).__name__} was fitted on a DataFrame and reads its columns by "
                     f"name; got a {type(X).__name__}: pass a DataFrame with the columns "
@@ -986,7 +987,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         if method == "predict_proba":
             out = np.zeros((features.shape[0], len(self.classes_)))
             out[:, np.searchsorted(self.classes_, estimator.classes_)] = estimator.predict_proba(features)
-            return apply_calibration(self._calibration.get(name), out)
+            return apply_calibration(getattr(self, "_calibration", {}).get(name), out)
         if method == "predict":
             return (estimator.predict(features)[:, None] == self.classes_[None, :]).astype(np.float64)
         return estimator.decision_function(features).reshape(features.shape[0], -1)
