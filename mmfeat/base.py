@@ -18,20 +18,18 @@ import hashlib
 import json
 import math
 import os
-import platform
-import shutil
-import sys
 import threading
 import warnings
-import weakref
 from collections.abc import Iterator, Mapping, Set
+from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from .cache import FeatureCache, resolve_cache
@@ -39,109 +37,22 @@ from .keys import item_digest, make_key
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
+from .models import check_device, resolve_device, shared_model
+from .validation import check_int_tuple, invalid_parameter  # noqa: F401  (extractors import them from here)
 
-_MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
-_MODELS_LOCK = threading.RLock()  # re-entrant: a wrapping extractor loads its inner model within its own
-_MODEL_SOURCES = weakref.WeakKeyDictionary()  # a user's model object -> its last key in _MODELS
-
-
-def clear_model_cache() -> None:
-    """Forget every model loaded in this process (they reload lazily on next use)."""
-    with _MODELS_LOCK:
-        _MODELS.clear()
+# The model an extractor is computing with, per thread, for the length of one computation:
+# resolved (device, identity, registry) once, not once per batch.
+_IN_USE = threading.local()
 
 
-def _may_have_accelerator() -> bool:
-    """Whether this machine might have CUDA or Apple MPS, known without importing torch (a
-    second of start-up, and the whole point of a warm cache or the ONNX backend is to skip it)."""
-    if sys.platform == "darwin":
-        return platform.machine() == "arm64"
-    if sys.platform.startswith("linux"):
-        return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")
-    return shutil.which("nvidia-smi") is not None
+class LoadedBatch(NamedTuple):
+    """A batch of items after loading: the loaded objects, their positions in the batch, the
+    batch's size, and ``{position: cause}`` for the items that failed to load."""
 
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` if available, then ``"mps"``, else ``"cpu"``; other values as given."""
-    if device != "auto":
-        return device
-    if "torch" not in sys.modules and not _may_have_accelerator():
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def available_devices() -> list[str]:
-    """The torch devices usable on this machine: ``"cpu"``, then each CUDA device and MPS."""
-    import torch
-
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def check_device(device: str, owner: str) -> None:
-    """Raise a ValueError naming the devices that exist here when ``device`` is not one of them.
-
-    Checked in ``fit`` so that a wrong device fails at once with a plain answer, not halfway
-    through loading a model with torch's own assertion. ``"auto"`` and ``"cpu"`` exist on every
-    machine: they are accepted without importing torch, which a model run by ONNX Runtime or a
-    warm cache never needs.
-    """
-    if device in ("auto", "cpu"):
-        return
-    import torch
-
-    devices = available_devices()
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        parsed = None
-    usable = parsed is not None and (
-        parsed.type == "cpu"
-        or (parsed.type == "cuda" and torch.cuda.is_available()
-            and (parsed.index or 0) < torch.cuda.device_count())
-        or (parsed.type == "mps" and "mps" in devices)
-    )
-    if not usable:
-        why = "" if parsed is not None else " is not a torch device string and"
-        raise ValueError(
-            f"{owner}: device={device!r}{why} is not available on this machine (torch "
-            f"{torch.__version__}). Devices here: {', '.join(map(repr, devices))}; "
-            "device='auto' picks the best of them."
-        )
-
-
-def invalid_parameter(estimator, name: str, expected: str, value) -> InvalidParameterError:
-    """The error scikit-learn's parameter validation raises, for checks its constraints
-    cannot express (the items of a tuple, relations between parameters)."""
-    return InvalidParameterError(
-        f"The {name!r} parameter of {type(estimator).__name__} must be {expected}. "
-        f"Got {value!r} instead."
-    )
-
-
-def check_int_tuple(estimator, name: str, length: int, low: int, high=None) -> None:
-    """Check that a parameter is a tuple (or list) of ``length`` ints in ``[low, high]``."""
-    value = getattr(estimator, name)
-    ok = isinstance(value, (tuple, list)) and len(value) == length and all(
-        isinstance(v, Integral) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
-        for v in value
-    )
-    if not ok:
-        bounds = f"[{low}, {high}]" if high is not None else f"[{low}, inf)"
-        raise invalid_parameter(estimator, name, f"a tuple of {length} ints in the range {bounds}", value)
-
+    loaded: list
+    positions: list
+    n: int
+    errors: dict
 
 def _stable(value):
     """A JSON-able, address-free form of a parameter value for the fingerprint.
@@ -252,7 +163,7 @@ def _as_items(X, modality: str) -> list:
 
 def _run_batch(extractor, items):
     """Load and featurise one batch in a worker process; returns (features, {position: cause})."""
-    return extractor._featurise(*extractor._load_batch(items))
+    return extractor._featurise(extractor.load_items(items))
 
 
 class Extractor(TransformerMixin, BaseEstimator):
@@ -427,22 +338,33 @@ class Extractor(TransformerMixin, BaseEstimator):
 
     def _get_model(self):
         """The model, loaded on first use and shared by clones in this process; never pickled."""
+        in_use = getattr(_IN_USE, "models", {})
+        if id(self) in in_use:
+            return in_use[id(self)]
         device = resolve_device(getattr(self, "device", "auto"))
         key = (type(self).__qualname__, self._model_identity(), device, self._runtime(device))
-        with _MODELS_LOCK:
-            if key not in _MODELS:
-                source = self._model_source()
-                if source is not None:
-                    # the object's weights changed since its last load: drop the stale copy, so
-                    # that a training loop does not keep one copy of the model per step
-                    _MODELS.pop(_MODEL_SOURCES.get(source), None)
-                    _MODEL_SOURCES[source] = key
-                _MODELS[key] = self._load_model(device)
-            return _MODELS[key]
+        return shared_model(key, lambda: self._load_model(device), self._model_source())
 
-    def _featurise(self, loaded, positions, n, errors):
+    @contextmanager
+    def _model_in_use(self):
+        """Resolve the model once for a whole computation (every batch of it, in this thread)."""
+        if not self.uses_model:
+            yield
+            return
+        in_use = _IN_USE.__dict__.setdefault("models", {})
+        outer = id(self) in in_use
+        if not outer:
+            in_use[id(self)] = self._get_model()  # a model that cannot load fails once, not per row
+        try:
+            yield
+        finally:
+            if not outer:
+                in_use.pop(id(self), None)
+
+    def _featurise(self, batch: LoadedBatch):
         """Features for the loaded items of a batch of ``n``; a failing batch is retried item by
         item so that one bad item costs only its own row."""
+        loaded, positions, n, errors = batch
         out = np.full((n, self.n_features_out_), np.nan, dtype=np.float32)
         if loaded:
             try:
@@ -468,8 +390,6 @@ class Extractor(TransformerMixin, BaseEstimator):
     def _compute(self, items: list, bar=None):
         """Load and featurise ``items`` in batches: processes for CPU feature code (``n_jobs``),
         a background loader thread for model-backed extractors so the model never waits on disk."""
-        if self.uses_model:
-            self._get_model()  # a model that cannot load fails the call once, not every row
         bs = self.batch_size
         batches = [items[i : i + bs] for i in range(0, len(items), bs)]
         n_jobs = getattr(self, "n_jobs", None)
@@ -484,13 +404,13 @@ class Extractor(TransformerMixin, BaseEstimator):
                 results.append(res)
                 bar.update(len(res[0]))
         else:
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                pending = [pool.submit(self._load_batch, batches[0])] if batches else []
+            with self._model_in_use(), ThreadPoolExecutor(max_workers=2) as pool:
+                pending = [pool.submit(self.load_items, batches[0])] if batches else []
                 for k in range(len(batches)):
                     loaded = pending.pop().result()
                     if k + 1 < len(batches):
-                        pending.append(pool.submit(self._load_batch, batches[k + 1]))
-                    results.append(self._featurise(*loaded))
+                        pending.append(pool.submit(self.load_items, batches[k + 1]))
+                    results.append(self._featurise(loaded))
                     bar.update(len(batches[k]))
         if own_bar:
             bar.close()
@@ -502,8 +422,10 @@ class Extractor(TransformerMixin, BaseEstimator):
             return np.empty((0, self.n_features_out_), np.float32), errors
         return np.concatenate(features), errors
 
-    def _load_batch(self, items):
-        """Load each item of a batch; a failure costs only that item's row."""
+    def load_items(self, items) -> LoadedBatch:
+        """Load each item (``_load_item``); a failure costs only that item's position, whose
+        cause is in ``errors``. For subclasses that read items themselves (e.g. in ``_fit``);
+        :meth:`handle_failures` then applies the error policy."""
         errors, loaded, positions = {}, [], []
         for i, item in enumerate(items):
             try:
@@ -513,7 +435,7 @@ class Extractor(TransformerMixin, BaseEstimator):
                 errors[i] = str(exc)
             except Exception as exc:  # a loader bug or an odd file must not kill the batch
                 errors[i] = f"{type(exc).__name__}: {exc}"
-        return loaded, positions, len(items), errors
+        return LoadedBatch(loaded, positions, len(items), errors)
 
     def _extract(self, items: list) -> np.ndarray:
         """Check every item, look it up, compute the misses (each distinct item once), store
@@ -594,6 +516,14 @@ class Extractor(TransformerMixin, BaseEstimator):
 
     def _error(self, items, row, cause) -> ExtractionError:
         return ExtractionError(row, describe(items[row]), cause, type(self).__name__)
+
+    def handle_failures(self, items, failed: dict) -> None:
+        """Apply the error policy to ``{row: cause}``: raise for the first failed row under
+        ``on_error="raise"``, else report the rows (collectors, one warning)."""
+        if failed:
+            if self.on_error == "raise":
+                self._raise(items, failed)
+            self._report(items, failed)
 
     def _raise(self, items, failed):
         """Raise for the first failed row in row order, counting every other failed row."""

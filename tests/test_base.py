@@ -260,7 +260,7 @@ def test_a_model_that_cannot_load_fails_the_call_once_not_every_row():
 
 
 def test_a_cpu_device_is_checked_without_importing_torch():
-    code = ("import sys; from counting import CountingText; from mmfeat.base import check_device; "
+    code = ("import sys; from counting import CountingText; from mmfeat.models import check_device; "
             "check_device('cpu', 'X'); check_device('auto', 'X'); "
             "CountingText(cache=False).fit(['a']).transform(['a']); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")

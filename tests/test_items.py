@@ -167,7 +167,7 @@ def test_in_place_weight_changes_of_a_user_module_give_new_vectors(tmp_path):
 def test_a_module_trained_in_a_loop_keeps_one_loaded_copy():
     import torch
 
-    from mmfeat.base import _MODELS
+    from mmfeat.models import _MODELS
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
 

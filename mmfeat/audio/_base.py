@@ -7,7 +7,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from ..base import Extractor, invalid_parameter
+from ..base import Extractor
+from ..validation import invalid_parameter
 from ..io import load_audio
 from .stats import check_stats
 

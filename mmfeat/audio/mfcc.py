@@ -7,7 +7,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from ..base import invalid_parameter
+from ..validation import invalid_parameter
 from ._base import AudioExtractor
 from .stats import check_stats, stat_names, summarise
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
-from ..base import invalid_parameter
+from ..validation import invalid_parameter
 from ._base import AudioExtractor
 from .stats import check_stats, stat_names, summarise
 

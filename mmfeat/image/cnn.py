@@ -18,7 +18,9 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import onnx_runtime
-from ..base import Extractor, invalid_parameter, resolve_device
+from ..base import Extractor
+from ..models import resolve_device
+from ..validation import invalid_parameter
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
 #: Named models: (package shipping the ImageNet weights, its class, native input side in pixels).

@@ -7,7 +7,8 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from ..base import Extractor, check_int_tuple
+from ..base import Extractor
+from ..validation import check_int_tuple
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
 

@@ -127,15 +127,12 @@ class ORBBagOfWords(Extractor):
         orb = cv2.ORB_create(nfeatures=int(self.n_keypoints))
         bits, failed = [], {}
         for row, item in enumerate(items):  # one at a time: only descriptors are kept in memory
-            loaded, _, _, errors = self._load_batch([item])
-            if errors:
-                failed[row] = errors[0]
+            batch = self.load_items([item])
+            if batch.errors:
+                failed[row] = batch.errors[0]
             else:
-                bits.append(self._bits(orb, loaded[0]))
-        if failed:
-            if self.on_error == "raise":
-                self._raise(items, failed)
-            self._report(items, failed)
+                bits.append(self._bits(orb, batch.loaded[0]))
+        self.handle_failures(items, failed)
         bits = np.concatenate(bits) if bits else np.empty((0, 256), np.float32)
         if len(bits) < self.n_words:
             raise ValueError(

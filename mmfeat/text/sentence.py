@@ -12,7 +12,9 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import onnx_runtime
-from ..base import Extractor, invalid_parameter, resolve_device
+from ..base import Extractor
+from ..models import resolve_device
+from ..validation import invalid_parameter
 from ..io import load_text
 from . import onnx_model
 
