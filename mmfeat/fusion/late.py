@@ -46,8 +46,10 @@ except ImportError:  # pragma: no cover
     from sklearn.utils._estimator_html_repr import _VisualBlock
 
 STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
-# Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM.
+# Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM,
+# when they have at most SVM_MAX_ROWS rows.
 NARROW_BLOCK = 100
+SVM_MAX_ROWS = 5_000
 # Feature matrices up to this many cells (e.g. 5,000 rows of 1,000 features) are modelled with
 # one BLAS thread.
 SMALL_MATRIX = 5_000_000
@@ -713,8 +715,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         they are. Without an estimator, a modality gets one that tunes itself: standardisation
         and ``LogisticRegressionCV`` choosing ``C`` among 1e-4 ... 10 by inner 3-fold log loss
         (by group with ``groups``); a block of at most 100 features with at least 20 rows per
-        class also tries an RBF SVM with Platt-scaled probabilities, and the one with the
-        better out-of-fold log loss is kept (``modality_report_["model"]``).
+        class and at most 5,000 rows also tries an RBF SVM with Platt-scaled probabilities,
+        and the one with the better out-of-fold log loss is kept (``modality_report_["model"]``).
     final_estimator : classifier or None, default=None
         The meta-learner; None means ``LogisticRegression()``.
     cv : int, cross-validation splitter or iterable, default=5
@@ -865,11 +867,13 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     @staticmethod
     def _default_candidates(n_features, y):
         """The default models of a block ``n_features`` wide: tuned logistic regression, and
-        for a narrow block with enough rows per class also an RBF SVM; the better out-of-fold
-        log loss is kept."""
+        for a narrow block with enough rows per class, but not so many that a kernel SVM gets
+        slow (its fit grows with the square of the rows), also an RBF SVM; the better
+        out-of-fold log loss is kept."""
         candidates = [("logistic", LateFusionClassifier._default_estimator(),
                        "logisticregressioncv__cv")]
-        if n_features <= NARROW_BLOCK and np.unique(y, return_counts=True)[1].min() >= 20:
+        rarest = np.unique(y, return_counts=True)[1].min()
+        if n_features <= NARROW_BLOCK and rarest >= 20 and len(y) <= SVM_MAX_ROWS:
             # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.
             svm = _weighted(CalibratedClassifierCV(_weighted(SVC()), cv=3, ensemble=False))
             candidates.append(("rbf_svm", make_pipeline(_weighted(StandardScaler(), False), svm),
