@@ -1,4 +1,4 @@
-"""How things move: dense optical flow on downscaled frame pairs, summarised over time."""
+"""How things move: dense optical flow on frame pairs at a small fixed size, summarised over time."""
 
 from __future__ import annotations
 
@@ -129,8 +129,7 @@ class MotionStats(VideoExtractor):
         with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames) as video:
             n_starts = video.n_frames - self.step
             if n_starts <= 0:
-                raise no_frames_error(video.n_frames) if video.n_frames == 0 else \
-                    _too_short(video.n_frames, self.step)
+                raise no_frames_error(0) if video.n_frames == 0 else _too_short(video.n_frames, self.step)
             starts = sorted({int((k + 0.5) * n_starts / self.n_pairs) for k in range(self.n_pairs)})
             frames = video.read(starts + [s + self.step for s in starts])
             fps = video.fps
