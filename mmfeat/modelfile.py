@@ -90,15 +90,20 @@ _MMFEAT_CLASSES = (
     ("mmfeat.fusion.blocks", "ModalityBlock"),
     ("mmfeat.fusion.late", "LateFusionClassifier"),
     ("mmfeat.fusion.late", "LateFusionRegressor"),
+    ("mmfeat.video.frames", "VideoFrames"),
+    ("mmfeat.video.motion", "MotionStats"),
+    ("mmfeat.video.audio", "VideoAudio"),
 )
 # Types scikit-learn's own estimators hold that skops does not trust by default; building one
 # runs no code of the file's choosing: ``numpy.dtype("float64")`` (SimpleImputer's fit dtype),
-# and the log-loss scorer with its metric, which the fusion estimators' self-tuning default
-# models select their penalty with (a scorer holding any other function is still refused).
+# and the log-loss and accuracy scorers with their metrics, which the fusion estimators'
+# self-tuning default models select their penalty with (a scorer holding any other function is
+# still refused).
 _OTHER_SAFE_TYPES = (
     "numpy.dtype",
     "sklearn.metrics._scorer._Scorer",
     "sklearn.metrics._classification.log_loss",
+    "sklearn.metrics._classification.accuracy_score",
 )
 
 

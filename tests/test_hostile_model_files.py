@@ -83,11 +83,12 @@ def test_every_public_mmfeat_estimator_is_on_the_allow_list():
     import mmfeat.fusion
     import mmfeat.image
     import mmfeat.text
+    import mmfeat.video
     from sklearn.base import BaseEstimator
 
     public = {
         f"{obj.__module__}.{obj.__qualname__}"
-        for package in (mmfeat.image, mmfeat.text, mmfeat.audio, mmfeat.fusion)
+        for package in (mmfeat.image, mmfeat.text, mmfeat.audio, mmfeat.fusion, mmfeat.video)
         for obj in vars(package).values()
         if isinstance(obj, type) and issubclass(obj, BaseEstimator) and obj.__module__.startswith("mmfeat.")
     }
