@@ -133,6 +133,15 @@ def _float_wave(wave) -> np.ndarray:
     return np.asarray(wave, dtype=np.float32)
 
 
+def file_error(exc: OSError) -> ItemError:
+    """The row's error for a file-system failure (the same wording wherever a file is read)."""
+    if isinstance(exc, FileNotFoundError):
+        return ItemError("file not found")
+    if isinstance(exc, IsADirectoryError):
+        return ItemError("is a directory, not a file")
+    return ItemError(f"cannot read file: {exc.strerror or exc}")
+
+
 def _open_regular(path) -> tuple[int, os.stat_result]:
     """Open a path for reading if it is a regular file, and return its descriptor and stat.
 
@@ -143,12 +152,8 @@ def _open_regular(path) -> tuple[int, os.stat_result]:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise ItemError("file not found") from None
-    except IsADirectoryError:
-        raise ItemError("is a directory, not a file") from None
     except OSError as exc:
-        raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+        raise file_error(exc) from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)

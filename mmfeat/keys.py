@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from .errors import ItemError
-from .io import is_missing
+from .io import file_error, is_missing
 
 FINGERPRINT_HEX = 32  # hex characters of the fingerprint part of a key
 _MODALITIES = ("image", "audio", "text")
@@ -118,12 +118,8 @@ def _digest_file(h, path, file_keys):
                         _FILE_DIGESTS.pop(next(iter(_FILE_DIGESTS)), None)  # oldest first
                     _FILE_DIGESTS[memo] = digest
         h.update(b"file:" + digest)
-    except FileNotFoundError:
-        raise ItemError("file not found") from None
-    except IsADirectoryError:
-        raise ItemError("is a directory, not a file") from None
     except OSError as exc:
-        raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+        raise file_error(exc) from None
 
 
 def _content_digest(path) -> bytes:

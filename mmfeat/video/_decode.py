@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import struct
 import warnings
 
 import numpy as np
 
 from ..errors import ItemError
+from ..io import _open_regular, file_error
 
 #: Forward gaps up to this many frames are skipped by grabbing (no colour conversion) rather
 #: than seeking: a seek decodes from the previous keyframe, which can be further back.
@@ -51,18 +51,12 @@ def check_video_path(item) -> str:
     if not isinstance(item, (str, os.PathLike)):
         raise ItemError(f"cannot read a video from {type(item).__name__}; expected a path")
     path = os.fspath(item)
+    fd, _ = _open_regular(path)  # a regular, non-empty file, or the row's error
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise ItemError("not a regular file")
-        if st.st_size == 0:
-            raise ItemError("empty file (0 bytes)")
-        with open(path, "rb") as f:
+        with os.fdopen(fd, "rb") as f:
             head = f.read(16)
-    except FileNotFoundError:
-        raise ItemError("file not found") from None
     except OSError as exc:
-        raise ItemError(f"cannot read file: {exc.strerror or exc}") from None
+        raise file_error(exc) from None
     for signature, kind in _STILL_IMAGES.items():
         if head.startswith(signature):
             raise ItemError(f"a still image ({kind}), not a video")
