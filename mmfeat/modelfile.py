@@ -140,6 +140,19 @@ def _load_skops(path, trusted):
     return skops.io.loads(data, trusted=sorted(set(untrusted)))
 
 
+def _load_joblib(path):
+    import joblib
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model file not found: {os.fspath(path)}")
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # a CSV, an image, a truncated file: not what save_model writes
+        raise ValueError(
+            f"{os.fspath(path)} is not a model file (one written by mmfeat.save_model or "
+            f"joblib.dump): {type(exc).__name__}: {exc}") from None
+
+
 def save_model(model, path, *, compress=3):
     """Save a fitted model with the versions and extractor fingerprints it was made with.
 
@@ -231,9 +244,7 @@ def load_model(path, *, return_info=False, check_fingerprints=False, trusted=Non
     -------
     model, or (model, info) when ``return_info``
     """
-    import joblib
-
-    obj = _load_skops(path, trusted) if _is_skops(path) else joblib.load(path)
+    obj = _load_skops(path, trusted) if _is_skops(path) else _load_joblib(path)
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj):
         return (obj, {}) if return_info else obj
     info = {k: v for k, v in obj.items() if k != "model"}

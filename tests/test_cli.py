@@ -70,11 +70,16 @@ def _one_line_error(capsys, command):
     (["cache", "prune", "--dir", "{tmp}/store", "--max-bytes", "-5"], "non-negative"),
     (["cache", "info", "--dir", "{tmp}/absent"], "no feature cache"),
     (["demo", "--n-samples", "20"], "at least 100"),
+    (["extract", "{manifest}", "--column", "image", "--extractor", "cnn", "--param", "device='cuda'"],
+     "not available on this machine"),
+    (["extract", "{tsv}", "--column", "image", "--extractor", "color", "--param", "size=-5"], "size"),
 ])
 def test_ordinary_mistakes_get_one_line_and_a_non_zero_exit(argv, expected, manifest, tmp_path, capsys):
     (tmp_path / "store").mkdir()
     FeatureCache(tmp_path / "store").put_many({"a" * 96: [1.0]})
-    argv = [a.format(manifest=manifest, tmp=tmp_path) for a in argv]
+    tsv = tmp_path / "manifest.tsv"
+    pd.read_csv(manifest).to_csv(tsv, sep="\t", index=False)  # TSV manifests read as CSV ones
+    argv = [a.format(manifest=manifest, tmp=tmp_path, tsv=tsv) for a in argv]
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's own errors (usage line + one error line), exit 2

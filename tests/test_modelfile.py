@@ -181,3 +181,12 @@ def test_skops_refuses_untrusted_types_unless_named(fused, tmp_path):
         load_model(path)
     loaded = load_model(path, trusted=[name])
     np.testing.assert_array_equal(loaded.predict(df), model.predict(df))
+
+
+def test_a_file_that_is_not_a_model_gets_a_clear_error(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,image,text\n1,a.png,hello\n")
+    with pytest.raises(ValueError, match="manifest.csv is not a model file"):
+        load_model(manifest)
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load_model(tmp_path / "absent.joblib")
