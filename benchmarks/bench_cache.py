@@ -43,9 +43,9 @@ IN_EXTRACTORS = [0.0]
 _compute, _fit, _transform = Extractor._compute, Extractor.fit, Extractor.transform
 
 
-def _counting_compute(self, items):
+def _counting_compute(self, items, *args, **kwargs):
     COMPUTED[0] += len(items)
-    return _compute(self, items)
+    return _compute(self, items, *args, **kwargs)
 
 
 def _timing(method):
