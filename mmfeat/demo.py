@@ -7,6 +7,7 @@ writes a report (CSV, Markdown, PNG plots) to a folder it names at the end.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -25,11 +26,14 @@ def _extractors(quick: bool):
     from .image import CNNEmbedder, ColorHistogram
     from .text import SentenceEmbedder
 
-    image = ColorHistogram(bins=(12, 4, 4), verbose=True) if quick else CNNEmbedder(verbose=True)
+    # Progress bars only on a terminal: written to a log file, nested bars become a soup of
+    # carriage returns.
+    bars = sys.stderr.isatty()
+    image = ColorHistogram(bins=(12, 4, 4), verbose=bars) if quick else CNNEmbedder(verbose=bars)
     return {
         "image": ("image", image),
-        "text": ("text", SentenceEmbedder(verbose=True)),
-        "audio": ("audio", MFCCStats(n_mfcc=20, verbose=True)),
+        "text": ("text", SentenceEmbedder(verbose=bars)),
+        "audio": ("audio", MFCCStats(n_mfcc=20, verbose=bars)),
     }
 
 
@@ -66,7 +70,7 @@ def evaluate(models: dict, train: pd.DataFrame, test: pd.DataFrame):
     # took 13 s instead of 3 on a busy 2-core machine). The CNN and the sentence model run on
     # torch's own threads, which this leaves alone.
     limit = threadpool_limits(limits=1, user_api="blas")
-    for name, model in tqdm(models.items(), desc="models", unit="model"):
+    for name, model in tqdm(models.items(), desc="models", unit="model", disable=None):  # None: tty only
         hits_before = cache.session_hits if cache is not None else 0
         start = time.perf_counter()
         model.fit(train, train["label"])

@@ -31,7 +31,7 @@ def demo_runs(tmp_path_factory):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         misses = FeatureCache(root / "cache").stats()["misses"]
-        runs.append((pd.read_csv(report / "results.csv"), report, done.stdout, misses))
+        runs.append((pd.read_csv(report / "results.csv"), report, done.stdout, misses, done.stderr))
     return runs
 
 
@@ -44,7 +44,7 @@ def test_early_and_late_fusion_beat_the_best_single_modality_by_5_points(demo_ru
 
 
 def test_report_files_and_table(demo_runs):
-    results, report, stdout, _ = demo_runs[0]
+    results, report, stdout, _, _ = demo_runs[0]
     assert list(results["model"]) == SINGLE + FUSED
     assert set(results.columns) >= {"accuracy", "macro_f1", "fit_s", "predict_s", "cache_hits"}
     for name in ["results.csv", "results.md", "scores.png", "confusion.png", "contributions.png",
@@ -60,7 +60,13 @@ def test_report_files_and_table(demo_runs):
 
 
 def test_second_run_computes_nothing_and_gives_the_same_results(demo_runs):
-    (first, _, _, misses_first), (second, _, _, misses_second) = demo_runs
+    (first, _, _, misses_first, _), (second, _, _, misses_second, _) = demo_runs
     assert misses_first > 0 and misses_second == misses_first  # every feature came from the cache
     assert (second["cache_hits"] > 0).all()
     pd.testing.assert_series_equal(first["accuracy"], second["accuracy"])
+
+
+def test_a_log_file_gets_no_progress_bars(demo_runs):
+    """stderr is not a terminal here, as in a log file: no bars and their carriage returns."""
+    for *_, stderr in demo_runs:
+        assert "\r" not in stderr and "it/s" not in stderr, stderr[-500:]
