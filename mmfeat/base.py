@@ -38,7 +38,6 @@ from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
 from .models import check_device, resolve_device, shared_model
-from .validation import check_int_tuple, invalid_parameter  # noqa: F401  (extractors import them from here)
 
 # The model an extractor is computing with, per thread, for the length of one computation:
 # resolved (device, identity, registry) once, not once per batch.

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_multimodal", "load_manifest"]
+__all__ = ["demo_extractors", "make_multimodal", "load_manifest"]
 
 #: Bumped whenever the generator's output changes, so that stale demo files are rebuilt.
 _FORMAT_VERSION = 1
@@ -432,3 +432,21 @@ def _remove_stale(root: Path, manifest: pd.DataFrame) -> None:
         for f in (root / sub).iterdir():
             if re.fullmatch(rf"\d+\.{ext}", f.name) and f"{sub}/{f.name}" not in keep:
                 f.unlink()
+
+
+def demo_extractors(quick: bool = False, *, verbose: bool = False) -> dict:
+    """The extractors for the demo data's columns, ``{modality: (column, extractor)}``, fresh
+    on every call: the set ``mmfeat demo`` and the ``pipelines/`` scripts use.
+
+    ``quick`` swaps the CNN for a colour histogram (no model to run for images).
+    """
+    from .audio import MFCCStats
+    from .image import CNNEmbedder, ColorHistogram
+    from .text import SentenceEmbedder
+
+    image = ColorHistogram(bins=(12, 4, 4), verbose=verbose) if quick else CNNEmbedder(verbose=verbose)
+    return {
+        "image": ("image", image),
+        "text": ("text", SentenceEmbedder(verbose=verbose)),
+        "audio": ("audio", MFCCStats(n_mfcc=20, verbose=verbose)),
+    }

@@ -15,26 +15,16 @@ import numpy as np
 import pandas as pd
 
 from .cache import resolve_cache
+from .datasets import demo_extractors
 
 DEFAULT_SAMPLES = 600
 QUICK_SAMPLES = 200
 
 
 def _extractors(quick: bool):
-    """Fresh extractors per modality; ``quick`` swaps the CNN for a colour histogram."""
-    from .audio import MFCCStats
-    from .image import CNNEmbedder, ColorHistogram
-    from .text import SentenceEmbedder
-
     # Progress bars only on a terminal: written to a log file, nested bars become a soup of
     # carriage returns.
-    bars = sys.stderr.isatty()
-    image = ColorHistogram(bins=(12, 4, 4), verbose=bars) if quick else CNNEmbedder(verbose=bars)
-    return {
-        "image": ("image", image),
-        "text": ("text", SentenceEmbedder(verbose=bars)),
-        "audio": ("audio", MFCCStats(n_mfcc=20, verbose=bars)),
-    }
+    return demo_extractors(quick, verbose=sys.stderr.isatty())
 
 
 def build_models(quick: bool = False, random_state: int = 0) -> dict:

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 
 def load_manifest(manifest: str | None, data_dir: str, n_samples: int, random_state: int = 0):
-    """A manifest CSV/Parquet given by the user, or the demo dataset written to ``data_dir``."""
+    """A manifest CSV/TSV/Parquet given by the user (relative paths read from its folder), or
+    the demo dataset written to ``data_dir``."""
     if manifest:
-        return pd.read_parquet(manifest) if manifest.endswith(".parquet") else pd.read_csv(manifest)
+        from mmfeat import read_manifest
+
+        return read_manifest(manifest)
     from mmfeat.datasets import make_multimodal
 
     return make_multimodal(n_samples, random_state=random_state, data_dir=data_dir)
 
 
 def extractors(quick: bool = False) -> dict:
-    """``{modality: (column, extractor)}``; ``quick`` uses a colour histogram instead of the CNN."""
-    from mmfeat.audio import MFCCStats
-    from mmfeat.image import CNNEmbedder, ColorHistogram
-    from mmfeat.text import SentenceEmbedder
+    """``{modality: (column, extractor)}``: the demo's set (a colour histogram instead of the
+    CNN with ``quick``)."""
+    from mmfeat.datasets import demo_extractors
 
-    return {
-        "image": ("image", ColorHistogram(bins=(12, 4, 4)) if quick else CNNEmbedder()),
-        "text": ("text", SentenceEmbedder()),
-        "audio": ("audio", MFCCStats(n_mfcc=20)),
-    }
+    return demo_extractors(quick)
 
 
 def add_data_arguments(parser) -> None:

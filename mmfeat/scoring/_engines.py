@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import config_context, get_config
 from ..manifest import resolve_paths
+from ..optional import import_optional
 from ._common import ScoringError, _exc_text
 from ._output import _existing_parts
 from ._scorer import _Scorer
@@ -119,9 +120,10 @@ def run_dask(job, src, tracker):
 def _dask_client(dask):
     """(client, things to close) for ``"local"``, an address, or a ``distributed.Client``."""
     try:
-        from distributed import Client, LocalCluster
+        distributed = import_optional("distributed", who="--dask", extra="dask")
     except ImportError as exc:
-        raise ScoringError("--dask needs dask.distributed: pip install 'mmfeat[dask]'") from exc
+        raise ScoringError(str(exc)) from None
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
     if not isinstance(dask, str):
         return dask, []
     if dask == "local":

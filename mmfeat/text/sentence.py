@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import onnx_runtime
 from ..base import Extractor
 from ..models import resolve_device
+from ..optional import import_optional, require
 from ..validation import invalid_parameter
 from ..io import load_text
 from . import onnx_model
@@ -215,8 +216,7 @@ class SentenceEmbedder(Extractor):
             raise ValueError("SentenceEmbedder(precision='int8') runs in ONNX Runtime: it needs "
                              "onnxruntime installed and backend='onnx' or 'auto'.")
         if self.backend == "onnx" or self.precision == "int8":
-            if not onnx_runtime.available():
-                raise ImportError("SentenceEmbedder(backend='onnx') needs: pip install onnxruntime")
+            require("onnxruntime", who="SentenceEmbedder(backend='onnx')", extra="onnx")
             source = resolve_model(self.model)
             if not (Path(source).is_dir() and onnx_model.supports(source)):
                 raise ValueError(
@@ -324,13 +324,9 @@ class SentenceEmbedder(Extractor):
             return onnx_model.OnnxSentenceModel(source, self.max_length,
                                                 {"model": model_digest(source)}, device,
                                                 int8=self.precision == "int8")
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ImportError(
-                "SentenceEmbedder needs sentence-transformers: install torch, then "
-                "pip install 'mmfeat[deep]'."
-            ) from exc
+        SentenceTransformer = import_optional(
+            "sentence_transformers", who="SentenceEmbedder(backend='torch')", extra="deep",
+            package="sentence-transformers").SentenceTransformer
         source = resolve_model(self.model)
         try:
             with _quiet_loading(not self.verbose):

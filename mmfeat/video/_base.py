@@ -9,7 +9,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval
 
-from ..base import Extractor, invalid_parameter
+from ..base import Extractor
+from ..validation import invalid_parameter
 
 
 class VideoExtractor(Extractor):

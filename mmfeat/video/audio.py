@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-
+from ..optional import require
 from ._base import WrapsExtractor
 from ._decode import check_video_path, read_sound
 
@@ -78,8 +77,7 @@ class VideoAudio(WrapsExtractor):
 
     def _validate(self):
         super()._validate()
-        if importlib.util.find_spec("av") is None:
-            raise ImportError('VideoAudio reads sound tracks with PyAV: pip install "mmfeat[video]" (or av)')
+        require("av", who="VideoAudio (sound tracks)", extra="video")
 
     def _fit(self, items):
         def training_tracks():
