@@ -344,6 +344,11 @@ def test_claims_split_work_and_are_taken_over_from_dead_processes(tmp_path):
     child = multiprocessing.get_context("spawn").Process(target=_claim_and_exit, args=(str(tmp_path), ["c", "d"]))
     child.start()
     child.join(60)
+    assert child.exitcode == 0
+    with sqlite3.connect(store.file) as db:  # the dead child's claims are really there
+        owners = dict(db.execute("SELECT key, pid FROM claims WHERE key IN ('c', 'd')"))
+    db.close()
+    assert owners == {"c": child.pid, "d": child.pid}
     assert store.claim_many(["c", "d", "e"]) == (["c", "d", "e"], [])
     # A live claim (this test's parent process stands in for a live worker) makes keys busy.
     with sqlite3.connect(store.file) as db:

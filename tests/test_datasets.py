@@ -134,10 +134,12 @@ def test_rewrite_when_a_file_is_gone(tmp_path):
     assert os.path.isfile(again["audio"][5])
 
 
-@pytest.mark.parametrize("kwargs", [{"n_classes": 1}, {"n_classes": 9}, {"missing_rate": 1.5},
-                                    {"n_samples": 0}])
-def test_bad_arguments(tmp_path, kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_classes": 1}, "n_classes must be between 2"), ({"n_classes": 9}, "n_classes must be between 2"),
+    ({"missing_rate": 1.5}, "missing_rate must be between 0 and 1"),
+    ({"n_samples": 0}, "n_samples must be at least 1")])
+def test_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         make_multimodal(**{"n_samples": N, **kwargs}, data_dir=tmp_path)
 
 

@@ -306,7 +306,8 @@ def test_late_fusion_predicts_rows_missing_a_modality(demo_missing):
     assert (report["n_available"] == N_SAMPLES - demo_missing[list(MODALITIES)].isna().sum()).all()
     # Each modality's estimator saw only the rows it has.
     for modality in MODALITIES:
-        assert model.estimators_[modality][-1][-1].n_features_in_ > 0
+        width = model.estimators_[modality][-1][-1].n_features_in_
+        assert width == model.estimators_[modality][0].transform(demo_missing[modality].dropna().iloc[:2]).shape[1]
         n_seen = model.estimators_[modality][-1][0].n_samples_seen_
         assert np.all(n_seen == report.loc[modality, "n_available"])
     # A row with no modality at all still gets a prediction: the meta-learner's view of priors.

@@ -34,7 +34,6 @@ def test_round_trip_gives_equal_predictions(fitted, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ModelVersionWarning)
         loaded = load_model(path)
-    assert loaded is not pipe
     np.testing.assert_array_equal(loaded.predict(df), pipe.predict(df))
     np.testing.assert_allclose(loaded.predict_proba(df), pipe.predict_proba(df))
 
@@ -77,7 +76,6 @@ def test_version_mismatch_warns(fitted, tmp_path, key, shown):
     joblib.dump(payload, path)
     with pytest.warns(ModelVersionWarning, match=shown.replace(".", r"\.")):
         loaded = load_model(path)
-    assert issubclass(ModelVersionWarning, UserWarning)
     np.testing.assert_array_equal(loaded.predict(df), pipe.predict(df))
 
 
