@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from .blocks import as_feature_matrix, set_nan_on_error
 from .calibration import (CALIBRATION_METHODS, apply_calibration, calibration_scores,
                           cross_fitted_scores, fit_calibration)
-from .early import auto_classifier, parse_modality
+from .specs import auto_classifier, parse_modality
 
 try:  # scikit-learn >= 1.7
     from sklearn.utils._repr_html.estimator import _VisualBlock
@@ -138,7 +138,7 @@ def _weighted(estimator, request=True):
     return estimator
 
 
-def _can(method):
+def _estimator_has(method):
     """For ``available_if``: whether the fused classifier offers ``method`` given its rule and
     meta-learner."""
 
@@ -1053,7 +1053,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             return self.final_estimator_.predict(self._meta_features(outputs, X)[0])
         return self.classes_[self._combine(outputs).argmax(axis=1)]
 
-    @available_if(_can("predict_proba"))
+    @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities of each row (columns in ``classes_`` order).
 
@@ -1064,7 +1064,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             return self.final_estimator_.predict_proba(self._meta_features(outputs, X)[0])
         return self._combine(outputs)
 
-    @available_if(_can("decision_function"))
+    @available_if(_estimator_has("decision_function"))
     def decision_function(self, X):
         """The meta-learner's decision function (``rule="stack"`` only)."""
         outputs, X = self._outputs(X)
