@@ -8,6 +8,7 @@ prediction from the modalities it has.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from functools import partial
 from numbers import Integral
 
@@ -334,9 +335,10 @@ def _choose_and_fit(name, candidates, features, y, available, splits, groups, me
     return estimator, available, oof, label
 
 
-class _BaseLateFusion(BaseEstimator):
+class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
     """What late-fusion classification and regression share: the modality specs, their
-    parameters, and the fit loop."""
+    parameters, and the fit loop. Subclasses call this ``__init__`` with their own parameters
+    set, and implement the hooks declared below, in the order ``fit`` calls them."""
 
     _rules: tuple = ("stack",)
 
@@ -354,6 +356,63 @@ class _BaseLateFusion(BaseEstimator):
         "n_jobs": [None, Integral],
         "random_state": ["random_state"],
     }
+
+    @abstractmethod
+    def __init__(self, modalities, final_estimator=None, *, cv=5, passthrough=False, rule="stack",
+                 handle_missing=True, n_jobs=None, random_state=None):
+        self.modalities = modalities
+        self.final_estimator = final_estimator
+        self.cv = cv
+        self.passthrough = passthrough
+        self.rule = rule
+        self.handle_missing = handle_missing
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ hooks of the subclasses
+
+    @staticmethod
+    @abstractmethod
+    def _default_estimator():
+        """The per-modality estimator used when a modality names none."""
+
+    @staticmethod
+    @abstractmethod
+    def _default_candidates(n_features, y):
+        """Further candidates for a default estimator, chosen by out-of-fold score."""
+
+    @staticmethod
+    @abstractmethod
+    def _default_final():
+        """The meta-learner used when ``final_estimator`` is None."""
+
+    @abstractmethod
+    def _learn_target(self, y, sample_weight):
+        """Check ``y`` and record what ``predict`` needs of it (classes); return it encoded."""
+
+    @abstractmethod
+    def _method_for(self, name, estimator):
+        """The method whose output a modality's estimator passes on (``predict_proba`` ...)."""
+
+    @abstractmethod
+    def _oof_output(self, name, oof, y, available):
+        """A modality's out-of-fold output, as the meta-learner will see it."""
+
+    @abstractmethod
+    def _modality_output(self, name, estimator, features):
+        """A fitted modality's output on new rows."""
+
+    @abstractmethod
+    def _fill_value(self, name, out):
+        """What a row missing the modality gets in place of its output (the prior)."""
+
+    @abstractmethod
+    def _oof_score(self, name, oof, y):
+        """A modality's out-of-fold score, for ``modality_report_``."""
+
+    @abstractmethod
+    def _stack_columns(self, name):
+        """The names of a modality's meta-feature columns."""
 
     # ------------------------------------------------------------------ parameters
 
@@ -846,16 +905,10 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
                  passthrough=False, rule="stack", calibrate="auto", handle_missing=True,
                  n_jobs=None, random_state=None):
-        self.modalities = modalities
-        self.final_estimator = final_estimator
-        self.cv = cv
+        super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
+                         handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
         self.stack_method = stack_method
-        self.passthrough = passthrough
-        self.rule = rule
         self.calibrate = calibrate
-        self.handle_missing = handle_missing
-        self.n_jobs = n_jobs
-        self.random_state = random_state
 
     _report_columns = ("modality", "n_available", "model", "oof_score", "log_loss", "ece",
                        "calibration", "calibrated_log_loss", "calibrated_ece", "weight")
@@ -1122,14 +1175,8 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, passthrough=False,
                  rule="stack", handle_missing=True, n_jobs=None, random_state=None):
-        self.modalities = modalities
-        self.final_estimator = final_estimator
-        self.cv = cv
-        self.passthrough = passthrough
-        self.rule = rule
-        self.handle_missing = handle_missing
-        self.n_jobs = n_jobs
-        self.random_state = random_state
+        super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
+                         handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
 
     @staticmethod
     def _default_estimator():
