@@ -300,8 +300,12 @@ class FeatureCache:
             try:
                 if not self._connect_read_only_aware():
                     return _wipe(self._conn)
-            except _STORE_ERRORS:
+            except _STORE_ERRORS as exc:
                 self._disconnect()
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    # in use, not damaged: never delete files another process has open
+                    raise CacheError(f"The feature cache {self.file} is busy (another process "
+                                     "holds its write lock): nothing was cleared; try again.") from exc
             if self._read_only:
                 raise CacheError(f"The feature cache {self.file} is read-only: it cannot be cleared.")
             try:  # damaged: start afresh, so the user always has a way out

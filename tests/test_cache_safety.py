@@ -216,3 +216,21 @@ def test_a_version_1_store_is_emptied_on_open(tmp_path):
             PRAGMA user_version = 1;""")
     db.close()
     assert FeatureCache(tmp_path).check()["entries"] == 0
+
+
+def test_clear_never_deletes_a_store_another_process_is_writing(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.put_many({"keep": np.ones(2)})
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, time; "
+        f"db = sqlite3.connect({str(cache.file)!r}, isolation_level=None); "
+        "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CacheError, match="busy"):
+            FeatureCache(tmp_path).clear()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert list(FeatureCache(tmp_path).get_many(["keep"])) == ["keep"]  # nothing was deleted
