@@ -164,7 +164,7 @@ _SLOW_MODULES = {"test_demo", "test_cache_gridsearch", "test_pipelines", "test_f
 _SLOW_TESTS = ("test_a_second_job_on_the_same_folder_is_refused", "test_workers_exit_when_the_job_is_killed",
                "test_worker_processes_use_the_jobs_cache_settings", "test_a_stuck_writer",
                "test_a_waiter_takes_over", "test_a_read_only_store", "test_two_processes",
-               "test_clear_never_deletes",
+               "test_clear_never_deletes", "test_score_trusted_names",
                "test_kill_during_put_many", "test_grid_search", "test_parallel", "[cnn]", "[sentence]",
                "test_every_fusion_estimator_works_under_global_pandas_output", "check_estimators_dtypes",
                "test_a_fifo_or_a_device", "test_forked_child", "test_claims_split_work")

@@ -206,3 +206,24 @@ def test_worker_processes_use_the_jobs_cache_settings(model, tmp_path):
     with config_context(cache_dir=store):
         score(model["path"], csv, tmp_path / "out", chunk_size=3, workers=2, progress=False)
     assert FeatureCache(store).stats()["entries"] == len(set(model["images"]))
+
+
+def test_score_trusted_names_a_further_type_of_a_skops_file(model, tmp_path):
+    pytest.importorskip("skops")
+    from slowstep import Sleep
+
+    train = pd.DataFrame({"image": model["images"], "label": ["red"] * 3 + ["blue"] * 3})
+    pipe = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
+                     ("sleep", Sleep(0.0)), ("clf", LogisticRegression())]).fit(train, train["label"])
+    path = save_model(pipe, tmp_path / "custom.skops")
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"id": range(6), "image": model["images"]}).to_csv(csv, index=False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(ROOT)]))
+    cmd = [sys.executable, "-m", "mmfeat.cli", "score", str(path), str(csv)]
+    refused = subprocess.run([*cmd, str(tmp_path / "a"), "-q"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "slowstep.Sleep" in refused.stderr
+    trusted = subprocess.run([*cmd, str(tmp_path / "b"), "-q", "--trusted", "slowstep.Sleep"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert trusted.returncode == 0, trusted.stderr
+    assert pd.read_parquet(tmp_path / "b")["prediction"].tolist() == pipe.predict(train).tolist()
