@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -100,17 +101,26 @@ def test_a_waiter_takes_over_when_the_claim_owner_dies(tmp_path):
         owner.kill()
 
 
-def test_a_stuck_writer_never_blocks_lookups_and_writes_give_up(tmp_path):
-    cache = FeatureCache(tmp_path)
-    cache.put_many({"warm": np.arange(4.0)})
-    # Another process takes the write lock and is paused (it never commits).
+@contextmanager
+def write_lock_held_elsewhere(file):
+    """Another process takes the store's write lock and is paused (it never commits)."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sqlite3, time; "
-        f"db = sqlite3.connect({str(cache.file)!r}, isolation_level=None); "
+        f"db = sqlite3.connect({str(file)!r}, isolation_level=None); "
         "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stuck_writer_never_blocks_lookups_and_writes_give_up(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.put_many({"warm": np.arange(4.0)})
+    with write_lock_held_elsewhere(cache.file):
         cache.access_resolution_s = 0.0  # every hit wants to record its access time
         start = time.monotonic()
         got = cache.get_many(["warm", "cold"])
@@ -126,9 +136,6 @@ def test_a_stuck_writer_never_blocks_lookups_and_writes_give_up(tmp_path):
             waited_again = time.monotonic() - start
         assert waited < 30 and waited_again < 2
         assert any(issubclass(w.category, CacheWarning) and "busy" in str(w.message) for w in caught)
-    finally:
-        holder.kill()
-        holder.wait()
     cache._stuck_until = 0.0  # as after the back-off: the lock is gone and the store works again
     cache.put_many({"new": np.ones(2)})
     assert set(cache.get_many(["warm", "new"])) == {"warm", "new"}
@@ -221,16 +228,6 @@ def test_a_version_1_store_is_emptied_on_open(tmp_path):
 def test_clear_never_deletes_a_store_another_process_is_writing(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put_many({"keep": np.ones(2)})
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sqlite3, time; "
-        f"db = sqlite3.connect({str(cache.file)!r}, isolation_level=None); "
-        "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(600)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(CacheError, match="busy"):
-            FeatureCache(tmp_path).clear()
-    finally:
-        holder.kill()
-        holder.wait()
+    with write_lock_held_elsewhere(cache.file), pytest.raises(CacheError, match="busy"):
+        FeatureCache(tmp_path).clear()
     assert list(FeatureCache(tmp_path).get_many(["keep"])) == ["keep"]  # nothing was deleted

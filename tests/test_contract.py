@@ -219,12 +219,16 @@ BAD_PARAMS = {
         ({"half": "yes"}, r"'half' parameter of CNNEmbedder .* Got 'yes' instead"),
         ({"preprocess": "center"}, r"'preprocess' parameter of CNNEmbedder must be a callable or None"),
         ({"device": 0}, r"'device' parameter of CNNEmbedder must be an instance of 'str'"),
+        ({"backend": "tensorrt"}, r"'backend' parameter of CNNEmbedder must be a str among .* Got 'tensorrt'"),
     ],
     "sentence": [
         ({"normalize": "yes"}, r"'normalize' parameter of SentenceEmbedder .* Got 'yes' instead"),
         ({"max_length": 0}, r"'max_length' parameter of SentenceEmbedder must be an int in the range \[1, inf\) or None"),
         ({"model": 3}, r"'model' parameter of SentenceEmbedder .* Got 3 instead"),
         ({"batch_size": 2.5}, r"'batch_size' parameter of SentenceEmbedder must be an int in the range \[1, inf\). Got 2.5"),
+        ({"backend": "tensorrt"}, r"'backend' parameter of SentenceEmbedder must be a str among .* Got 'tensorrt'"),
+        ({"precision": "int4"}, r"'precision' parameter of SentenceEmbedder must be a str among .* Got 'int4'"),
+        ({"precision": "int8", "backend": "torch"}, r"precision='int8'\) runs in ONNX Runtime"),
     ],
     "mfcc": [
         ({"n_fft": 100_000}, r"'n_fft' parameter of MFCCStats must be at most sr=16000 samples \(a window of 1 s\). Got 100000"),
