@@ -89,12 +89,14 @@ _TEMPLATES = (
 )
 
 
-def _text(rng: np.random.Generator, cue: int | None) -> str:
-    """A short post: two content words of the shown class, mixed with neutral filler."""
+def _text(rng: np.random.Generator, cue: int | None, degraded: bool = False) -> str:
+    """A short post: two content words of the shown class, mixed with neutral filler.
+    ``degraded``: only one of the two is the class's, the other neutral."""
     pool = _NEUTRAL if cue is None else _THEMES[cue].words
     a, b = rng.choice(len(pool), size=2, replace=False)
     template = _TEMPLATES[rng.integers(len(_TEMPLATES))]
-    text = template.format(o=_OPENERS[rng.integers(len(_OPENERS))], a=pool[a], b=pool[b],
+    second = _NEUTRAL[b % len(_NEUTRAL)] if degraded else pool[b]
+    text = template.format(o=_OPENERS[rng.integers(len(_OPENERS))], a=pool[a], b=second,
                            n=_NEUTRAL[rng.integers(len(_NEUTRAL))])
     return text[0].upper() + text[1:]
 
@@ -117,8 +119,9 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> np.nda
     return (pts + [cx, cy]).round().astype(np.int32)
 
 
-def _image(rng: np.random.Generator, cue: int | None) -> np.ndarray:
-    """A BGR image: grey gradient and clutter, plus the shown class's coloured shape."""
+def _image(rng: np.random.Generator, cue: int | None, degraded: bool = False) -> np.ndarray:
+    """A BGR image: grey gradient and clutter, plus the shown class's coloured shape.
+    ``degraded``: under heavy colour noise."""
     import cv2
 
     s = IMAGE_SIZE
@@ -162,6 +165,8 @@ def _image(rng: np.random.Generator, cue: int | None) -> np.ndarray:
             cv2.fillPoly(img, [_polygon(theme.shape, cx, cy, r, angle)], color, cv2.LINE_AA)
     # Sensor noise, the same on all channels so that it adds no hue.
     noise = rng.normal(0, rng.uniform(2, 8), size=(s, s, 1))
+    if degraded:  # drawn last, so that an undegraded image's draws are unchanged
+        noise = noise + rng.normal(0, 45, size=(s, s, 3))
     return (img + noise).clip(0, 255).astype(np.uint8)
 
 
@@ -176,9 +181,10 @@ def _hsv_to_bgr(h: int, s: int, v: int) -> tuple:
     return tuple(int(c) for c in px)
 
 
-def _audio(rng: np.random.Generator, cue: int | None, pitch: float = 1.0) -> np.ndarray:
+def _audio(rng: np.random.Generator, cue: int | None, pitch: float = 1.0,
+           degraded: bool = False) -> np.ndarray:
     """One second of noise plus, for a shown class, beeps in that class's pitch band (times
-    ``pitch``, a group's own voice)."""
+    ``pitch``, a group's own voice). ``degraded``: the beeps faint under loud noise."""
     n = SAMPLE_RATE
     t = np.arange(n) / SAMPLE_RATE
     wave = np.zeros(n)
@@ -200,25 +206,59 @@ def _audio(rng: np.random.Generator, cue: int | None, pitch: float = 1.0) -> np.
     white = rng.normal(0, 1, n)
     rumble = np.interp(t * 200, np.arange(201), rng.normal(0, 1, 201))  # ~100 Hz band
     bg = white * rng.uniform(0.02, 0.12) + rumble * rng.uniform(0, 0.15)
+    if degraded:
+        wave, bg = 0.3 * wave, bg + rng.normal(0, 0.5, n)
     wave = (wave + bg) * rng.uniform(0.1, 0.7)  # random gain
     return wave.clip(-1, 1).astype(np.float32)
 
 
-def _plan(seed_seq, n_samples: int, n_classes: int, missing_rate: float):
-    """Labels, the class each modality shows (None: no cue) and the missing cells."""
-    plan_rng, mask_rng = (np.random.default_rng(s) for s in seed_seq.spawn(2))
-    labels = plan_rng.permutation(np.arange(n_samples) % n_classes)  # balanced classes
+def _plan(seed_seq, n_samples: int, n_classes: int, missing_rate: float, *, weights=None,
+          interaction=False, corruption=0.0):
+    """Labels, the class each modality shows (None: no cue), the missing cells and the
+    degraded (corrupted) cells."""
+    # A third stream for corruption: spawn(3) starts with the two children spawn(2) gave.
+    plan_rng, mask_rng, corrupt_rng = (np.random.default_rng(s) for s in seed_seq.spawn(3))
+    if weights is None:
+        labels = plan_rng.permutation(np.arange(n_samples) % n_classes)  # balanced classes
+    else:
+        labels = plan_rng.permutation(np.repeat(np.arange(n_classes), _counts(weights, n_samples)))
     shown = {}
-    for m in MODALITIES:
-        cue = plan_rng.random(n_samples) < _P_CUE
-        shown[m] = [int(y) if c else None for y, c in zip(labels, cue)]
+    if interaction:
+        # The class is the sum of the image's and the audio's cues (mod n_classes): each cue
+        # alone is uniform whatever the class, so only their combination tells it.
+        first = plan_rng.integers(n_classes, size=n_samples)
+        shown["image"] = [int(a) for a in first]
+        shown["audio"] = [int(b) for b in (labels - first) % n_classes]
+        shown["text"] = [None] * n_samples
+    else:
+        for m in MODALITIES:
+            cue = plan_rng.random(n_samples) < _P_CUE
+            shown[m] = [int(y) if c else None for y, c in zip(labels, cue)]
     # Missingness is drawn from its own stream: the same seed gives the same samples,
     # whatever the missing_rate, only with some cells removed.
     n_missing = int(round(missing_rate * n_samples))
     rows = mask_rng.choice(n_samples, size=n_missing, replace=False)
     which = mask_rng.integers(len(MODALITIES), size=n_missing)
     missing = {(int(r), MODALITIES[w]) for r, w in zip(rows, which)}
-    return labels, shown, missing
+    # A corrupted cell shows another class's cue, degraded: a mix-up a model can only catch
+    # by being less sure of it.
+    n_corrupt = int(round(corruption * n_samples))
+    rows = corrupt_rng.choice(n_samples, size=n_corrupt, replace=False)
+    which = corrupt_rng.integers(len(MODALITIES), size=n_corrupt)
+    shift = corrupt_rng.integers(1, n_classes, size=n_corrupt)
+    degraded = set()
+    for r, w, k in zip(rows, which, shift):
+        shown[MODALITIES[w]][r] = int((labels[r] + k) % n_classes)
+        degraded.add((int(r), MODALITIES[w]))
+    return labels, shown, missing, degraded
+
+
+def _counts(weights, n_samples: int) -> np.ndarray:
+    """Rows per class for class proportions ``weights`` (largest remainders, so they sum up)."""
+    share = np.asarray(weights, dtype=float) / np.sum(weights) * n_samples
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(counts - share)[: n_samples - counts.sum()]] += 1
+    return counts
 
 
 def _groups(seed_seq, n_samples: int, n_groups: int | None):
@@ -238,7 +278,8 @@ def _groups(seed_seq, n_samples: int, n_groups: int | None):
 
 
 def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="data/demo",
-                    missing_rate=0.0, n_groups=None, overwrite=False) -> pd.DataFrame:
+                    missing_rate=0.0, n_groups=None, weights=None, interaction=False,
+                    corruption=0.0, overwrite=False) -> pd.DataFrame:
     """Write a synthetic image/text/audio classification dataset and return its manifest.
 
     Each modality shows, independently per sample, either the sample's class cue (60 %) or
@@ -277,6 +318,22 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         up. Within a group the audio stays a strong cue, but its tones do not carry over to a
         new group: evaluate with the groups held out (``LeaveOneGroupOut``) and fuse with
         ``groups=``. None: no groups, and the table and files are those of earlier versions.
+    weights : sequence of float or None, default=None
+        Class proportions, one non-negative number per class (normalised to sum to 1; rows
+        per class are rounded so that they sum to ``n_samples``), e.g. ``[10, 1]`` for a 10:1
+        imbalance. None: balanced classes.
+    interaction : bool, default=False
+        Make the class depend on a combination of two modalities that neither shows alone:
+        every image shows the cue of a class ``a`` and every sound the cue of a class ``b``,
+        each uniform whatever the label, and the label is class ``(a + b) % n_classes`` (with
+        two classes, an XOR). The text shows no cue. A model that adds up per-modality
+        evidence (concatenated features and a linear model, or late fusion) stays at chance;
+        one that sees products of the modalities' features can learn it.
+    corruption : float, default=0.0
+        Fraction of rows (rounded) in which one modality, chosen at random, is corrupted: it
+        shows the cue of a *different* class, degraded (image: heavy colour noise; audio: the
+        beeps faint under loud noise; text: one topical phrase instead of two). That modality
+        misleads on those rows, and only its lower confidence there gives it away.
     overwrite : bool, default=False
         Rewrite the files even when ``data_dir`` already holds a complete dataset made with
         the same arguments. When False such a dataset is reused as it is.
@@ -314,14 +371,23 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         if not 2 <= n_groups <= n_samples:
             raise ValueError(f"n_groups must be None or between 2 and n_samples={n_samples}, "
                              f"got {n_groups}")
+    if weights is not None:
+        weights = [float(w) for w in weights]
+        if len(weights) != n_classes or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"weights must be {n_classes} non-negative numbers (one per class) "
+                             f"with a positive sum, got {weights}")
+    if not 0.0 <= corruption <= 1.0:
+        raise ValueError(f"corruption must be between 0 and 1, got {corruption}")
     if random_state is not None:
         random_state = int(random_state)
 
     root = Path(data_dir)
     params = {"version": _FORMAT_VERSION, "n_samples": n_samples, "n_classes": n_classes,
               "random_state": random_state, "missing_rate": float(missing_rate)}
-    if n_groups is not None:  # absent otherwise, so that existing demo folders stay valid
-        params["n_groups"] = n_groups
+    # Options are recorded only when set, so that existing demo folders stay valid.
+    options = {"n_groups": n_groups, "weights": weights, "interaction": interaction or None,
+               "corruption": float(corruption) or None}
+    params.update({k: v for k, v in options.items() if v is not None})
     if not overwrite and random_state is not None:
         df = _reusable(root, params)
         if df is not None:
@@ -337,7 +403,9 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     # A third stream for the groups: the first two, and so every sample, are those of a
     # table without groups.
     plan_seq, items_seq, groups_seq = seed_seq.spawn(3)
-    labels, shown, missing = _plan(plan_seq, n_samples, n_classes, missing_rate)
+    labels, shown, missing, degraded = _plan(plan_seq, n_samples, n_classes, missing_rate,
+                                             weights=weights, interaction=bool(interaction),
+                                             corruption=float(corruption))
     groups, pitch = _groups(groups_seq, n_samples, n_groups)
 
     def write(i, item_seq):
@@ -345,8 +413,9 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         # written in (so threads may share the work), and missing cells remove only files.
         rng = np.random.default_rng(item_seq)
         voice = 1.0 if groups is None else pitch[groups[i]]
-        img, text, wave = (_image(rng, shown["image"][i]), _text(rng, shown["text"][i]),
-                           _audio(rng, shown["audio"][i], voice))
+        img = _image(rng, shown["image"][i], (i, "image") in degraded)
+        text = _text(rng, shown["text"][i], (i, "text") in degraded)
+        wave = _audio(rng, shown["audio"][i], voice, (i, "audio") in degraded)
         row = {"id": i, "image": f"images/{i:05d}.png", "text": text,
                "audio": f"audio/{i:05d}.wav", "label": _THEMES[labels[i]].label}
         if groups is not None:

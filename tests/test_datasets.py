@@ -155,3 +155,43 @@ def test_groups_change_only_the_audio(demo, tmp_path):
     pd.testing.assert_frame_equal(load_manifest(tmp_path), grouped)
     with pytest.raises(ValueError, match="n_groups must be None or between 2 and n_samples=60, got 1"):
         make_multimodal(N, n_groups=1, data_dir=tmp_path)
+
+
+def test_weights_set_the_class_counts(tmp_path):
+    df = make_multimodal(110, n_classes=2, weights=[10, 1], data_dir=tmp_path)
+    assert df["label"].value_counts().to_dict() == {"fire": 100, "forest": 10}
+    assert json.loads((tmp_path / "manifest.json").read_text())["weights"] == [10.0, 1.0]
+    with pytest.raises(ValueError, match=r"weights must be 2 non-negative numbers .* got \[1.0\]"):
+        make_multimodal(20, n_classes=2, weights=[1], data_dir=tmp_path)
+
+
+def test_interaction_hides_the_class_from_each_modality_alone():
+    from mmfeat.datasets import _plan
+
+    labels, shown, missing, degraded = _plan(np.random.SeedSequence(0), 2000, 3, 0.0,
+                                             interaction=True)
+    image, audio = np.array(shown["image"]), np.array(shown["audio"])
+    assert ((image + audio) % 3 == labels).all() and shown["text"] == [None] * 2000
+    # Each cue alone: the class is uniform given the cue (about 1/3 each), so it tells nothing.
+    for cue in (image, audio):
+        table = pd.crosstab(cue, labels, normalize="index").to_numpy()
+        assert np.abs(table - 1 / 3).max() < 0.06
+
+
+def test_corruption_misleads_only_the_corrupted_cells(demo, tmp_path):
+    from mmfeat.datasets import _plan
+
+    root, df = demo
+    labels, shown, _, degraded = _plan(np.random.SeedSequence(0).spawn(3)[0], N, 4, 0.0,
+                                       corruption=0.25)
+    assert len(degraded) == 15 and len({r for r, _ in degraded}) == 15  # one modality per row
+    assert all(shown[m][r] not in (None, labels[r]) for r, m in degraded)
+    corrupted = make_multimodal(N, corruption=0.25, data_dir=tmp_path)
+    pd.testing.assert_series_equal(corrupted["label"], df["label"])
+    rows = {r for r, _ in degraded}
+    changed = {i for i in range(N) for col in ("image", "audio")
+               if open(df[col][i], "rb").read() != open(corrupted[col][i], "rb").read()}
+    changed |= {i for i in range(N) if df["text"][i] != corrupted["text"][i]}
+    assert changed == rows  # the other rows are byte-identical
+    with pytest.raises(ValueError, match="corruption must be between 0 and 1, got -0.1"):
+        make_multimodal(N, corruption=-0.1, data_dir=tmp_path)
