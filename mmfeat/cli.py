@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-state", type=int, default=0, help="seed of the data and the models")
     p.add_argument("--quick", action="store_true",
                    help="200 samples and a colour histogram instead of the CNN")
+    p.add_argument("--video", action="store_true",
+                   help='add a video column (needs "mmfeat[video]"): its frames, motion and sound '
+                        "track as three more modalities")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("extract", formatter_class=fmt,

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .optional import require
+
 __all__ = ["demo_extractors", "make_multimodal", "load_manifest"]
 
 #: Bumped whenever the generator's output changes, so that stale demo files are rebuilt.
@@ -38,6 +40,8 @@ _P_CUE = 0.6
 
 _MANIFEST = "manifest.csv"
 _PARAMS = "manifest.json"
+#: The file columns, each with its folder and file extension.
+_FILES = {"image": ("images", "png"), "audio": ("audio", "wav"), "video": ("videos", "mp4")}
 
 
 @dataclass(frozen=True)
@@ -277,9 +281,29 @@ def _groups(seed_seq, n_samples: int, n_groups: int | None):
     return groups, pitch
 
 
+def _video_plan(seed_seq, labels, missing_rate: float, interaction: bool):
+    """The class each video shows (None: no cue) and the rows whose video is missing, from a
+    stream of their own, so that the other columns are those of a table without video."""
+    rng = np.random.default_rng(seed_seq)
+    cue = rng.random(len(labels)) < _P_CUE
+    shown = [int(y) if c and not interaction else None for y, c in zip(labels, cue)]
+    # As many missing videos as, on average, missing cells of each other modality.
+    n_missing = int(round(missing_rate * len(labels) / len(MODALITIES)))
+    return shown, {int(r) for r in rng.choice(len(labels), size=n_missing, replace=False)}
+
+
+def _write_video(path, rng, cue):
+    from ._synthetic_video import MOTIONS, write_clip
+
+    if cue is None:
+        write_clip(path, rng)
+    else:
+        write_clip(path, rng, motion=MOTIONS[cue], hue=_THEMES[cue].hue, tone_hz=_THEMES[cue].tone_hz)
+
+
 def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="data/demo",
                     missing_rate=0.0, n_groups=None, weights=None, interaction=False,
-                    corruption=0.0, overwrite=False) -> pd.DataFrame:
+                    corruption=0.0, video=False, overwrite=False) -> pd.DataFrame:
     """Write a synthetic image/text/audio classification dataset and return its manifest.
 
     Each modality shows, independently per sample, either the sample's class cue (60 %) or
@@ -334,6 +358,19 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         shows the cue of a *different* class, degraded (image: heavy colour noise; audio: the
         beeps faint under loud noise; text: one topical phrase instead of two). That modality
         misleads on those rows, and only its lower confidence there gives it away.
+    video : bool, default=False
+        Add a ``video`` column: a 64x64 MP4 clip of 1-2 s at 10-15 fps (``videos/``, MPEG-4
+        video and 16 kHz AAC sound, written with PyAV: ``pip install "mmfeat[video]"``). A
+        disc moves over a grey background with a tone as its sound track; when the video
+        shows the class's cue (60 %, drawn on its own like every modality) the class sets
+        the disc's hue, how it moves (up, round in a circle, side to side, right ...) and
+        the tone's pitch; otherwise a grey disc stands still or wanders at random, over a
+        faint hum the same for every class. The video draws from a random stream of its
+        own: every other column and file is byte-identical to the table without video. So
+        ``missing_rate`` removes videos in rows of their own, ``missing_rate / 3`` of the
+        rows (as many as each other modality on average; a row can then lack two cells),
+        ``corruption`` and ``n_groups`` leave the video alone, and with ``interaction`` the
+        video shows no cue.
     overwrite : bool, default=False
         Rewrite the files even when ``data_dir`` already holds a complete dataset made with
         the same arguments. When False such a dataset is reused as it is.
@@ -342,7 +379,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     -------
     pandas.DataFrame
         One row per sample with columns ``id`` (int), ``image`` (absolute path to a PNG),
-        ``text`` (str), ``audio`` (absolute path to a WAV), ``label`` (str) and, with
+        ``text`` (str), ``audio`` (absolute path to a WAV), with ``video``, ``video``
+        (absolute path to an MP4), ``label`` (str) and, with
         ``n_groups``, ``group`` (str). The
         ``manifest.csv`` on disk holds the same table with paths relative to ``data_dir``;
         :func:`load_manifest` reads it back.
@@ -378,6 +416,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
                              f"with a positive sum, got {weights}")
     if not 0.0 <= corruption <= 1.0:
         raise ValueError(f"corruption must be between 0 and 1, got {corruption}")
+    if video:
+        require("av", who="make_multimodal(video=True)", extra="video")
     if random_state is not None:
         random_state = int(random_state)
 
@@ -386,7 +426,7 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
               "random_state": random_state, "missing_rate": float(missing_rate)}
     # Options are recorded only when set, so that existing demo folders stay valid.
     options = {"n_groups": n_groups, "weights": weights, "interaction": interaction or None,
-               "corruption": float(corruption) or None}
+               "corruption": float(corruption) or None, "video": bool(video) or None}
     params.update({k: v for k, v in options.items() if v is not None})
     if not overwrite and random_state is not None:
         df = _reusable(root, params)
@@ -398,6 +438,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     (root / _PARAMS).unlink(missing_ok=True)
     (root / "images").mkdir(exist_ok=True)
     (root / "audio").mkdir(exist_ok=True)
+    if video:
+        (root / "videos").mkdir(exist_ok=True)
 
     seed_seq = np.random.SeedSequence(random_state)
     # A third stream for the groups: the first two, and so every sample, are those of a
@@ -407,6 +449,10 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
                                              weights=weights, interaction=bool(interaction),
                                              corruption=float(corruption))
     groups, pitch = _groups(groups_seq, n_samples, n_groups)
+    if video:  # a fourth child: the three above, and so every other cell, are unchanged
+        video_plan_seq, video_items_seq = seed_seq.spawn(1)[0].spawn(2)
+        video_shown, video_missing = _video_plan(video_plan_seq, labels, missing_rate, bool(interaction))
+        video_seqs = video_items_seq.spawn(n_samples)
 
     def write(i, item_seq):
         # One generator per sample: the bytes do not depend on the order samples are
@@ -427,6 +473,10 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
             (root / row["image"]).write_bytes(cv2.imencode(".png", img)[1].tobytes())
         if row["audio"] is not None:
             sf.write(root / row["audio"], wave, SAMPLE_RATE, subtype="PCM_16")
+        if video:
+            row["video"] = None if i in video_missing else f"videos/{i:05d}.mp4"
+            if row["video"] is not None:
+                _write_video(root / row["video"], np.random.default_rng(video_seqs[i]), video_shown[i])
         return row
 
     # OpenCV, numpy and libsndfile release the GIL for most of the work.
@@ -434,7 +484,7 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         rows = list(pool.map(write, range(n_samples), items_seq.spawn(n_samples)))
 
     # Object columns keep None as the missing value (a pandas "str" column would use NaN).
-    columns = ["id", *MODALITIES, "label"] + ([] if groups is None else ["group"])
+    columns = ["id", *MODALITIES, *(["video"] if video else []), "label"] + ([] if groups is None else ["group"])
     manifest = pd.DataFrame(rows, columns=columns, dtype=object)
     manifest["id"] = manifest["id"].astype(np.int64)
     _remove_stale(root, manifest)
@@ -465,8 +515,9 @@ def load_manifest(data_dir="data/demo") -> pd.DataFrame:
     df = pd.read_csv(root / _MANIFEST, dtype=str, keep_default_na=False)
     df = df.astype({"id": np.int64, "label": object,
                     **({"group": object} if "group" in df.columns else {})})
-    for m in MODALITIES:
-        df[m] = pd.Series([None if v == "" else v for v in df[m]], index=df.index, dtype=object)
+    for m in (*MODALITIES, "video"):
+        if m in df.columns:
+            df[m] = pd.Series([None if v == "" else v for v in df[m]], index=df.index, dtype=object)
     return _absolute(df, root)
 
 
@@ -474,7 +525,7 @@ def _absolute(df: pd.DataFrame, root: Path) -> pd.DataFrame:
     # Absolute paths keep working in worker processes and after a change of directory.
     base = root.resolve()
     df = df.copy()
-    for m in ("image", "audio"):
+    for m in _FILES.keys() & set(df.columns):
         df[m] = pd.Series([None if p is None else os.fspath(base / p) for p in df[m]],
                           index=df.index, dtype=object)
     return df
@@ -490,32 +541,48 @@ def _reusable(root: Path, params: dict):
         return None
     if len(df) != params["n_samples"]:
         return None
-    paths = [p for m in ("image", "audio") for p in df[m] if p is not None]
+    paths = [p for m in _FILES.keys() & set(df.columns) for p in df[m] if p is not None]
     return df if all(os.path.isfile(p) for p in paths) else None
 
 
 def _remove_stale(root: Path, manifest: pd.DataFrame) -> None:
     # Files of an earlier, larger (or less sparse) dataset would otherwise linger.
-    keep = {p for m in ("image", "audio") for p in manifest[m] if p is not None}
-    for sub, ext in (("images", "png"), ("audio", "wav")):
+    keep = {p for m in _FILES.keys() & set(manifest.columns) for p in manifest[m] if p is not None}
+    for sub, ext in _FILES.values():
+        if not (root / sub).is_dir():
+            continue
         for f in (root / sub).iterdir():
             if re.fullmatch(rf"\d+\.{ext}", f.name) and f"{sub}/{f.name}" not in keep:
                 f.unlink()
 
 
-def demo_extractors(quick: bool = False, *, verbose: bool = False) -> dict:
+def demo_extractors(quick: bool = False, *, video: bool = False, verbose: bool = False) -> dict:
     """The extractors for the demo data's columns, ``{modality: (column, extractor)}``, fresh
     on every call: the set ``mmfeat demo`` and the ``pipelines/`` scripts use.
 
-    ``quick`` swaps the CNN for a colour histogram (no model to run for images).
+    ``quick`` swaps the CNN for a colour histogram (no model to run for images and video
+    frames). ``video`` adds three modalities read from the ``video`` column: what is seen
+    (``video_frames``: 4 frames through the image extractor), how it moves (``video_motion``)
+    and what is heard (``video_audio``: the sound track's MFCCs).
     """
     from .audio import MFCCStats
     from .image import CNNEmbedder, ColorHistogram
     from .text import SentenceEmbedder
 
-    image = ColorHistogram(bins=(12, 4, 4), verbose=verbose) if quick else CNNEmbedder(verbose=verbose)
-    return {
-        "image": ("image", image),
+    def image():
+        return ColorHistogram(bins=(12, 4, 4), verbose=verbose) if quick else CNNEmbedder(verbose=verbose)
+
+    extractors = {
+        "image": ("image", image()),
         "text": ("text", SentenceEmbedder(verbose=verbose)),
         "audio": ("audio", MFCCStats(n_mfcc=20, verbose=verbose)),
     }
+    if video:
+        from .video import MotionStats, VideoAudio, VideoFrames
+
+        extractors.update({
+            "video_frames": ("video", VideoFrames(image(), n_frames=4, verbose=verbose)),
+            "video_motion": ("video", MotionStats(n_pairs=8, size=64, verbose=verbose)),
+            "video_audio": ("video", VideoAudio(MFCCStats(n_mfcc=20), verbose=verbose)),
+        })
+    return extractors

@@ -21,13 +21,13 @@ DEFAULT_SAMPLES = 600
 QUICK_SAMPLES = 200
 
 
-def _extractors(quick: bool):
+def _extractors(quick: bool, video: bool = False):
     # Progress bars only on a terminal: written to a log file, nested bars become a soup of
     # carriage returns.
-    return demo_extractors(quick, verbose=sys.stderr.isatty())
+    return demo_extractors(quick, video=video, verbose=sys.stderr.isatty())
 
 
-def build_models(quick: bool = False, random_state: int = 0) -> dict:
+def build_models(quick: bool = False, random_state: int = 0, video: bool = False) -> dict:
     """The demo's models by display name: three single-modality pipelines and three fusions.
 
     Every model uses mmfeat's defaults, which tune themselves by inner cross-validation on the
@@ -37,12 +37,12 @@ def build_models(quick: bool = False, random_state: int = 0) -> dict:
     from .fusion import LateFusionClassifier, make_early_fusion
 
     models = {}
-    for name, spec in _extractors(quick).items():
+    for name, spec in _extractors(quick, video).items():
         models[f"{name} only"] = make_early_fusion(**{name: spec}, estimator="auto")
-    models["early fusion"] = make_early_fusion(**_extractors(quick), estimator="auto")
-    models["late fusion (stacking)"] = LateFusionClassifier(_extractors(quick), cv=5,
+    models["early fusion"] = make_early_fusion(**_extractors(quick, video), estimator="auto")
+    models["late fusion (stacking)"] = LateFusionClassifier(_extractors(quick, video), cv=5,
                                                             random_state=random_state)
-    models["late fusion (product rule)"] = LateFusionClassifier(_extractors(quick), rule="product",
+    models["late fusion (product rule)"] = LateFusionClassifier(_extractors(quick, video), rule="product",
                                                                 cv=5, random_state=random_state)
     return models
 
@@ -156,13 +156,16 @@ def run_demo(args) -> int:
 
     n = args.n_samples or (QUICK_SAMPLES if args.quick else DEFAULT_SAMPLES)
     start = time.perf_counter()
-    print(f"mmfeat demo: {n} samples in {args.data_dir} (image PNG, text, audio WAV)")
-    data = make_multimodal(n_samples=n, random_state=args.random_state, data_dir=args.data_dir)
+    video = getattr(args, "video", False)
+    print(f"mmfeat demo: {n} samples in {args.data_dir} (image PNG, text, audio WAV"
+          f"{', video MP4' if video else ''})")
+    data = make_multimodal(n_samples=n, random_state=args.random_state, data_dir=args.data_dir,
+                           video=video)
     train, test = train_test_split(data, test_size=0.3, stratify=data["label"],
                                    random_state=args.random_state)
     cache = resolve_cache(None)
     print(f"feature cache: {cache.path if cache is not None else 'off'}")
-    results, fitted = evaluate(build_models(args.quick, args.random_state), train, test)
+    results, fitted = evaluate(build_models(args.quick, args.random_state, video), train, test)
     print()
     print(markdown_table(results))
     print()
