@@ -88,6 +88,7 @@ _MMFEAT_CLASSES = (
     ("mmfeat.audio.mfcc", "MFCCStats"),
     ("mmfeat.audio.spectral", "SpectralStats"),
     ("mmfeat.fusion.blocks", "ModalityBlock"),
+    ("mmfeat.fusion.interactions", "ModalityInteractions"),
     ("mmfeat.fusion.late", "LateFusionClassifier"),
     ("mmfeat.fusion.late", "LateFusionRegressor"),
     ("mmfeat.video.frames", "VideoFrames"),

@@ -1,7 +1,7 @@
 """Fusing modalities: early (features side by side) and late (one model per modality, stacked).
 
 - :func:`make_early_fusion` builds a ``ColumnTransformer`` of one :class:`ModalityBlock` per
-  modality (optionally followed by an estimator);
+  modality (optionally followed by cross-modal :class:`ModalityInteractions` and an estimator);
 - :class:`LateFusionClassifier` and :class:`LateFusionRegressor` fit one model per modality
   and combine their out-of-fold predictions with a meta-learner or a fixed rule.
 
@@ -10,6 +10,8 @@ Both let rows miss modalities (``handle_missing=True``).
 
 from .blocks import ModalityBlock
 from .early import make_early_fusion
+from .interactions import ModalityInteractions
 from .late import LateFusionClassifier, LateFusionRegressor
 
-__all__ = ["LateFusionClassifier", "LateFusionRegressor", "ModalityBlock", "make_early_fusion"]
+__all__ = ["LateFusionClassifier", "LateFusionRegressor", "ModalityBlock", "ModalityInteractions",
+           "make_early_fusion"]

@@ -11,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 
 from .blocks import ModalityBlock
+from .interactions import ModalityInteractions
 from .specs import auto_classifier, parse_modality
 
 BLOCK_OPTIONS = ("scale", "pca", "weight", "handle_missing")
@@ -30,12 +31,15 @@ _MODALITY = [tuple, list, None]
         "scale": ["boolean"],
         "pca": ModalityBlock._parameter_constraints["pca"],
         "handle_missing": ["boolean"],
+        "interactions": ModalityInteractions._parameter_constraints["pairs"],
+        "rank": ModalityInteractions._parameter_constraints["rank"],
         "n_jobs": [None, Integral],
     },
     prefer_skip_nested_validation=True,
 )
 def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, estimator=None,
-                      scale=True, pca=None, handle_missing=False, n_jobs=None, **more_modalities):
+                      scale=True, pca=None, handle_missing=False, interactions=None, rank=4,
+                      n_jobs=None, **more_modalities):
     """Build an early-fusion feature union: one :class:`ModalityBlock` per modality.
 
     Each modality is given as ``(column, extractor)`` or ``(column, extractor, options)``,
@@ -62,6 +66,18 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         metadata routing, so that ``groups`` reach its folds.
     scale, pca, handle_missing : default for every block, see :class:`ModalityBlock`
         (``options`` in a modality's tuple override them).
+    interactions : "all", list of (str, str) or None, default=None
+        Add cross-modal interaction features (classical tensor fusion, see
+        :class:`ModalityInteractions`): for each pair of modalities, e.g.
+        ``[("image", "audio")]`` or every pair with "all", the products of the two blocks'
+        ``rank`` leading principal components, named ``image_x_audio__2_3``. A linear model
+        on features side by side can only add up each modality's evidence; these let it learn a
+        class that shows only in a combination of cues. The result is then a ``Pipeline``
+        whose ``interactions`` step a grid search can tune (``interactions__rank``, or
+        ``interactions__pairs=None`` to switch them off). Blocks must have no missing values
+        (set ``handle_missing=True`` when items can be missing).
+    rank : int, default=4
+        Principal components per modality for ``interactions``.
     n_jobs : int or None, default=None
         Blocks fitted in parallel (``ColumnTransformer`` semantics). Extractors have their own
         ``n_jobs`` for their feature code.
@@ -74,8 +90,8 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         Blocks are named after their modality, so grid-search parameters read
         ``features__text__weight``, ``features__text__pca``,
         ``features__audio__extractor__n_mfcc`` (without the ``features__`` when
-        ``estimator`` is None), and output columns read ``text__sbert_000``,
-        ``image__hsv_missing``.
+        ``estimator`` is None and there are no ``interactions``), and output columns read
+        ``text__sbert_000``, ``image__hsv_missing``.
 
     See Also
     --------
@@ -126,8 +142,12 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         raise ValueError("No modality given: pass at least one of image=, text=, audio=, "
                          "passthrough= or another name=(column, extractor).")
     union = ColumnTransformer(transformers, remainder="drop", n_jobs=n_jobs)
-    if estimator is None:
-        return union
-    if isinstance(estimator, str):  # "auto"
-        estimator = auto_classifier()
-    return Pipeline([("features", union), ("model", estimator)])
+    steps = [("features", union)]
+    if interactions is not None:
+        # The interaction step finds each modality's columns by name, so the union hands it a
+        # DataFrame whatever the global output setting.
+        union.set_output(transform="pandas")
+        steps.append(("interactions", ModalityInteractions(interactions, rank=rank)))
+    if estimator is not None:
+        steps.append(("model", auto_classifier() if isinstance(estimator, str) else estimator))
+    return union if len(steps) == 1 else Pipeline(steps)
