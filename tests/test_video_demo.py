@@ -186,6 +186,35 @@ def test_batch_scoring_of_a_video_manifest_keeps_rows_in_place_and_fails_only_th
     assert out["prediction"].drop(index=2).tolist() == expected.tolist()
 
 
+def _without_sound(src, dst):
+    """A copy of a clip with its video stream only (remuxed, not re-encoded)."""
+    with av.open(src) as source, av.open(str(dst), "w") as copy:
+        stream = copy.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                copy.mux(packet)
+    return str(dst)
+
+
+def test_a_video_without_sound_or_missing_is_a_missing_value_for_late_fusion(fitted, tmp_path):
+    from mmfeat import ExtractionError, ExtractionWarning
+    from mmfeat.video import VideoAudio
+
+    rows = fitted["test"].head(3).copy()
+    mute = _without_sound(rows["video"].iloc[0], tmp_path / "mute.mp4")
+    with pytest.raises(ExtractionError, match=r"row 0 \(.*\): no sound track"):
+        VideoAudio(cache=False).fit([]).transform([mute])
+    rows.iloc[0, rows.columns.get_loc("video")] = mute
+    rows.iloc[1, rows.columns.get_loc("video")] = None
+    # The late fusion's handle_missing (on by default) leaves a modality out of a row that
+    # lacks it; the mute video's frames and motion still count.
+    with pytest.warns(ExtractionWarning, match="no sound track"):
+        proba = fitted["late"].predict_proba(rows)
+    assert proba.shape == (3, 4) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba[2], fitted["late"].predict_proba(fitted["test"].iloc[[2]])[0])
+
+
 def test_demo_takes_a_video_flag():
     from mmfeat.cli import build_parser
     from mmfeat.demo import build_models
