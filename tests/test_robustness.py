@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -18,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from mmfeat import ExtractionWarning
 from mmfeat.datasets import demo_extractors, make_multimodal
-from mmfeat.fusion import LateFusionClassifier, make_early_fusion
+from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, make_early_fusion
 from mmfeat.robustness import (DEFAULT_CORRUPTIONS, corrupt_audio, corrupt_image, corrupt_text,
                                plot_robustness, robustness_report)
 
@@ -84,6 +86,14 @@ def late_report(late, split, originals, tmp_path_factory):
     _, test = split
     work = tmp_path_factory.mktemp("corrupted")
     return robustness_report(late, test, test["label"], work_dir=work), work
+
+
+def test_import_loads_neither_matplotlib_nor_heavy_libraries():
+    heavy = {"matplotlib", "torch", "sentence_transformers", "librosa", "cv2", "soundfile", "av"}
+    code = "import sys, mmfeat.robustness; print(' '.join(sorted(set(sys.modules) & %r)))" % heavy
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
 
 
 # ----------------------------------------------------------------------------- corruptions
@@ -289,6 +299,18 @@ def test_the_same_random_state_gives_the_same_files_and_scores(late, split, tmp_
     pd.testing.assert_frame_equal(a, b)
     files = [tmp_path / name / "image" / "noise-0.5" / "000003.png" for name in "abc"]
     assert _digest(files[0]) == _digest(files[1]) != _digest(files[2])
+
+
+def test_a_regressor_is_scored_by_its_own_r2(split):
+    train, test = split
+    codes = {label: i for i, label in enumerate(sorted(train["label"].unique()))}
+    model = LateFusionRegressor(demo_extractors(quick=True), cv=3).fit(train, train["label"].map(codes))
+    y = test["label"].map(codes)
+    report = robustness_report(model, test, y, corruptions={"audio": {"snr": [0]}})
+    assert report["score"].iloc[0] == pytest.approx(r2_score(y, model.predict(test)))
+    assert report.attrs["scoring"] == "score"
+    assert (report["status"] == "ok").all()
+    assert report.set_index("perturbation").loc["missing", "score"].max() < report["score"].iloc[0]
 
 
 def test_modalities_are_read_from_fusion_models(late, early_strict, split):
