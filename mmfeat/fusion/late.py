@@ -4,11 +4,14 @@ Unlike :class:`sklearn.ensemble.StackingClassifier`, which refits every base pip
 fold, each modality's features are extracted once per ``fit`` and only the cheap per-modality
 estimator is cross-validated on the feature matrix; and a row missing a modality still gets a
 prediction from the modalities it has.
+
+The file reads top-down: the shared base (parameters, the fit loop, the meta-learner's input),
+the classifier and the regressor, then what fits one modality, then the input helpers.
 """
 
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
+from abc import abstractmethod
 from functools import partial
 from numbers import Integral
 
@@ -16,8 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from sklearn.base import (BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone,
-                          is_classifier)
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone, is_classifier
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import accuracy_score, r2_score
@@ -30,7 +32,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Options, StrOptions
 from sklearn.utils.metadata_routing import (UNUSED, MetadataRouter, MethodMapping,
                                             _raise_for_params, _routing_enabled, process_routing)
-from sklearn.utils.metaestimators import available_if
+from sklearn.utils.metaestimators import _BaseComposition, available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (_check_sample_weight, check_array, check_is_fitted,
                                       column_or_1d, has_fit_parameter, validate_data)
@@ -57,88 +59,6 @@ SMALL_MATRIX = 5_000_000
 _PARTS = ("column", "extractor", "estimator")
 
 
-def _as_table(X):
-    """A DataFrame as it is; anything else as a 2-D ndarray."""
-    if hasattr(X, "columns"):
-        return X
-    if sp.issparse(X):
-        raise TypeError("Sparse input is not supported: pass a DataFrame (or a dense 2-D array) "
-                        "with one column per modality.")
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected a 2-D input (a DataFrame with one column per modality), got an array of "
-            f"shape {X.shape}. Reshape your data with X.reshape(-1, 1) if it is one column."
-        )
-    return X
-
-
-def _select(X, column):
-    """A modality's column(s) of ``X``, with ``ColumnTransformer`` semantics (a name gives a Series)."""
-    if callable(column):
-        column = column(X)
-    return _safe_indexing(X, column, axis=1)
-
-
-def _names(column):
-    """The column names a selection reads, or None when it selects by position, mask or callable."""
-    if isinstance(column, str):
-        return [column]
-    if isinstance(column, (list, tuple, np.ndarray, pd.Index)) and len(column) \
-            and all(isinstance(c, str) for c in column):
-        return list(column)
-    return None
-
-
-def _show_columns(columns, limit=20):
-    columns = [str(c) for c in columns]
-    more = f" ... ({len(columns) - limit} more)" if len(columns) > limit else ""
-    return f"{columns[:limit]}{more}"
-
-
-def _as_numbers(values, what):
-    """``values`` (a column or table the user says is numeric) as a float matrix; the error names
-    the first column that is not numeric."""
-    try:
-        return as_feature_matrix(values, accept_sparse=True)
-    except ValueError as exc:
-        if hasattr(values, "columns"):
-            for name in values.columns:
-                try:
-                    as_feature_matrix(values[[name]])
-                except ValueError as column_exc:
-                    raise ValueError(f"{what}: column {name!r} is not numeric ({column_exc})") from None
-        elif hasattr(values, "name"):
-            raise ValueError(f"{what}: column {values.name!r} is not numeric ({exc})") from None
-        raise ValueError(f"{what}: {exc}") from None
-
-
-def _available(features, handle_missing):
-    """Rows whose features are not all NaN (every row when missing values are not handled)."""
-    if not handle_missing or sp.issparse(features):
-        return np.ones(features.shape[0], dtype=bool)
-    return ~np.isnan(features).all(axis=1)
-
-
-def _is_passthrough(extractor):
-    return isinstance(extractor, str) and extractor == "passthrough"
-
-
-def _extract(name, column, extractor, items):
-    if _is_passthrough(extractor):
-        return _as_numbers(items, f"Modality {name!r} passes {column!r} through as numbers")
-    return as_feature_matrix(extractor.transform(items), accept_sparse=True)
-
-
-def _weighted(estimator, request=True):
-    """A default estimator requests ``sample_weight`` under metadata routing (the user cannot
-    reach it to ask, and weights given to the fusion are meant for it); its scaler does not,
-    as without routing."""
-    if _routing_enabled():
-        estimator.set_fit_request(sample_weight=request)
-    return estimator
-
-
 def _estimator_has(method):
     """For ``available_if``: whether the fused classifier offers ``method`` given its rule and
     meta-learner."""
@@ -146,199 +66,16 @@ def _estimator_has(method):
     def check(self):
         if self.rule != "stack":
             return method == "predict_proba" and self.rule in ("mean", "product")
-        final = getattr(self, "final_estimator_", None)
-        if final is None:
-            final = self._default_final() if self.final_estimator is None else self.final_estimator
-        return hasattr(final, method)
+        return hasattr(self._shown_final(), method)
 
     return check
 
 
-def _index(params, rows, n_samples):
-    """Fit parameters for a subset of rows: sample-aligned arrays are indexed, others kept."""
-    return {key: _safe_indexing(value, rows)
-            if hasattr(value, "__len__") and not isinstance(value, str) and len(value) == n_samples
-            else value for key, value in params.items()}
-
-
-def _weight_params(estimator, sample_weight, what):
-    """``sample_weight`` as a fit parameter ``estimator`` accepts when metadata routing is off:
-    a ``Pipeline`` gets it for its last step (``{step}__sample_weight``)."""
-    if sample_weight is None:
-        return {}
-    if isinstance(estimator, Pipeline):
-        step, last = estimator.steps[-1]
-        if last not in (None, "passthrough") and has_fit_parameter(last, "sample_weight"):
-            return {f"{step}__sample_weight": sample_weight}
-    elif has_fit_parameter(estimator, "sample_weight"):
-        return {"sample_weight": sample_weight}
-    raise TypeError(f"Got sample_weight, but {what} ({type(estimator).__name__}) does not accept "
-                    "it in fit.")
-
-
-def _splits(cv, classifier, random_state, y, groups):
-    """The ``(train, test)`` row indices of the out-of-fold predictions over ``y``'s rows.
-
-    An int ``cv`` means (stratified) k-fold, or, when ``groups`` are given, (stratified) group
-    k-fold with at most one fold per group, so that no group is in both parts of a split. A
-    splitter gets the groups (splitters without groups ignore them).
-    """
-    placeholder = np.zeros((len(y), 1))
-    if isinstance(cv, Integral):
-        shuffle = {} if random_state is None else {"shuffle": True, "random_state": random_state}
-        if groups is None:
-            splitter = (StratifiedKFold if classifier else KFold)(cv, **shuffle)
-        else:
-            n_groups = len(np.unique(groups))
-            if n_groups < 2:
-                raise ValueError(f"Got groups with {n_groups} distinct value; out-of-fold "
-                                 "predictions by group need at least 2 groups.")
-            kind = StratifiedGroupKFold if classifier else GroupKFold
-            splitter = kind(min(cv, n_groups), **shuffle)
-    else:
-        splitter = check_cv(cv, y, classifier=classifier)
-    return [(np.asarray(train), np.asarray(test))
-            for train, test in splitter.split(placeholder, y, groups)]
-
-
-def _fit_one(estimator, features, y, fit_params, groups, inner_cv):
-    """A clone of ``estimator`` fitted. ``inner_cv`` names the inner cross-validation parameter
-    of a default estimator: for this fit only, it gets no more folds than the rarest class has
-    rows, and with ``groups`` it splits by group too."""
-    model = clone(estimator)
-    if inner_cv is None:
-        return model.fit(features, y, **fit_params)
-    kept = model.get_params()[inner_cv]
-    classifier = is_classifier(model)
-    folds = kept if isinstance(kept, Integral) else 3
-    if classifier:
-        folds = max(2, min(folds, np.unique(y, return_counts=True)[1].min()))
-    inner = folds if classifier else kept
-    if groups is not None and len(np.unique(groups)) >= 2:
-        inner = _splits(folds, classifier, None, y, groups)
-    model.set_params(**{inner_cv: inner}).fit(features, y, **fit_params)
-    return model.set_params(**{inner_cv: kept})  # the folds served this fit only
-
-
-def _out_of_fold(name, estimator, features, y, splits, method, fit_params, groups, inner_cv):
-    """Out-of-fold output of ``method``, each row predicted by the model of the split that held
-    it out (``cross_val_predict``, with fit parameters and groups indexed per split)."""
-    n = features.shape[0]
-    tested = np.zeros(n, dtype=int)
-    for _, test in splits:
-        tested[test] += 1
-    if not (tested == 1).all():
-        raise ValueError(f"Modality {name!r}: the cv splits must put every row in exactly one "
-                         "test part (a partition), to predict each row out of fold once.")
-    present = np.unique(y) if method in ("predict_proba", "decision_function") else None
-    oof = None
-    for train, test in splits:
-        model = _fit_one(estimator, features[train], y[train], _index(fit_params, train, n),
-                         None if groups is None else groups[train], inner_cv)
-        out = getattr(model, method)(features[test])
-        if present is not None:
-            known = np.searchsorted(present, model.classes_)
-            if method == "predict_proba":
-                full = np.zeros((len(test), len(present)))
-                full[:, known] = out
-                out = full
-            elif len(model.classes_) != len(present):
-                raise ValueError(
-                    f"Modality {name!r}: a training split lacks some classes, so its "
-                    "decision_function has fewer columns; use stack_method='predict_proba' or "
-                    "fewer folds.")
-        if oof is None:
-            oof = np.empty((n, *np.shape(out)[1:]), dtype=np.asarray(out).dtype)
-        oof[test] = out
-    return oof
-
-
-def _describe(label, estimator):
-    """What a modality's fitted estimator is, in a few words, for ``modality_report_``."""
-    last = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    if label is None:
-        return type(last).__name__
-    if hasattr(last, "C_"):
-        return f"{label} (C={float(np.ravel(last.C_)[0]):.3g})"
-    if hasattr(last, "alpha_"):
-        return f"{label} (alpha={float(last.alpha_):.3g})"
-    return label
-
-
-def _proba_loss(oof, y):
-    """Log loss of out-of-fold probabilities (columns: the sorted classes of ``y``)."""
-    codes = np.searchsorted(np.unique(y), y)
-    return -np.mean(np.log(np.clip(oof[np.arange(len(y)), codes], 1e-12, 1.0)))
-
-
-def _fit_modality(name, column, extractor, candidates, items, y, cv, splits, groups, method,
-                  handle_missing, sample_weight, routed):
-    """Extract a modality's features once, then cross-validate and fit its estimator on them.
-
-    ``candidates`` is ``[(label, estimator, inner_cv)]``: the user's estimator, or the default
-    ones; of several, the one with the best out-of-fold log loss is kept (its out-of-fold
-    predictions are those the fusion learns from). ``routed`` holds the fit parameters under
-    metadata routing; else ``sample_weight`` goes to each estimator that accepts it.
-
-    Returns the fitted extractor and estimator, the availability mask, the out-of-fold output
-    of ``method`` on the available rows, the kept label and the splits over those rows.
-    """
-    if _is_passthrough(extractor):
-        features = _extract(name, column, extractor, items)
-    else:
-        extractor = clone(extractor)
-        if handle_missing:
-            set_nan_on_error(extractor)
-        features = as_feature_matrix(extractor.fit_transform(items, y), accept_sparse=True)
-    available = _available(features, handle_missing)
-    if not available.any():
-        raise ValueError(f"Modality {name!r} has no usable row: all {len(available)} items are "
-                         "missing or failed.")
-    groups = None if groups is None else groups[available]
-    if splits is not None:
-        # Splits given as row indices: keep each split's available rows, renumbered.
-        position = np.cumsum(available) - 1
-        splits = [(position[train[available[train]]], position[test[available[test]]])
-                  for train, test in splits]
-    else:
-        splits = cv(y[available], groups)
-    features, y = features[available], y[available]
-    # Cross-validating small models is hundreds of tiny BLAS calls: extra BLAS threads only
-    # spin, and on a busy 2-core machine made a late-fusion fit 7 times slower (208 s against
-    # 31 s for three modalities of 420 rows). Parallelism across modalities is n_jobs's job.
-    threads = 1 if features.shape[0] * features.shape[1] <= SMALL_MATRIX else None
-    with threadpool_limits(limits=threads, user_api="blas"):
-        return (extractor, *_choose_and_fit(name, candidates, features, y, available, splits,
-                                            groups, method, sample_weight, routed), splits)
-
-
-def _choose_and_fit(name, candidates, features, y, available, splits, groups, method,
-                    sample_weight, routed):
-    """Out-of-fold output of each candidate; the best one refitted on every available row.
-    Returns the fitted estimator, the availability mask, the out-of-fold output and the label."""
-    n = len(available)
-    if callable(candidates):
-        candidates = candidates(features.shape[1], y)
-        if method != "predict_proba":  # chosen by log loss: only with probabilities
-            candidates = candidates[:1]
-    best = None
-    for label, estimator, inner_cv in candidates:
-        params = routed if routed is not None else _weight_params(
-            estimator, sample_weight, f"the estimator of modality {name!r}")
-        params = _index(params, available, n)
-        oof = _out_of_fold(name, estimator, features, y, splits, method, params, groups, inner_cv)
-        loss = _proba_loss(oof, y) if len(candidates) > 1 else 0.0
-        if best is None or loss < best[0]:
-            best = (loss, label, estimator, inner_cv, params, oof)
-    _, label, estimator, inner_cv, params, oof = best
-    estimator = _fit_one(estimator, features, y, params, groups, inner_cv)
-    return estimator, available, oof, label
-
-
-class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
+class _BaseLateFusion(_BaseComposition):
     """What late-fusion classification and regression share: the modality specs, their
-    parameters, and the fit loop. Subclasses call this ``__init__`` with their own parameters
-    set, and implement the hooks declared below, in the order ``fit`` calls them."""
+    parameters, the fit loop and the meta-learner's input. Subclasses call this ``__init__``
+    with their own parameters set, and implement the hooks declared below, in the order
+    ``fit`` calls them."""
 
     _rules: tuple = ("stack",)
 
@@ -379,7 +116,8 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
     @staticmethod
     @abstractmethod
     def _default_candidates(n_features, y):
-        """Further candidates for a default estimator, chosen by out-of-fold score."""
+        """``[(label, estimator, inner_cv)]``: the default models a block ``n_features`` wide
+        chooses from by out-of-fold log loss (``inner_cv``: the parameter of its inner folds)."""
 
     @staticmethod
     @abstractmethod
@@ -387,32 +125,33 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         """The meta-learner used when ``final_estimator`` is None."""
 
     @abstractmethod
+    def _check_target(self, y):
+        """``y`` checked: class labels, or numbers."""
+
+    @abstractmethod
     def _learn_target(self, y, sample_weight):
-        """Check ``y`` and record what ``predict`` needs of it (classes); return it encoded."""
+        """Record what predicting needs of ``y``: the classes and their prior, or the mean."""
 
     @abstractmethod
     def _method_for(self, name, estimator):
         """The method whose output a modality's estimator passes on (``predict_proba`` ...)."""
 
     @abstractmethod
-    def _oof_output(self, name, oof, y, available):
-        """A modality's out-of-fold output, as the meta-learner will see it."""
-
-    @abstractmethod
-    def _modality_output(self, name, estimator, features):
-        """A fitted modality's output on new rows."""
+    def _oof_score(self, out, y):
+        """A modality's out-of-fold score from its output columns, for ``modality_report_``."""
 
     @abstractmethod
     def _fill_value(self, name, out):
         """What a row missing the modality gets in place of its output (the prior)."""
 
     @abstractmethod
-    def _oof_score(self, name, oof, y):
-        """A modality's out-of-fold score, for ``modality_report_``."""
+    def _stack_columns(self, name):
+        """Which of a modality's output columns the meta-learner sees, and their labels."""
 
     @abstractmethod
-    def _stack_columns(self, name):
-        """The names of a modality's meta-feature columns."""
+    def _combine(self, outputs):
+        """A fixed rule's scores per row (per class, or the one prediction), from the outputs
+        of the modalities each row has."""
 
     # ------------------------------------------------------------------ parameters
 
@@ -420,54 +159,29 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         """Parameters; with ``deep=True`` also ``{name}`` (the modality's tuple),
         ``{name}__column``, ``{name}__extractor``, ``{name}__estimator`` and their own
         parameters, e.g. ``text__extractor__batch_size`` or ``text__estimator__C``."""
-        params = super().get_params(deep=deep)
-        if not deep or not isinstance(self.modalities, dict):
-            return params
-        for name, spec in self.modalities.items():
-            params[name] = spec
-            if not isinstance(spec, (tuple, list)):
-                continue
-            for part, value in zip(_PARTS, [*spec, None, None]):
-                params[f"{name}__{part}"] = value
-                if hasattr(value, "get_params") and not isinstance(value, type):
-                    for key, sub in value.get_params(deep=True).items():
-                        params[f"{name}__{part}__{key}"] = sub
-        return params
+        return self._get_params("_modalities_adapter", deep=deep)
 
     def set_params(self, **params):
-        """Set parameters, including those of each modality (see :meth:`get_params`)."""
-        if "modalities" in params:
-            super().set_params(modalities=params.pop("modalities"))
-        names = set(self.modalities) if isinstance(self.modalities, dict) else set()
-        own = {k: v for k, v in params.items() if k.partition("__")[0] not in names}
-        super().set_params(**own)
-        ours = {k: v for k, v in params.items() if k not in own}
-        if not ours:
-            return self
-        modalities = dict(self.modalities)
-        # Whole tuples first, then their parts, then the parts' own parameters.
-        for key in sorted(ours, key=lambda k: k.count("__")):
-            name, part, rest = (key.split("__", 2) + ["", ""])[:3]
-            if not part:
-                modalities[name] = ours[key]
-                continue
-            if part not in _PARTS:
-                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}: "
-                                 f"expected {name}__column, {name}__extractor or {name}__estimator.")
-            spec = [*modalities[name], None, None][:3]
-            index = _PARTS.index(part)
-            if not rest:
-                spec[index] = ours[key]
-            elif hasattr(spec[index], "set_params"):
-                spec[index].set_params(**{rest: ours[key]})
-            else:
-                raise ValueError(
-                    f"Cannot set {key!r}: modality {name!r} has no {part} of its own to set it on "
-                    f"(give one, e.g. {name}=(column, extractor, LogisticRegression()))."
-                )
-            modalities[name] = tuple(spec if spec[2] is not None else spec[:2])
-        self.modalities = modalities
-        return self
+        """Set parameters, including those of each modality (see :meth:`get_params`): a whole
+        modality (``text=(column, extractor)``), one of its parts or a part's parameter."""
+        if "modalities" in params:  # the whole dict before any of its entries
+            self.modalities = params.pop("modalities")
+        return self._set_params("_modalities_adapter", **params)
+
+    @property
+    def _modalities_adapter(self):
+        """``modalities`` as the ``[(name, spec)]`` list that ``_BaseComposition`` reads, as
+        ``ColumnTransformer._transformers`` adapts its triples; each spec a :class:`_ModalitySpec`
+        whose ``set_params`` reaches its parts."""
+        if not isinstance(self.modalities, dict):
+            return []
+        return [(name, _ModalitySpec(self, name, spec) if isinstance(spec, (tuple, list)) else spec)
+                for name, spec in self.modalities.items()]
+
+    @_modalities_adapter.setter
+    def _modalities_adapter(self, value):
+        self.modalities = {name: tuple(spec) if isinstance(spec, _ModalitySpec) else spec
+                           for name, spec in value}
 
     def get_metadata_routing(self):
         """How ``fit`` routes metadata under ``sklearn.set_config(enable_metadata_routing=True)``.
@@ -480,41 +194,124 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         MetadataRouter
         """
         router = MetadataRouter(owner=self).add_self_request(self)
-        specs = self._specs() if isinstance(self.modalities, dict) else []
-        for name, _, _, estimator in specs:
-            router.add(**{name: estimator},
-                       method_mapping=MethodMapping().add(caller="fit", callee="fit"))
-        final = getattr(self, "final_estimator_", None)
-        router.add(final_estimator=self._final() if final is None else final,
-                   method_mapping=MethodMapping().add(caller="fit", callee="fit"))
-        return router
+        fit = MethodMapping().add(caller="fit", callee="fit")
+        for name, _, _, estimator in self._specs() if isinstance(self.modalities, dict) else []:
+            router.add(**{name: estimator}, method_mapping=fit)
+        return router.add(final_estimator=self._shown_final(), method_mapping=fit)
 
     def _sk_visual_block_(self):
         """The HTML repr: each modality's extractor and estimator side by side, then the
         meta-learner or the fixed rule (as ``StackingClassifier`` shows them)."""
-        fitted = getattr(self, "estimators_", None)
-        names, pipelines, details = [], [], []
-        for name, column, extractor, estimator in self._specs():
-            pipeline = fitted[name] if fitted else Pipeline(
-                [("extractor", extractor), ("estimator", estimator)])
-            names.append(name)
-            pipelines.append(pipeline)
-            details.append(str(column))
-        parallel = _VisualBlock("parallel", pipelines, names=names, name_details=details,
-                                dash_wrapped=False)
+        fitted, specs = getattr(self, "estimators_", None), self._specs()
+        pipelines = [fitted[name] if fitted else Pipeline([("extractor", extractor),
+                                                            ("estimator", estimator)])
+                     for name, _, extractor, estimator in specs]
+        parallel = _VisualBlock("parallel", pipelines, names=[spec[0] for spec in specs],
+                                name_details=[str(spec[1]) for spec in specs], dash_wrapped=False)
+        top = _VisualBlock("single", f"rule={self.rule!r}", names=f"rule={self.rule!r}")
         if self.rule == "stack":
-            final = getattr(self, "final_estimator_", None)
-            final = self._final() if final is None else final
-            top = _VisualBlock("parallel", [final], names=["final_estimator"], dash_wrapped=False)
-        else:
-            top = _VisualBlock("single", f"rule={self.rule!r}", names=f"rule={self.rule!r}")
+            top = _VisualBlock("parallel", [self._shown_final()], names=["final_estimator"],
+                               dash_wrapped=False)
         return _VisualBlock("serial", (parallel, top), dash_wrapped=False)
 
-    # ------------------------------------------------------------------ fitting
+    # ------------------------------------------------------------------ fitting and predicting
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, sample_weight=None, groups=None, **fit_params):
+        """Extract each modality once, fit its estimator and the meta-learner.
+
+        Parameters
+        ----------
+        X : DataFrame (or 2-D array) of shape (n_samples, n_columns)
+            Any other columns (an id, the label) are ignored, and need not be there at predict.
+        y : array-like of shape (n_samples,)
+            Class labels (binary or multiclass) for the classifier, numbers for the regressor.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Passed to every modality's estimator (a ``Pipeline``'s last step) and to the
+            meta-learner; each must accept it. Under metadata routing it goes to those that
+            request it.
+        groups : array-like of shape (n_samples,) or None, default=None
+            Group of each row (a speaker, a patient, a session). The out-of-fold predictions
+            then never train and predict on the same group: an int ``cv`` becomes stratified
+            group k-fold, and a splitter gets the groups. Requested by default under metadata
+            routing.
+        **fit_params : dict
+            Further metadata for the estimators; only with metadata routing enabled.
+
+        Returns
+        -------
+        self
+        """
+        y = self._check_target(y)
+        specs = self._check_params()
+        self._columns = {name: column for name, column, *_ in specs}
+        X = self._check_input(X, reset=True)
+        n = X.shape[0]
+        if n != len(y):
+            raise ValueError(f"X has {n} rows but y has {len(y)}.")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        self._learn_target(y, sample_weight)
+        if groups is not None:
+            groups = column_or_1d(groups, warn=True)
+            if len(groups) != n:
+                raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
+        modality_params, final_params = self._fit_params(specs, sample_weight, dict(fit_params))
+        methods = {name: self._method_for(name, estimator) for name, _, _, estimator, _ in specs}
+        cv, splits = self._plan_splits(y)
+        classes = getattr(self, "classes_", None)
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_modality)(name, column, extractor, candidates, _select(X, column), y,
+                                   classes, cv, splits, groups, methods[name], self.handle_missing,
+                                   sample_weight, modality_params[name])
+            for name, column, extractor, _, candidates in specs
+        )
+        self.estimators_, self.stack_method_, self._calibration = {}, methods, {}
+        outputs, report = {}, []
+        for (name, *_), result in zip(specs, results):
+            extractor, estimator, available, oof, label, modality_splits = result
+            self.estimators_[name] = Pipeline([("extractor", extractor), ("estimator", estimator)])
+            outputs[name] = self._scatter(oof, available, oof.shape[1])
+            report.append({"modality": name, "n_available": int(available.sum()),
+                           "model": _describe(label, estimator),
+                           "oof_score": float(self._oof_score(oof, y[available])),
+                           **self._calibrate(name, outputs[name], y, available, modality_splits,
+                                             sample_weight)})
+        self._fill = {name: self._fill_value(name, out) for name, out in outputs.items()}
+        self._layout, names = self._meta_layout()
+        self.final_estimator_ = None
+        self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
+        if self.rule == "stack":
+            self.meta_feature_names_ = names
+            self.final_estimator_ = clone(self._final()).fit(self._meta_features(outputs, X), y,
+                                                            **final_params)
+        weights = self._modality_weights()
+        for row in report:
+            row["weight"] = float(weights[row["modality"]])
+        self._report = report  # plain values, so that skops can save the fitted model
+        return self
+
+    def predict(self, X):
+        """Predicted class (classifier) or target (regressor) of each row.
+
+        Parameters
+        ----------
+        X : DataFrame (or 2-D array) with the columns seen in ``fit``
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        outputs, X = self._outputs(X)
+        if self.rule == "stack":
+            return self.final_estimator_.predict(self._meta_features(outputs, X))
+        scores = self._combine(outputs)
+        return self.classes_[scores.argmax(axis=1)] if self._is_classifier else scores[:, 0]
 
     def _check_params(self):
-        """The modality specs as ``(name, column, extractor, estimator)``, the default estimator
-        filled in; the parameters' types and ranges are checked by ``_parameter_constraints``."""
+        """The modality specs as ``(name, column, extractor, estimator, candidates)`` (see
+        :meth:`_specs`); the parameters' types and ranges are checked by
+        ``_parameter_constraints``."""
         if not self.modalities:
             raise ValueError(f"Got modalities={self.modalities!r}, expected a non-empty dict "
                              "{name: (column, extractor[, estimator])}.")
@@ -525,7 +322,7 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         if self.passthrough is not False and self.passthrough is not None and self.rule != "stack":
             raise ValueError(f"passthrough columns go to the meta-learner, and rule={self.rule!r} "
                              "has none: use rule='stack' or passthrough=False.")
-        return self._specs()
+        return self._specs(with_candidates=True)
 
     def _specs(self, with_candidates=False):
         """``(name, column, extractor, estimator)`` per modality, the default estimator filled
@@ -541,16 +338,59 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
                          + ((candidates,) if with_candidates else ()))
         return specs
 
+    def _fit_params(self, specs, sample_weight, fit_params):
+        """Fit parameters per modality estimator and for the meta-learner under scikit-learn's
+        metadata routing (None per modality when it is off: ``sample_weight`` then goes to
+        each estimator that accepts it)."""
+        if _routing_enabled():
+            if sample_weight is not None:
+                fit_params["sample_weight"] = sample_weight
+            routed = process_routing(self, "fit", **fit_params)
+            return ({name: routed[name].fit for name, *_ in specs},
+                    routed.final_estimator.fit)
+        _raise_for_params(fit_params, self, "fit")
+        final = {}
+        if self.rule == "stack":
+            final = _weight_params(self._final(), sample_weight, "the final estimator")
+        return dict.fromkeys([name for name, *_ in specs]), final
+
+    def _plan_splits(self, y):
+        """``(cv, splits)``: a function giving the splits of a modality's rows (an int ``cv`` or a
+        splitter, the same folds for every modality), or the splits given as row indices."""
+        if not (isinstance(self.cv, Integral) or hasattr(self.cv, "split")):
+            return None, _splits(self.cv, self._is_classifier, None, y, None)
+        seed = self.random_state
+        if seed is not None and not isinstance(seed, Integral):
+            seed = check_random_state(seed).randint(np.iinfo(np.int32).max)  # same folds for all
+        return partial(_splits, self.cv, self._is_classifier, seed), None
+
+    def _final(self):
+        return self._default_final() if self.final_estimator is None else self.final_estimator
+
+    def _shown_final(self):
+        """The fitted meta-learner, or the one ``fit`` would fit."""
+        final = getattr(self, "final_estimator_", None)
+        return self._final() if final is None else final
+
+    def _calibrate(self, name, output, y, available, splits, sample_weight):
+        """Calibration of a modality's out-of-fold output (in place); its report fields."""
+        return {}
+
+    _report_columns = ("modality", "n_available", "model", "oof_score", "weight")
+
+    @property
+    def modality_report_(self):
+        """Per modality: rows it was available in, the model it uses, its out-of-fold score,
+        its weight in the fusion, and (classification) its calibration."""
+        check_is_fitted(self, "estimators_")
+        return pd.DataFrame(self._report, columns=list(self._report_columns))
+
+    # ------------------------------------------------------------------ columns of the input
+
     def _passthrough_list(self):
         if self.passthrough is None or self.passthrough is False:
             return []
         return [self.passthrough] if isinstance(self.passthrough, str) else list(self.passthrough)
-
-    def _passthrough_columns(self, X):
-        columns = self._passthrough_list()
-        if not columns:
-            return None
-        return _as_numbers(_select(X, columns), "passthrough").astype(np.float64)
 
     def _selections(self):
         """``(what, column)`` for every column selection: the modalities, then passthrough."""
@@ -558,6 +398,9 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         if self._passthrough_list():
             selections.append(("passthrough", self._passthrough_list()))
         return selections
+
+    def _used_columns(self):
+        return [c for _, column in self._selections() for c in (_names(column) or [])]
 
     def _check_input(self, X, reset):
         """Check ``X`` and record (``reset=True``) or compare its columns, as ``ColumnTransformer``
@@ -567,9 +410,8 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         X = _as_table(X)
         if reset:
             X = validate_data(self, X, skip_check_array=True)
-            by_name = hasattr(X, "columns") and all(
+            self._by_name = hasattr(X, "columns") and all(
                 _names(column) is not None for _, column in self._selections())
-            self._by_name = by_name
         # Models saved before columns were read by name check every column, as they did.
         elif not (getattr(self, "_by_name", False) and hasattr(X, "columns")):
             if getattr(self, "_by_name", False):
@@ -593,98 +435,7 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
             raise ValueError(f"Found 0 samples (shape={X.shape}), while at least 1 is required.")
         return X
 
-    def _used_columns(self):
-        return [c for _, column in self._selections() for c in (_names(column) or [])]
-
-    def _fit_params(self, specs, sample_weight, fit_params):
-        """Fit parameters per modality estimator and for the meta-learner under scikit-learn's
-        metadata routing (None per modality when it is off: ``sample_weight`` then goes to
-        each estimator that accepts it)."""
-        if _routing_enabled():
-            if sample_weight is not None:
-                fit_params["sample_weight"] = sample_weight
-            routed = process_routing(self, "fit", **fit_params)
-            return ({name: routed[name].fit for name, *_ in specs},
-                    routed.final_estimator.fit)
-        _raise_for_params(fit_params, self, "fit")
-        final = {}
-        if self.rule == "stack":
-            final = _weight_params(self._final(), sample_weight, "the final estimator")
-        return dict.fromkeys([name for name, *_ in specs]), final
-
-    def _final(self):
-        return self._default_final() if self.final_estimator is None else self.final_estimator
-
-    def _fit(self, X, y, sample_weight, groups, fit_params):
-        self._check_params()
-        specs = self._specs(with_candidates=True)
-        self._columns = {name: column for name, column, *_ in specs}
-        X = self._check_input(X, reset=True)
-        n = X.shape[0]
-        if n != len(y):
-            raise ValueError(f"X has {n} rows but y has {len(y)}.")
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
-        self._learn_target(y, sample_weight)
-        if groups is not None:
-            groups = column_or_1d(groups, warn=True)
-            if len(groups) != n:
-                raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
-        modality_params, final_params = self._fit_params(specs, sample_weight, dict(fit_params))
-        methods = {name: self._method_for(name, estimator) for name, _, _, estimator, _ in specs}
-        splits, cv = None, None
-        if isinstance(self.cv, Integral) or hasattr(self.cv, "split"):
-            seed = self.random_state
-            if seed is not None and not isinstance(seed, Integral):
-                seed = check_random_state(seed).randint(np.iinfo(np.int32).max)  # same folds for all
-            cv = partial(_splits, self.cv, self._is_classifier, seed)
-        else:
-            splits = _splits(self.cv, self._is_classifier, None, y, None)
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_modality)(name, column, extractor, candidates, _select(X, column), y, cv,
-                                   splits, groups, methods[name], self.handle_missing,
-                                   sample_weight, modality_params[name])
-            for name, column, extractor, _, candidates in specs
-        )
-        self.estimators_, self.stack_method_ = {}, methods
-        self._calibration = {}
-        outputs, report = {}, []
-        for (name, *_), result in zip(specs, results):
-            extractor, estimator, available, oof, label, modality_splits = result
-            self.estimators_[name] = Pipeline([("extractor", extractor), ("estimator", estimator)])
-            outputs[name] = self._oof_output(name, oof, y[available], available)
-            row = {"modality": name, "n_available": int(available.sum()),
-                   "model": _describe(label, estimator),
-                   "oof_score": float(self._oof_score(name, oof, y[available]))}
-            row.update(self._calibrate(name, outputs[name], y, available, modality_splits,
-                                       sample_weight))
-            report.append(row)
-        self._fill = {name: self._fill_value(name, out) for name, out in outputs.items()}
-        self.final_estimator_ = None
-        self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
-        if self.rule == "stack":
-            meta, self.meta_feature_names_ = self._meta_features(outputs, X)
-            self.final_estimator_ = clone(self._final()).fit(meta, y, **final_params)
-        weights = self._modality_weights()
-        for row in report:
-            row["weight"] = float(weights[row["modality"]])
-        self._report = report  # plain values, so that skops can save the fitted model
-        return self
-
-    _report_columns = ("modality", "n_available", "model", "oof_score", "weight")
-
-    @property
-    def modality_report_(self):
-        """Per modality: rows it was available in, the model it uses, its out-of-fold score,
-        its weight in the fusion, and (classification) its calibration."""
-        check_is_fitted(self, "estimators_")
-        return pd.DataFrame(self._report, columns=list(self._report_columns))
-
-    def _calibrate(self, name, output, y, available, splits, sample_weight):
-        """Calibration of a modality's out-of-fold output (in place); its report fields."""
-        return {}
-
-    # ------------------------------------------------------------------ meta-features
+    # ------------------------------------------------------------------ the meta-learner's input
 
     def _outputs(self, X):
         """Each modality's output on new rows: {name: (n, width) with NaN rows where missing}."""
@@ -702,6 +453,15 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
             outputs[name] = self._scatter(out, available, self._fill[name].shape[0])
         return outputs, X
 
+    def _modality_output(self, name, estimator, features):
+        """A fitted modality's output on rows that have it, in the columns of its out-of-fold
+        output (and calibrated as it was)."""
+        method = self.stack_method_[name]
+        out = _class_columns(name, getattr(estimator, method)(features),
+                             getattr(estimator, "classes_", None), getattr(self, "classes_", None),
+                             method)
+        return apply_calibration(getattr(self, "_calibration", {}).get(name), out)
+
     @staticmethod
     def _scatter(values, available, width):
         out = np.full((available.shape[0], width), np.nan)
@@ -709,23 +469,35 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
             out[available] = values
         return out
 
+    def _meta_layout(self):
+        """Where each modality's columns lie in the meta-learner's input: ``({name: (the output
+        columns it keeps, (start, stop) of its block)}, column names)``, recorded by ``fit``.
+        A modality's block is its evidence; the ``{name}_available`` column after it (with
+        ``handle_missing``) says whether the row has it, and passthrough columns come last."""
+        layout, names = {}, []
+        for name in self.estimators_:
+            columns, labels = self._stack_columns(name)
+            start = len(names)
+            names += [f"{name}_{label}" for label in labels]
+            layout[name] = (columns, (start, len(names)))
+            if self.handle_missing:
+                names.append(f"{name}_available")
+        return layout, names + [str(c) for c in self._passthrough_list()]
+
     def _meta_features(self, outputs, X):
         """The meta-learner's input: per modality its output (missing rows filled) and, with
         ``handle_missing``, a 0/1 availability column; then the passthrough columns."""
-        blocks, names = [], []
+        layout = self.__dict__.get("_layout") or self._meta_layout()[0]  # saved by an older mmfeat
+        blocks = []
         for name, out in outputs.items():
             available = ~np.isnan(out).all(axis=1)
-            columns, labels = self._stack_columns(name)
-            blocks.append(np.where(available[:, None], out, self._fill[name])[:, columns])
-            names += [f"{name}_{label}" for label in labels]
+            blocks.append(np.where(available[:, None], out, self._fill[name])[:, layout[name][0]])
             if self.handle_missing:
                 blocks.append(available[:, None].astype(np.float64))
-                names.append(f"{name}_available")
-        passthrough = self._passthrough_columns(X)
-        if passthrough is not None:
-            blocks.append(passthrough)
-            names += [str(c) for c in self._passthrough_list()]
-        return np.hstack(blocks), names
+        columns = self._passthrough_list()
+        if columns:
+            blocks.append(_as_numbers(_select(X, columns), "passthrough").astype(np.float64))
+        return np.hstack(blocks)
 
     def _modality_weights(self):
         """Each modality's share of the meta-learner's summed |coef| (or feature importance)
@@ -740,11 +512,8 @@ class _BaseLateFusion(BaseEstimator, metaclass=ABCMeta):
         if importance is not None:
             importance = np.abs(np.atleast_2d(importance)).sum(axis=0)
             if importance.shape[0] == len(self.meta_feature_names_):
-                start = 0
-                for name in names:
-                    width = len(self._stack_columns(name)[0])
-                    totals[name] = importance[start:start + width].sum()
-                    start += width + bool(self.handle_missing)
+                for name, (_, (start, stop)) in self._layout.items():
+                    totals[name] = importance[start:stop].sum()
         total = sum(totals.values())
         return {name: value / total if total > 0 else np.nan for name, value in totals.items()}
 
@@ -910,8 +679,46 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         self.stack_method = stack_method
         self.calibrate = calibrate
 
-    _report_columns = ("modality", "n_available", "model", "oof_score", "log_loss", "ece",
-                       "calibration", "calibrated_log_loss", "calibrated_ece", "weight")
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of each row (columns in ``classes_`` order).
+
+        Not available with ``rule="vote"``, nor with a meta-learner without ``predict_proba``.
+        """
+        outputs, X = self._outputs(X)
+        if self.rule == "stack":
+            return self.final_estimator_.predict_proba(self._meta_features(outputs, X))
+        return self._combine(outputs)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """The meta-learner's decision function (``rule="stack"`` only)."""
+        outputs, X = self._outputs(X)
+        return self.final_estimator_.decision_function(self._meta_features(outputs, X))
+
+    # ------------------------------------------------------------------ hooks
+
+    def _check_target(self, y):
+        y = check_array(column_or_1d(y, warn=True), ensure_2d=False, dtype=None, input_name="y")
+        check_classification_targets(y)
+        if type_of_target(y) not in ("binary", "multiclass"):
+            raise ValueError(f"Got a {type_of_target(y)} target, expected binary or multiclass labels.")
+        return y
+
+    def _combine(self, outputs):
+        """Class scores of the fixed rules; rows without any modality get the prior."""
+        stacked = np.stack(list(outputs.values()))  # (n_modalities, n, n_classes)
+        available = ~np.isnan(stacked).all(axis=2)
+        n_available = available.sum(axis=0)[:, None]
+        if self.rule == "mean":
+            scores = np.nansum(stacked, axis=0) / np.maximum(n_available, 1)
+        elif self.rule == "product":
+            logs = np.where(available[..., None], np.log(np.clip(stacked, 1e-12, 1.0)), 0.0).sum(axis=0)
+            scores = np.exp(logs - logs.max(axis=1, keepdims=True))
+            scores /= scores.sum(axis=1, keepdims=True)
+        else:  # vote: a fraction of a vote for the prior breaks ties
+            scores = np.nansum(stacked, axis=0) + 1e-3 * self.class_prior_
+        return np.where(n_available > 0, scores, self.class_prior_)
 
     @staticmethod
     def _default_estimator():
@@ -919,10 +726,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
 
     @staticmethod
     def _default_candidates(n_features, y):
-        """The default models of a block ``n_features`` wide: tuned logistic regression, and
-        for a narrow block with enough rows per class, but not so many that a kernel SVM gets
-        slow (its fit grows with the square of the rows), also an RBF SVM; the better
-        out-of-fold log loss is kept."""
+        """Tuned logistic regression, and for a narrow block with enough rows per class, but
+        not so many that a kernel SVM gets slow (its fit grows with the square of the rows),
+        also an RBF SVM."""
         candidates = [("logistic", LateFusionClassifier._default_estimator(),
                        "logisticregressioncv__cv")]
         rarest = np.unique(y, return_counts=True)[1].min()
@@ -936,6 +742,28 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     @staticmethod
     def _default_final():
         return _weighted(LogisticRegression())
+
+    def _learn_target(self, y, sample_weight):
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
+        self.class_prior_ = counts / counts.sum()
+
+    def _method_for(self, name, estimator):
+        wanted = {"mean": "predict_proba", "product": "predict_proba", "vote": "predict"}.get(
+            self.rule, self.stack_method)
+        candidates = STACK_METHODS[1:] if wanted == "auto" else (wanted,)
+        for method in candidates:
+            if hasattr(estimator, method):
+                return method
+        raise ValueError(f"The estimator of modality {name!r} ({type(estimator).__name__}) has no "
+                         f"{' or '.join(candidates)}, needed by rule={self.rule!r}, "
+                         f"stack_method={self.stack_method!r}.")
+
+    def _oof_score(self, out, y):
+        """Accuracy of the out-of-fold output's class (a one-column decision: its sign)."""
+        if out.shape[1] == 1:
+            return accuracy_score(y, self.classes_[(out[:, 0] > 0).astype(int)])
+        return accuracy_score(y, self.classes_[out.argmax(axis=1)])
 
     def _calibration_method(self):
         if self.calibrate == "auto":
@@ -970,158 +798,21 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             f"temperature (T={calibration['temperature']:.3g})"
         return fields
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, sample_weight=None, groups=None, **fit_params):
-        """Extract each modality once, fit its estimator and the meta-learner.
-
-        Parameters
-        ----------
-        X : DataFrame (or 2-D array) of shape (n_samples, n_columns)
-            Any other columns (an id, the label) are ignored, and need not be there at predict.
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,) or None, default=None
-            Passed to every modality's estimator (a ``Pipeline``'s last step) and to the
-            meta-learner; each must accept it. Under metadata routing it goes to those that
-            request it.
-        groups : array-like of shape (n_samples,) or None, default=None
-            Group of each row (a speaker, a patient, a session). The out-of-fold predictions
-            then never train and predict on the same group: an int ``cv`` becomes stratified
-            group k-fold, and a splitter gets the groups. Requested by default under metadata
-            routing.
-        **fit_params : dict
-            Further metadata for the estimators; only with metadata routing enabled.
-
-        Returns
-        -------
-        self
-        """
-        y = check_array(column_or_1d(y, warn=True), ensure_2d=False, dtype=None, input_name="y")
-        check_classification_targets(y)
-        if type_of_target(y) not in ("binary", "multiclass"):
-            raise ValueError(f"Got a {type_of_target(y)} target, expected binary or multiclass labels.")
-        return self._fit(X, y, sample_weight, groups, fit_params)
-
-    def _learn_target(self, y, sample_weight):
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
-        self.class_prior_ = counts / counts.sum()
-
-    def _method_for(self, name, estimator):
-        wanted = {"mean": "predict_proba", "product": "predict_proba", "vote": "predict"}.get(
-            self.rule, self.stack_method)
-        candidates = STACK_METHODS[1:] if wanted == "auto" else (wanted,)
-        for method in candidates:
-            if hasattr(estimator, method):
-                return method
-        raise ValueError(f"The estimator of modality {name!r} ({type(estimator).__name__}) has no "
-                         f"{' or '.join(candidates)}, needed by rule={self.rule!r}, "
-                         f"stack_method={self.stack_method!r}.")
-
-    def _oof_output(self, name, oof, y, available):
-        """Out-of-fold output mapped onto ``classes_`` columns, NaN rows where missing."""
-        method = self.stack_method_[name]
-        present = np.unique(y)
-        if method == "predict_proba":
-            out = np.zeros((oof.shape[0], len(self.classes_)))
-            out[:, np.searchsorted(self.classes_, present)] = oof
-        elif method == "predict":
-            out = (oof[:, None] == self.classes_[None, :]).astype(np.float64)
-        else:
-            self._check_decision_classes(name, present)
-            out = oof.reshape(oof.shape[0], -1)
-        return self._scatter(out, available, out.shape[1])
-
-    def _check_decision_classes(self, name, present):
-        if len(present) != len(self.classes_):
-            raise ValueError(
-                f"stack_method='decision_function' needs every class among the rows of each "
-                f"modality, but modality {name!r} has {len(present)} of {len(self.classes_)}. "
-                "Use stack_method='predict_proba'."
-            )
-
-    def _modality_output(self, name, estimator, features):
-        method = self.stack_method_[name]
-        if method == "predict_proba":
-            out = np.zeros((features.shape[0], len(self.classes_)))
-            out[:, np.searchsorted(self.classes_, estimator.classes_)] = estimator.predict_proba(features)
-            return apply_calibration(getattr(self, "_calibration", {}).get(name), out)
-        if method == "predict":
-            return (estimator.predict(features)[:, None] == self.classes_[None, :]).astype(np.float64)
-        return estimator.decision_function(features).reshape(features.shape[0], -1)
+    _report_columns = ("modality", "n_available", "model", "oof_score", "log_loss", "ece",
+                       "calibration", "calibrated_log_loss", "calibrated_ece", "weight")
 
     def _fill_value(self, name, out):
         if self.stack_method_[name] == "decision_function":
             return np.nanmean(out, axis=0)
         return self.class_prior_
 
-    def _oof_score(self, name, oof, y):
-        method = self.stack_method_[name]
-        if method == "predict":
-            return accuracy_score(y, oof)
-        present = np.unique(y)
-        if method == "predict_proba":
-            predicted = present[oof.argmax(axis=1)]
-        elif oof.ndim == 1:
-            predicted = present[(oof > 0).astype(int)]
-        else:
-            predicted = present[oof.argmax(axis=1)]
-        return accuracy_score(y, predicted)
-
     def _stack_columns(self, name):
-        """Which output columns the meta-learner sees, and their labels."""
+        """All classes' columns; with two classes only the second's (or the decision)."""
         method = self.stack_method_[name]
         if len(self.classes_) == 2:
             label = "decision" if method == "decision_function" else str(self.classes_[1])
             return [0 if method == "decision_function" else 1], [label]
         return list(range(len(self.classes_))), [str(c) for c in self.classes_]
-
-    def _combine(self, outputs):
-        """Class scores of the fixed rules; rows without any modality get the prior."""
-        stacked = np.stack(list(outputs.values()))  # (n_modalities, n, n_classes)
-        available = ~np.isnan(stacked).all(axis=2)
-        n_available = available.sum(axis=0)[:, None]
-        if self.rule == "mean":
-            scores = np.nansum(stacked, axis=0) / np.maximum(n_available, 1)
-        elif self.rule == "product":
-            logs = np.where(available[..., None], np.log(np.clip(stacked, 1e-12, 1.0)), 0.0).sum(axis=0)
-            scores = np.exp(logs - logs.max(axis=1, keepdims=True))
-            scores /= scores.sum(axis=1, keepdims=True)
-        else:  # vote: a fraction of a vote for the prior breaks ties
-            scores = np.nansum(stacked, axis=0) + 1e-3 * self.class_prior_
-        return np.where(n_available > 0, scores, self.class_prior_)
-
-    def predict(self, X):
-        """Predicted class of each row.
-
-        Parameters
-        ----------
-        X : DataFrame (or 2-D array) with the columns seen in ``fit``
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        outputs, X = self._outputs(X)
-        if self.rule == "stack":
-            return self.final_estimator_.predict(self._meta_features(outputs, X)[0])
-        return self.classes_[self._combine(outputs).argmax(axis=1)]
-
-    @available_if(_estimator_has("predict_proba"))
-    def predict_proba(self, X):
-        """Class probabilities of each row (columns in ``classes_`` order).
-
-        Not available with ``rule="vote"``, nor with a meta-learner without ``predict_proba``.
-        """
-        outputs, X = self._outputs(X)
-        if self.rule == "stack":
-            return self.final_estimator_.predict_proba(self._meta_features(outputs, X)[0])
-        return self._combine(outputs)
-
-    @available_if(_estimator_has("decision_function"))
-    def decision_function(self, X):
-        """The meta-learner's decision function (``rule="stack"`` only)."""
-        outputs, X = self._outputs(X)
-        return self.final_estimator_.decision_function(self._meta_features(outputs, X)[0])
 
 
 class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
@@ -1178,6 +869,19 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
                          handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
 
+    # ------------------------------------------------------------------ hooks
+
+    def _check_target(self, y):
+        return check_array(column_or_1d(y, warn=True), ensure_2d=False, dtype=np.float64,
+                           input_name="y")
+
+    def _combine(self, outputs):
+        """The mean prediction of the modalities a row has; the training mean without any."""
+        stacked = np.hstack(list(outputs.values()))
+        n_available = (~np.isnan(stacked)).sum(axis=1)
+        mean = np.nansum(stacked, axis=1) / np.maximum(n_available, 1)
+        return np.where(n_available > 0, mean, self._target_mean)[:, None]
+
     @staticmethod
     def _default_estimator():
         return make_pipeline(_weighted(StandardScaler(), False),
@@ -1192,28 +896,6 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     def _default_final():
         return _weighted(RidgeCV())
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, sample_weight=None, groups=None, **fit_params):
-        """Extract each modality once, fit its estimator and the meta-learner.
-
-        Parameters
-        ----------
-        X : DataFrame (or 2-D array) of shape (n_samples, n_columns)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,) or None, default=None
-            See :meth:`LateFusionClassifier.fit`.
-        groups : array-like of shape (n_samples,) or None, default=None
-            Out-of-fold predictions by group k-fold (see :meth:`LateFusionClassifier.fit`).
-        **fit_params : dict
-            Further metadata for the estimators; only with metadata routing enabled.
-
-        Returns
-        -------
-        self
-        """
-        y = check_array(column_or_1d(y, warn=True), ensure_2d=False, dtype=np.float64, input_name="y")
-        return self._fit(X, y, sample_weight, groups, fit_params)
-
     def _learn_target(self, y, sample_weight):
         self._target_mean = float(np.average(y, weights=sample_weight))
 
@@ -1222,36 +904,332 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
             raise ValueError(f"The estimator of modality {name!r} has no predict method.")
         return "predict"
 
-    def _oof_output(self, name, oof, y, available):
-        return self._scatter(oof.reshape(-1, 1), available, 1)
-
-    def _modality_output(self, name, estimator, features):
-        return estimator.predict(features).reshape(-1, 1)
+    def _oof_score(self, out, y):
+        return r2_score(y, out[:, 0]) if len(y) > 1 else np.nan
 
     def _fill_value(self, name, out):
         return np.array([self._target_mean])
 
-    def _oof_score(self, name, oof, y):
-        return r2_score(y, oof) if len(y) > 1 else np.nan
-
     def _stack_columns(self, name):
         return [0], ["prediction"]
 
-    def predict(self, X):
-        """Predicted target of each row.
 
-        Parameters
-        ----------
-        X : DataFrame (or 2-D array) with the columns seen in ``fit``
+class _ModalitySpec(tuple):
+    """A modality's ``(column, extractor[, estimator])`` as ``get_params`` lists it: the tuple
+    itself, whose ``get_params``/``set_params`` reach its parts (``text__column``,
+    ``text__estimator``) and their parameters (``text__extractor__batch_size``). A change is
+    written back to the fusion's ``modalities`` as a plain tuple."""
 
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        outputs, X = self._outputs(X)
-        if self.rule == "stack":
-            return self.final_estimator_.predict(self._meta_features(outputs, X)[0])
-        stacked = np.hstack(list(outputs.values()))
-        n_available = (~np.isnan(stacked)).sum(axis=1)
-        mean = np.nansum(stacked, axis=1) / np.maximum(n_available, 1)
-        return np.where(n_available > 0, mean, self._target_mean)
+    def __new__(cls, fusion, name, spec):
+        self = super().__new__(cls, spec)
+        self._fusion, self._name = fusion, name
+        return self
+
+    def __reduce__(self):
+        # A copy (scikit-learn's checks deep-copy and hash the parameters) is detached from the
+        # fusion, and pickles the same as the original.
+        return _ModalitySpec, (None, self._name, tuple(self))
+
+    def _parts(self):
+        return dict(zip(_PARTS, [*self, None, None]))
+
+    def get_params(self, deep=True):
+        params = self._parts()
+        for part, value in list(params.items()):
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                params.update({f"{part}__{key}": sub
+                               for key, sub in value.get_params(deep=True).items()})
+        return params
+
+    def set_params(self, **params):
+        name, parts = self._name, self._parts()
+        for key in sorted(params, key=lambda k: k.count("__")):  # whole parts before their own
+            part, _, rest = key.partition("__")
+            if part not in parts:
+                raise ValueError(
+                    f"Invalid parameter '{name}__{key}' for {type(self._fusion).__name__}: "
+                    f"expected {name}__column, {name}__extractor or {name}__estimator.")
+            if not rest:
+                parts[part] = params[key]
+            elif hasattr(parts[part], "set_params"):
+                parts[part].set_params(**{rest: params[key]})
+            else:
+                raise ValueError(
+                    f"Cannot set '{name}__{key}': modality {name!r} has no {part} of its own to "
+                    f"set it on (give one, e.g. {name}=(column, extractor, LogisticRegression())).")
+        spec = tuple(parts.values())
+        self._fusion._replace_estimator("_modalities_adapter", name,
+                                        spec if spec[2] is not None else spec[:2])
+        return self
+
+
+# ---------------------------------------------------------------------- fitting one modality
+
+def _fit_modality(name, column, extractor, candidates, items, y, classes, cv, splits, groups,
+                  method, handle_missing, sample_weight, routed):
+    """Extract a modality's features once, then cross-validate and fit its estimator on them.
+
+    ``candidates`` is ``[(label, estimator, inner_cv)]``: the user's estimator, or a function
+    giving the default ones; of several, the one with the best out-of-fold log loss is kept
+    (its out-of-fold predictions are those the fusion learns from). ``classes`` are the
+    fusion's (None for regression): the out-of-fold output has a column per class.
+    ``routed`` holds the fit parameters under metadata routing; else ``sample_weight`` goes to
+    each estimator that accepts it.
+
+    Returns the fitted extractor and estimator, the availability mask, the out-of-fold output
+    on the available rows, the kept label and the splits over those rows.
+    """
+    if _is_passthrough(extractor):
+        features = _extract(name, column, extractor, items)
+    else:
+        extractor = clone(extractor)
+        if handle_missing:
+            set_nan_on_error(extractor)
+        features = as_feature_matrix(extractor.fit_transform(items, y), accept_sparse=True)
+    available = _available(features, handle_missing)
+    if not available.any():
+        raise ValueError(f"Modality {name!r} has no usable row: all {len(available)} items are "
+                         "missing or failed.")
+    groups = None if groups is None else groups[available]
+    if splits is not None:
+        # Splits given as row indices: keep each split's available rows, renumbered.
+        position = np.cumsum(available) - 1
+        splits = [(position[train[available[train]]], position[test[available[test]]])
+                  for train, test in splits]
+    else:
+        splits = cv(y[available], groups)
+    features, y = features[available], y[available]
+    if callable(candidates):
+        candidates = candidates(features.shape[1], y)
+        if method != "predict_proba":  # chosen by log loss: only with probabilities
+            candidates = candidates[:1]
+    # Cross-validating small models is hundreds of tiny BLAS calls: extra BLAS threads only
+    # spin, and on a busy 2-core machine made a late-fusion fit 7 times slower (208 s against
+    # 31 s for three modalities of 420 rows). Parallelism across modalities is n_jobs's job.
+    threads = 1 if features.shape[0] * features.shape[1] <= SMALL_MATRIX else None
+    with threadpool_limits(limits=threads, user_api="blas"):
+        best = None
+        for label, estimator, inner_cv in candidates:
+            fit_params = routed if routed is not None else _weight_params(
+                estimator, sample_weight, f"the estimator of modality {name!r}")
+            fit_params = _index(fit_params, available, len(available))
+            oof = _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params,
+                               groups, inner_cv)
+            loss = _proba_loss(oof, y, classes) if len(candidates) > 1 else 0.0
+            if best is None or loss < best[0]:
+                best = (loss, label, estimator, inner_cv, fit_params, oof)
+        _, label, estimator, inner_cv, fit_params, oof = best
+        estimator = _fit_one(estimator, features, y, fit_params, groups, inner_cv)
+    return extractor, estimator, available, oof, label, splits
+
+
+def _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params, groups,
+                 inner_cv):
+    """Out-of-fold output of ``method`` in the fusion's columns (:func:`_class_columns`), each
+    row predicted by the model of the split that held it out (``cross_val_predict``, with fit
+    parameters and groups indexed per split)."""
+    n = features.shape[0]
+    tested = np.zeros(n, dtype=int)
+    for _, test in splits:
+        tested[test] += 1
+    if not (tested == 1).all():
+        raise ValueError(f"Modality {name!r}: the cv splits must put every row in exactly one "
+                         "test part (a partition), to predict each row out of fold once.")
+    oof = None
+    for train, test in splits:
+        model = _fit_one(estimator, features[train], y[train], _index(fit_params, train, n),
+                         None if groups is None else groups[train], inner_cv)
+        out = _class_columns(name, getattr(model, method)(features[test]),
+                             getattr(model, "classes_", None), classes, method)
+        if oof is None:
+            oof = np.empty((n, out.shape[1]))
+        oof[test] = out
+    return oof
+
+
+def _class_columns(name, out, model_classes, classes, method):
+    """A modality model's ``method`` output in the fusion's columns: one per class of
+    ``classes`` for probabilities (0 for a class the model never saw) and for predicted labels
+    (one-hot); a decision function's own (the model must have seen every class); one for a
+    regressor (``classes`` None)."""
+    if method == "predict_proba":
+        full = np.zeros((len(out), len(classes)))
+        full[:, np.searchsorted(classes, model_classes)] = out
+        return full
+    if method == "predict" and classes is not None:
+        return (np.asarray(out)[:, None] == classes[None, :]).astype(np.float64)
+    if method == "decision_function" and len(model_classes) != len(classes):
+        raise ValueError(
+            f"stack_method='decision_function' needs every class among the rows each model of "
+            f"modality {name!r} is fitted on, but one saw {len(model_classes)} of {len(classes)} "
+            "(a class missing from its rows or from a training split). Use "
+            "stack_method='predict_proba' or fewer folds.")
+    return np.asarray(out, dtype=np.float64).reshape(len(out), -1)
+
+
+def _fit_one(estimator, features, y, fit_params, groups, inner_cv):
+    """A clone of ``estimator`` fitted. ``inner_cv`` names the inner cross-validation parameter
+    of a default estimator: for this fit only, it gets no more folds than the rarest class has
+    rows, and with ``groups`` it splits by group too."""
+    model = clone(estimator)
+    if inner_cv is None:
+        return model.fit(features, y, **fit_params)
+    kept = model.get_params()[inner_cv]
+    classifier = is_classifier(model)
+    folds = kept if isinstance(kept, Integral) else 3
+    if classifier:
+        folds = max(2, min(folds, np.unique(y, return_counts=True)[1].min()))
+    inner = folds if classifier else kept
+    if groups is not None and len(np.unique(groups)) >= 2:
+        inner = _splits(folds, classifier, None, y, groups)
+    model.set_params(**{inner_cv: inner}).fit(features, y, **fit_params)
+    return model.set_params(**{inner_cv: kept})  # the folds served this fit only
+
+
+def _splits(cv, classifier, random_state, y, groups):
+    """The ``(train, test)`` row indices of the out-of-fold predictions over ``y``'s rows.
+
+    An int ``cv`` means (stratified) k-fold, or, when ``groups`` are given, (stratified) group
+    k-fold with at most one fold per group, so that no group is in both parts of a split. A
+    splitter gets the groups (splitters without groups ignore them).
+    """
+    placeholder = np.zeros((len(y), 1))
+    if isinstance(cv, Integral):
+        shuffle = {} if random_state is None else {"shuffle": True, "random_state": random_state}
+        if groups is None:
+            splitter = (StratifiedKFold if classifier else KFold)(cv, **shuffle)
+        else:
+            n_groups = len(np.unique(groups))
+            if n_groups < 2:
+                raise ValueError(f"Got groups with {n_groups} distinct value; out-of-fold "
+                                 "predictions by group need at least 2 groups.")
+            kind = StratifiedGroupKFold if classifier else GroupKFold
+            splitter = kind(min(cv, n_groups), **shuffle)
+    else:
+        splitter = check_cv(cv, y, classifier=classifier)
+    return [(np.asarray(train), np.asarray(test))
+            for train, test in splitter.split(placeholder, y, groups)]
+
+
+def _proba_loss(oof, y, classes):
+    """Log loss of out-of-fold probabilities (columns: ``classes``)."""
+    codes = np.searchsorted(classes, y)
+    return -np.mean(np.log(np.clip(oof[np.arange(len(y)), codes], 1e-12, 1.0)))
+
+
+def _describe(label, estimator):
+    """What a modality's fitted estimator is, in a few words, for ``modality_report_``."""
+    last = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    if label is None:
+        return type(last).__name__
+    if hasattr(last, "C_"):
+        return f"{label} (C={float(np.ravel(last.C_)[0]):.3g})"
+    if hasattr(last, "alpha_"):
+        return f"{label} (alpha={float(last.alpha_):.3g})"
+    return label
+
+
+def _index(params, rows, n_samples):
+    """Fit parameters for a subset of rows: sample-aligned arrays are indexed, others kept."""
+    return {key: _safe_indexing(value, rows)
+            if hasattr(value, "__len__") and not isinstance(value, str) and len(value) == n_samples
+            else value for key, value in params.items()}
+
+
+def _weight_params(estimator, sample_weight, what):
+    """``sample_weight`` as a fit parameter ``estimator`` accepts when metadata routing is off:
+    a ``Pipeline`` gets it for its last step (``{step}__sample_weight``)."""
+    if sample_weight is None:
+        return {}
+    if isinstance(estimator, Pipeline):
+        step, last = estimator.steps[-1]
+        if last not in (None, "passthrough") and has_fit_parameter(last, "sample_weight"):
+            return {f"{step}__sample_weight": sample_weight}
+    elif has_fit_parameter(estimator, "sample_weight"):
+        return {"sample_weight": sample_weight}
+    raise TypeError(f"Got sample_weight, but {what} ({type(estimator).__name__}) does not accept "
+                    "it in fit.")
+
+
+def _weighted(estimator, request=True):
+    """A default estimator requests ``sample_weight`` under metadata routing (the user cannot
+    reach it to ask, and weights given to the fusion are meant for it); its scaler does not,
+    as without routing."""
+    if _routing_enabled():
+        estimator.set_fit_request(sample_weight=request)
+    return estimator
+
+
+# ---------------------------------------------------------------------- reading the input
+
+def _as_table(X):
+    """A DataFrame as it is; anything else as a 2-D ndarray."""
+    if hasattr(X, "columns"):
+        return X
+    if sp.issparse(X):
+        raise TypeError("Sparse input is not supported: pass a DataFrame (or a dense 2-D array) "
+                        "with one column per modality.")
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D input (a DataFrame with one column per modality), got an array of "
+            f"shape {X.shape}. Reshape your data with X.reshape(-1, 1) if it is one column."
+        )
+    return X
+
+
+def _select(X, column):
+    """A modality's column(s) of ``X``, with ``ColumnTransformer`` semantics (a name gives a Series)."""
+    if callable(column):
+        column = column(X)
+    return _safe_indexing(X, column, axis=1)
+
+
+def _names(column):
+    """The column names a selection reads, or None when it selects by position, mask or callable."""
+    if isinstance(column, str):
+        return [column]
+    if isinstance(column, (list, tuple, np.ndarray, pd.Index)) and len(column) \
+            and all(isinstance(c, str) for c in column):
+        return list(column)
+    return None
+
+
+def _show_columns(columns, limit=20):
+    columns = [str(c) for c in columns]
+    more = f" ... ({len(columns) - limit} more)" if len(columns) > limit else ""
+    return f"{columns[:limit]}{more}"
+
+
+def _as_numbers(values, what):
+    """``values`` (a column or table the user says is numeric) as a float matrix; the error names
+    the first column that is not numeric."""
+    try:
+        return as_feature_matrix(values, accept_sparse=True)
+    except ValueError as exc:
+        if hasattr(values, "columns"):
+            for name in values.columns:
+                try:
+                    as_feature_matrix(values[[name]])
+                except ValueError as column_exc:
+                    raise ValueError(f"{what}: column {name!r} is not numeric ({column_exc})") from None
+        elif hasattr(values, "name"):
+            raise ValueError(f"{what}: column {values.name!r} is not numeric ({exc})") from None
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def _is_passthrough(extractor):
+    return isinstance(extractor, str) and extractor == "passthrough"
+
+
+def _extract(name, column, extractor, items):
+    if _is_passthrough(extractor):
+        return _as_numbers(items, f"Modality {name!r} passes {column!r} through as numbers")
+    return as_feature_matrix(extractor.transform(items), accept_sparse=True)
+
+
+def _available(features, handle_missing):
+    """Rows whose features are not all NaN (every row when missing values are not handled)."""
+    if not handle_missing or sp.issparse(features):
+        return np.ones(features.shape[0], dtype=bool)
+    return ~np.isnan(features).all(axis=1)
