@@ -13,6 +13,7 @@ __version__ = package_version()
 
 __all__ = [
     "CacheWarning",
+    "compare",
     "ExtractionError",
     "ExtractionWarning",
     "ModelVersionWarning",
@@ -25,3 +26,12 @@ __all__ = [
     "save_model",
     "set_config",
 ]
+
+
+def __getattr__(name):
+    # ``mmfeat.compare`` loads scikit-learn's model zoo: only when first used.
+    if name == "compare":
+        from .comparison import compare
+
+        return compare
+    raise AttributeError(f"module 'mmfeat' has no attribute {name!r}")

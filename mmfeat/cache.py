@@ -140,6 +140,11 @@ class FeatureCache:
     def __setstate__(self, state):
         self.__init__(state["path"])
 
+    def __deepcopy__(self, memo):
+        # clone() deep-copies an extractor's parameters: its clones share this process's one
+        # store object (one connection, one set of session counters) as resolve_cache does.
+        return _INSTANCES.setdefault((str(self.path), os.getpid()), self)
+
     # ------------------------------------------------------------------ public operations
 
     def get_many(self, keys) -> dict:

@@ -1,4 +1,4 @@
-"""The ``mmfeat`` command: demo, extract, cache, score."""
+"""The ``mmfeat`` command: demo, compare, extract, cache, score."""
 
 from __future__ import annotations
 
@@ -171,6 +171,12 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
+def cmd_compare(args) -> int:
+    from .comparison.cli import cmd_compare as run
+
+    return run(args)
+
+
 def cmd_score(args) -> int:
     from .scoring import cli_score
 
@@ -178,7 +184,7 @@ def cmd_score(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .registry import EXTRACTORS
+    from .registry import DEFAULT_BY_MODALITY, EXTRACTORS
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="mmfeat", description=DESCRIPTION, formatter_class=fmt)
@@ -198,6 +204,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help='add a video column (needs "mmfeat[video]"): its frames, motion and sound '
                         "track as three more modalities")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "compare", formatter_class=fmt,
+        help="which fusion on my data: each modality alone, early and late fusion, same folds",
+        description="Fit each modality alone, early fusion (with and without interactions) and "
+        "late fusion (stacking, gated stacking, mean, product) under the same cross-validation "
+        "folds, features extracted once (the cache); print the table and write a report.")
+    p.add_argument("manifest", help="CSV, TSV or Parquet file; relative paths are read from its folder")
+    p.add_argument("--target", required=True, help="the column to predict")
+    for modality, default in DEFAULT_BY_MODALITY.items():
+        p.add_argument(f"--{modality}", metavar="COLUMN[:EXTRACTOR]",
+                       help=f"the {modality} column, and an extractor (default {default})")
+    p.add_argument("--video", metavar="COLUMN", help="a video column: its frames, motion and sound "
+                   'track as three modalities (needs "mmfeat[video]")')
+    p.add_argument("--groups", metavar="COLUMN", help="group column (speaker, session): folds by group")
+    p.add_argument("--cv", type=_positive_int, default=5, help="number of folds")
+    p.add_argument("--rank-by", choices=["accuracy", "balanced_accuracy", "macro_f1", "r2", "mae"],
+                   help="metric to rank by (default balanced_accuracy, or r2 for regression)")
+    p.add_argument("--class-weight", choices=["balanced"], help="weight classes (imbalanced data)")
+    p.add_argument("--no-interactions", action="store_true",
+                   help="leave out early fusion with interactions")
+    p.add_argument("--robustness", action="store_true",
+                   help="also score the best model with each modality removed and corrupted")
+    p.add_argument("--refit", metavar="MODEL_FILE",
+                   help="refit the best model on all rows and save it (.skops or .joblib)")
+    p.add_argument("--report-dir", default="reports/compare", help="where the report is written")
+    p.add_argument("--random-state", type=int, default=0, help="seed of the folds")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("extract", formatter_class=fmt,
                        help="compute features for a manifest column (warms the cache)")

@@ -15,6 +15,9 @@ EXTRACTORS = {
     "spectral": "mmfeat.audio:SpectralStats",
 }
 
+#: The extractor a modality gets on the command line when none is named (``mmfeat compare``).
+DEFAULT_BY_MODALITY = {"image": "cnn", "text": "sentence", "audio": "mfcc"}
+
 
 def parse_params(pairs) -> dict:
     """``["n_mfcc=13", "stats=('mean','max')"]`` -> ``{"n_mfcc": 13, "stats": ("mean", "max")}``.
