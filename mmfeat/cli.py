@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", formatter_class=fmt,
-                       help="make the demo data, fit single-modality and fused models, write a report")
+                       help="make the demo data and compare single modalities and fusions on it (mmfeat compare)")
     p.add_argument("--data-dir", default="data/demo", help="where the demo data is written")
     p.add_argument("--report-dir", default="reports/demo", help="where the report is written")
     p.add_argument("--n-samples", type=_positive_int, default=None,
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-state", type=int, default=0, help="seed of the data and the models")
     p.add_argument("--quick", action="store_true",
                    help="200 samples and a colour histogram instead of the CNN")
+    p.add_argument("--cv", type=_positive_int, default=5, help="cross-validation folds")
     p.add_argument("--video", action="store_true",
                    help='add a video column (needs "mmfeat[video]"): its frames, motion and sound '
                         "track as three more modalities")

@@ -15,7 +15,8 @@ pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 
 SINGLE = ["image only", "text only", "audio only"]
-FUSED = ["early fusion", "late fusion (stacking)", "late fusion (product rule)"]
+FUSED = ["early fusion", "early fusion + interactions", "late fusion (stacking)",
+         "late fusion (gated stacking)", "late fusion (mean)", "late fusion (product)"]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,12 @@ def test_early_and_late_fusion_beat_the_best_single_modality_by_5_points(demo_ru
 
 def test_report_files_and_table(demo_runs):
     results, report, stdout, _, _ = demo_runs[0]
-    assert list(results["model"]) == SINGLE + FUSED
-    assert set(results.columns) >= {"accuracy", "macro_f1", "fit_s", "predict_s", "cache_hits"}
-    for name in ["results.csv", "results.md", "scores.png", "confusion.png", "contributions.png",
-                 "modality_report.csv"]:
+    assert sorted(results["model"]) == sorted(SINGLE + FUSED)
+    assert results["balanced_accuracy"].is_monotonic_decreasing  # best first
+    assert set(results.columns) >= {"accuracy", "balanced_accuracy", "macro_f1", "accuracy_std",
+                                    "fit_s", "predict_s", "cache_hits"}
+    for name in ["results.csv", "folds.csv", "results.md", "scores.png", "confusion.png",
+                 "contributions.png", "modality_report.csv"]:
         path = report / name
         assert path.stat().st_size > 0, name
         if name.endswith(".png"):

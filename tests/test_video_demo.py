@@ -217,13 +217,12 @@ def test_a_video_without_sound_or_missing_is_a_missing_value_for_late_fusion(fit
 
 def test_demo_takes_a_video_flag():
     from mmfeat.cli import build_parser
-    from mmfeat.demo import build_models
+    from mmfeat.demo import demo_modalities
 
     assert build_parser().parse_args(["demo", "--video"]).video is True
     assert build_parser().parse_args(["demo"]).video is False
-    names = list(build_models(quick=True, video=True))
-    assert [f"{m} only" for m in VIDEO_MODALITIES] == names[3:6]
-    assert names[6:] == ["early fusion", "late fusion (stacking)", "late fusion (product rule)"]
+    assert list(demo_modalities(quick=True, video=True)) == ["image", "text", "audio",
+                                                             *VIDEO_MODALITIES]
 
 
 @pytest.mark.slow
