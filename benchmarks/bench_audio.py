@@ -11,12 +11,11 @@ processes: MFCCStats(n_jobs=2) against the raw function under ``joblib.Parallel(
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import paired
 
 SR = 16_000
 
@@ -50,22 +49,6 @@ def blas_threads_in_worker(_) -> int:
     return max(pool["num_threads"] for pool in threadpool_info())
 
 
-def compare(raw, mmfeat, rounds: int):
-    """Paired, alternating timings: (best raw s, best mmfeat s, median of per-round ratios)."""
-    raw_s, mm_s, ratios = [], [], []
-    for r in range(rounds):
-        pair = {}
-        order = [("raw", raw), ("mmfeat", mmfeat)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
-            fn()
-            pair[name] = time.perf_counter() - start
-        raw_s.append(pair["raw"])
-        mm_s.append(pair["mmfeat"])
-        ratios.append(pair["raw"] / pair["mmfeat"])
-    return min(raw_s), min(mm_s), statistics.median(ratios)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500)
@@ -94,9 +77,9 @@ def main():
 
         rows = [
             ("audio: MFCCStats vs librosa loop",
-             *compare(raw_serial, lambda: serial.transform(paths), args.rounds)),
+             *paired(raw_serial, lambda: serial.transform(paths), args.rounds)),
             ("audio: MFCCStats(n_jobs=2) vs librosa loop under joblib n_jobs=2",
-             *compare(raw_parallel, lambda: parallel.transform(paths), args.rounds)),
+             *paired(raw_parallel, lambda: parallel.transform(paths), args.rounds)),
         ]
     print(f"\n{args.n} one-second WAVs, 20 MFCCs + deltas, mean/std; best of {args.rounds} "
           f"paired rounds; BLAS threads in each joblib worker: {max(threads)}\n")

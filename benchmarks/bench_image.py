@@ -14,13 +14,12 @@ Prints a Markdown table: family, raw items/s, mmfeat items/s, ratio (mmfeat / ra
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import paired
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -96,19 +95,10 @@ def raw_cnn(net, paths, batch_size=32, size=224):
     return np.concatenate(out)
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - start, result
-
-
 def compare(name, raw, ours, n, repeats):
-    """Alternate raw and mmfeat runs; return (name, raw items/s, mmfeat items/s)."""
-    raw_times, our_times = [], []
-    for _ in range(repeats):
-        raw_times.append(timed(raw)[0])
-        our_times.append(timed(ours)[0])
-    return name, n / statistics.median(raw_times), n / statistics.median(our_times)
+    """(name, raw items/s, mmfeat items/s, ratio): best times, median of paired ratios."""
+    raw_best, our_best, ratio = paired(raw, ours, repeats)
+    return name, n / raw_best, n / our_best, ratio
 
 
 def main():
@@ -155,10 +145,10 @@ def main():
                             lambda: raw_cnn(net, cnn_paths),
                             lambda: in_torch.transform(cnn_paths), len(cnn_paths), args.repeats))
 
-    print("| family | raw items/s | mmfeat items/s | ratio |")
+    print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
     print("|---|---:|---:|---:|")
-    for name, raw, ours in rows:
-        print(f"| {name} | {raw:.0f} | {ours:.0f} | {ours / raw:.2f} |")
+    for name, raw, ours, ratio in rows:
+        print(f"| {name} | {raw:.0f} | {ours:.0f} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":

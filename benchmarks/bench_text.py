@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from _timing import paired
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -45,23 +44,6 @@ def mixed_texts(n: int) -> list[str]:
     """``n`` distinct texts of 1 to 14 sentences: lengths as varied as real documents."""
     base, rng = sentences(max(n, 2000)), np.random.default_rng(0)
     return [" ".join(base[i:i + rng.integers(1, 15)]) for i in range(n)]
-
-
-def compare(raw, mmfeat, rounds: int):
-    """Paired, alternating timings: (best raw s, best mmfeat s, median of per-round ratios).
-    Pairing keeps the ratio honest on a shared machine whose load drifts between rounds."""
-    raw_s, mm_s, ratios = [], [], []
-    for r in range(rounds):
-        pair = {}
-        order = [("raw", raw), ("mmfeat", mmfeat)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
-            fn()
-            pair[name] = time.perf_counter() - start
-        raw_s.append(pair["raw"])
-        mm_s.append(pair["mmfeat"])
-        ratios.append(pair["raw"] / pair["mmfeat"])
-    return min(raw_s), min(mm_s), statistics.median(ratios)
 
 
 def main():
@@ -107,7 +89,7 @@ def _int8_row(texts, rounds):
     a, b = exact.transform(sample), int8.transform(sample)
     upper = np.triu_indices(len(sample), 1)
     rho = spearmanr((a @ a.T)[upper], (b @ b.T)[upper]).statistic
-    exact_best, int8_best, ratio = compare(lambda: exact.transform(texts), lambda: int8.transform(texts),
+    exact_best, int8_best, ratio = paired(lambda: exact.transform(texts), lambda: int8.transform(texts),
                                            rounds)
     print(f"\nint8 vs float32 (ONNX): Spearman of pairwise cosines {rho:.4f}, "
           f"min cosine to the float vector {float(((a * b).sum(1)).min()):.4f}")
@@ -126,7 +108,7 @@ def _rows(raw_model, embedder, backend, runs, rounds):
             return embedder.transform(texts)
 
         np.testing.assert_allclose(mmfeat(), raw(), atol=1e-4)  # same numbers, and a warm-up
-        raw_best, mm_best, ratio = compare(raw, mmfeat, rounds)
+        raw_best, mm_best, ratio = paired(raw, mmfeat, rounds)
         rows.append((f"{family}, {backend}", len(texts) / raw_best, len(texts) / mm_best, ratio))
     return rows
 
