@@ -72,35 +72,29 @@ class ComparisonResult:
         return f"ComparisonResult(best={self.best!r})\n{self.table[columns].to_string(index=False)}"
 
 
+def _values(X, value, what):
+    """``value`` as an array of one entry per row, read from the column it names if a str."""
+    if isinstance(value, str):
+        if value not in X.columns:
+            raise ValueError(f"{what.capitalize()} column {value!r} is not among the columns "
+                             f"{list(X.columns)}.")
+        value = X[value]
+    value = np.asarray(value)
+    if len(value) != len(X):
+        raise ValueError(f"Got {len(value)} {what} values for {len(X)} rows.")
+    return value
+
+
 def _target(X, y, target):
     if (y is None) == (target is None):
         raise ValueError("Give the target as y (an array) or as target= (a column of X), not "
                          "both and not neither.")
-    if target is not None:
-        if target not in X.columns:
-            raise ValueError(f"Target column {target!r} is not among the columns {list(X.columns)}.")
-        y = X[target]
-    y = np.asarray(y)
-    if len(y) != len(X):
-        raise ValueError(f"Got {len(y)} targets for {len(X)} rows.")
+    y = _values(X, y if target is None else target, "target")
     if pd.isna(pd.Series(y)).any():
         rows = np.flatnonzero(pd.isna(pd.Series(y)).to_numpy())[:5].tolist()
         raise ValueError(f"The target is missing in rows {rows}: drop them or score them with "
                          "the refitted model instead.")
     return y
-
-
-def _groups(X, groups):
-    if groups is None:
-        return None
-    if isinstance(groups, str):
-        if groups not in X.columns:
-            raise ValueError(f"Groups column {groups!r} is not among the columns {list(X.columns)}.")
-        groups = X[groups]
-    groups = np.asarray(groups)
-    if len(groups) != len(X):
-        raise ValueError(f"Got {len(groups)} groups for {len(X)} rows.")
-    return groups
 
 
 @validate_params(
@@ -192,7 +186,7 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
     from threadpoolctl import threadpool_limits
 
     y = _target(X, y, target)
-    groups = _groups(X, groups)
+    groups = None if groups is None else _values(X, groups, "groups")
     if task == "auto":
         task = "regression" if type_of_target(y) == "continuous" else "classification"
     rank_by = rank_by or ("balanced_accuracy" if task == "classification" else "r2")
