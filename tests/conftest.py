@@ -168,7 +168,8 @@ _SLOW_TESTS = ("test_a_second_job_on_the_same_folder_is_refused", "test_workers_
                "test_kill_during_put_many", "test_grid_search", "test_parallel", "[cnn]", "[sentence]",
                "test_every_fusion_estimator_works_under_global_pandas_output", "check_estimators_dtypes",
                "test_a_fifo_or_a_device", "test_forked_child", "test_claims_split_work",
-               "test_late_fusion_report_covers_every_modality", "test_the_plot_is_a_png_with_a_panel")
+               "test_late_fusion_report_covers_every_modality", "test_the_plot_is_a_png_with_a_panel",
+               "test_gated_stacking_on_demo_data_with_corrupted_cells")
 
 
 def pytest_collection_modifyitems(config, items):
