@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover
     from sklearn.utils._estimator_html_repr import _VisualBlock
 
 STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
+TRUST_MEASURES = ("margin", "max", "entropy")
 # Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM,
 # when they have at most SVM_MAX_ROWS rows.
 NARROW_BLOCK = 100
@@ -285,9 +286,13 @@ class _BaseLateFusion(_BaseComposition):
             self.meta_feature_names_ = names
             self.final_estimator_ = clone(self._final()).fit(self._meta_features(outputs, X), y,
                                                             **final_params)
-        weights = self._modality_weights()
-        for row in report:
-            row["weight"] = float(weights[row["modality"]])
+        # The fusion's weights where nothing is missing: each modality's mean share of the
+        # decision over the training rows that have every modality (all rows, if none has).
+        shares = self._shares(outputs, X)
+        complete = ~np.isnan(np.hstack(list(outputs.values()))).any(axis=1)
+        weights = shares[complete if complete.any() else slice(None)].mean(axis=0)
+        for row, weight in zip(report, weights):
+            row["weight"] = float(weight)
         self._report = report  # plain values, so that skops can save the fitted model
         return self
 
@@ -471,27 +476,38 @@ class _BaseLateFusion(_BaseComposition):
 
     def _meta_layout(self):
         """Where each modality's columns lie in the meta-learner's input: ``({name: (the output
-        columns it keeps, (start, stop) of its block)}, column names)``, recorded by ``fit``.
-        A modality's block is its evidence; the ``{name}_available`` column after it (with
-        ``handle_missing``) says whether the row has it, and passthrough columns come last."""
+        columns it keeps, (start, stop) of its block, trust)}, column names)``, recorded by
+        ``fit``. A modality's block is its evidence: its kept outputs and, with ``trust``, its
+        confidence and the outputs' log-odds times it. The ``{name}_available`` column after
+        it (with ``handle_missing``) says whether the row has it; passthrough columns come last."""
+        trust = getattr(self, "trust", None)
         layout, names = {}, []
         for name in self.estimators_:
             columns, labels = self._stack_columns(name)
             start = len(names)
             names += [f"{name}_{label}" for label in labels]
-            layout[name] = (columns, (start, len(names)))
+            if trust is not None:
+                names += [f"{name}_trust"] + [f"{name}_{label}_x_trust" for label in labels]
+            layout[name] = (columns, (start, len(names)), trust)
             if self.handle_missing:
                 names.append(f"{name}_available")
         return layout, names + [str(c) for c in self._passthrough_list()]
 
     def _meta_features(self, outputs, X):
-        """The meta-learner's input: per modality its output (missing rows filled) and, with
-        ``handle_missing``, a 0/1 availability column; then the passthrough columns."""
+        """The meta-learner's input: per modality its output (missing rows filled), with
+        ``trust`` its confidence (0 where missing) and the output's log-odds times it, and with
+        ``handle_missing`` a 0/1 availability column; then the passthrough columns."""
         layout = self.__dict__.get("_layout") or self._meta_layout()[0]  # saved by an older mmfeat
         blocks = []
         for name, out in outputs.items():
+            columns, _, trust = layout[name]
             available = ~np.isnan(out).all(axis=1)
-            blocks.append(np.where(available[:, None], out, self._fill[name])[:, layout[name][0]])
+            filled = np.where(available[:, None], out, self._fill[name])
+            blocks.append(filled[:, columns])
+            if trust is not None:
+                confidence = np.zeros((len(out), 1))
+                confidence[available, 0] = _confidence(out[available], trust)
+                blocks += [confidence, confidence * _log_odds(filled)[:, columns]]
             if self.handle_missing:
                 blocks.append(available[:, None].astype(np.float64))
         columns = self._passthrough_list()
@@ -499,23 +515,65 @@ class _BaseLateFusion(_BaseComposition):
             blocks.append(_as_numbers(_select(X, columns), "passthrough").astype(np.float64))
         return np.hstack(blocks)
 
-    def _modality_weights(self):
-        """Each modality's share of the meta-learner's summed |coef| (or feature importance)
-        on its prediction columns; equal shares for the fixed rules."""
-        names = list(self.estimators_)
-        if self.final_estimator_ is None:
-            return {name: 1.0 / len(names) for name in names}
+    # ------------------------------------------------------------------ each modality's weight
+
+    def modality_weights(self, X):
+        """Each modality's share of the decision on each row.
+
+        With ``rule="stack"``, a modality's share of a row is how far the meta-learner's score
+        for the row's predicted class (its decision function, else its probability; for a
+        regressor, the prediction) moves when the modality's block of meta-features is set to
+        what a missing modality gets (the prior, and confidence 0 with ``trust``), divided by
+        the sum of these moves over the modalities. For a linear meta-learner a move is the
+        modality's exact additive part of the decision, ``coef @ (features - fill)``; with
+        ``trust`` it follows, row by row, how sure each modality is. With a fixed rule the
+        modalities a row has share equally. A modality missing in a row gets 0; a row whose
+        decision no modality moves is shared equally by the modalities it has (by all when it
+        has none). ``modality_report_["weight"]`` is the mean share over the training rows
+        (out of fold) that have every modality.
+
+        Parameters
+        ----------
+        X : DataFrame (or 2-D array) with the columns seen in ``fit``
+
+        Returns
+        -------
+        pandas.DataFrame of shape (n_samples, n_modalities)
+            One column per modality, rows summing to 1, with ``X``'s index when ``X`` is a
+            DataFrame.
+        """
+        outputs, X = self._outputs(X)
+        return pd.DataFrame(self._shares(outputs, X), columns=list(self.estimators_),
+                            index=X.index if hasattr(X, "index") else None)
+
+    def _shares(self, outputs, X):
+        """:meth:`modality_weights` as an array, from the modalities' outputs on the rows."""
+        available = np.column_stack([~np.isnan(out).all(axis=1) for out in outputs.values()])
+        moves = available.astype(np.float64)  # the fixed rules: equal shares
+        if self.final_estimator_ is not None:
+            meta = self._meta_features(outputs, X)
+            missing = self._meta_features({name: np.full_like(out, np.nan)
+                                           for name, out in outputs.items()}, X)
+            scores = self._final_scores(meta)
+            rows, predicted = np.arange(len(meta)), scores.argmax(axis=1)
+            layout = self.__dict__.get("_layout") or self._meta_layout()[0]
+            for m, (_, (start, stop), _) in enumerate(layout.values()):
+                occluded = meta.copy()
+                occluded[:, start:stop] = missing[:, start:stop]
+                moves[:, m] = np.abs(scores - self._final_scores(occluded))[rows, predicted]
+        even = np.where(available.any(axis=1, keepdims=True), available, True)
+        moves = np.where(moves.sum(axis=1, keepdims=True) > 0, moves, even)
+        return moves / moves.sum(axis=1, keepdims=True)
+
+    def _final_scores(self, meta):
+        """The meta-learner's scores: per class (one column for a binary decision function or
+        a regression), from its decision function, else its probabilities or predictions."""
         final = self.final_estimator_
-        final = final.steps[-1][1] if isinstance(final, Pipeline) else final
-        importance = getattr(final, "coef_", getattr(final, "feature_importances_", None))
-        totals = dict.fromkeys(names, np.nan)
-        if importance is not None:
-            importance = np.abs(np.atleast_2d(importance)).sum(axis=0)
-            if importance.shape[0] == len(self.meta_feature_names_):
-                for name, (_, (start, stop)) in self._layout.items():
-                    totals[name] = importance[start:stop].sum()
-        total = sum(totals.values())
-        return {name: value / total if total > 0 else np.nan for name, value in totals.items()}
+        for method in ("decision_function", "predict_proba"):
+            if hasattr(final, method):
+                return np.asarray(getattr(final, method)(meta), dtype=np.float64).reshape(len(meta), -1)
+        return _class_columns("final_estimator", final.predict(meta), None,
+                              getattr(self, "classes_", None), "predict")
 
 
 class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
@@ -571,6 +629,19 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         "temperature" for ``rule="mean"`` and ``"product"`` (an over-confident modality would
         otherwise outvote the others) and None for stacking (the meta-learner learns its own
         scale) and voting.
+    trust : {"margin", "max", "entropy"} or None, default=None
+        Per-sample trust, the classical analogue of attention weights (``rule="stack"`` only,
+        from each modality's probabilities; another rule or ``stack_method`` raises an error).
+        Next to each modality's probabilities the meta-learner then sees how sure the
+        modality's model is on the row -- the gap between its two most probable classes
+        ("margin"), its highest probability ("max") or one minus its normalised entropy
+        ("entropy"), each from 0 (all classes equally likely) to 1 (certain), and 0 where the
+        modality is missing -- and the modality's log-odds times that confidence
+        (``{modality}_trust``, ``{modality}_{class}_x_trust``). A linear meta-learner weighs a
+        modality by ``a + b * confidence`` on each row, so it can learn to follow a modality
+        where it is sure and discount it where it is not (an image that is sometimes blurred,
+        a recording that is sometimes noisy). :meth:`modality_weights` shows the weights it
+        learned, per row. None: plain stacking.
     handle_missing : bool, default=True
         Let rows miss modalities (see Notes). If False, extractors keep their own ``on_error``
         (an mmfeat extractor then raises on a missing item) and this is plain stacking.
@@ -601,9 +672,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         ``oof_score`` (out-of-fold accuracy on those rows), ``log_loss`` and ``ece`` (expected
         calibration error) of its out-of-fold probabilities, ``calibration`` (e.g.
         ``temperature (T=1.8)`` or ``none``), ``calibrated_log_loss`` and ``calibrated_ece``
-        (each row calibrated by a map fitted without it), and ``weight`` (its share of the
-        meta-learner's summed absolute coefficients, or feature importances, on its prediction
-        columns; equal shares for fixed rules; NaN if the meta-learner has neither).
+        (each row calibrated by a map fitted without it), and ``weight`` (its mean share of the
+        decision, see :meth:`modality_weights`, over the training rows that have every
+        modality; equal shares for fixed rules).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Every column of the frame given to ``fit`` (as ``ColumnTransformer`` records them),
@@ -669,15 +740,17 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         "stack_method": [StrOptions(set(STACK_METHODS))],
         "rule": [StrOptions(set(_rules))],
         "calibrate": [StrOptions({"auto", *CALIBRATION_METHODS}), None],
+        "trust": [StrOptions(set(TRUST_MEASURES)), None],
     }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
-                 passthrough=False, rule="stack", calibrate="auto", handle_missing=True,
-                 n_jobs=None, random_state=None):
+                 passthrough=False, rule="stack", calibrate="auto", trust=None,
+                 handle_missing=True, n_jobs=None, random_state=None):
         super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
                          handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
         self.stack_method = stack_method
         self.calibrate = calibrate
+        self.trust = trust
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
@@ -748,16 +821,26 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
         self.class_prior_ = counts / counts.sum()
 
+    def _check_params(self):
+        if self.trust is not None and (self.rule != "stack"
+                                       or self.stack_method not in ("auto", "predict_proba")):
+            raise ValueError(
+                f"trust={self.trust!r} gives the meta-learner each modality's confidence, from "
+                f"its probabilities: it needs rule='stack' and stack_method 'auto' or "
+                f"'predict_proba', got rule={self.rule!r}, stack_method={self.stack_method!r}.")
+        return super()._check_params()
+
     def _method_for(self, name, estimator):
         wanted = {"mean": "predict_proba", "product": "predict_proba", "vote": "predict"}.get(
-            self.rule, self.stack_method)
+            self.rule, "predict_proba" if self.trust is not None else self.stack_method)
         candidates = STACK_METHODS[1:] if wanted == "auto" else (wanted,)
         for method in candidates:
             if hasattr(estimator, method):
                 return method
         raise ValueError(f"The estimator of modality {name!r} ({type(estimator).__name__}) has no "
                          f"{' or '.join(candidates)}, needed by rule={self.rule!r}, "
-                         f"stack_method={self.stack_method!r}.")
+                         f"stack_method={self.stack_method!r}"
+                         + (f", trust={self.trust!r}." if self.trust is not None else "."))
 
     def _oof_score(self, out, y):
         """Accuracy of the out-of-fold output's class (a one-column decision: its sign)."""
@@ -1158,6 +1241,27 @@ def _weighted(estimator, request=True):
     if _routing_enabled():
         estimator.set_fit_request(sample_weight=request)
     return estimator
+
+
+def _confidence(proba, measure):
+    """How sure each row's probabilities are, from 0 (every class equally likely) to 1 (one
+    class certain): the gap between the two highest, the highest rescaled, or one minus the
+    entropy over its maximum."""
+    n_classes = proba.shape[1]
+    if measure == "margin":
+        top = np.sort(proba, axis=1)
+        return top[:, -1] - top[:, -2]
+    if measure == "max":
+        return (proba.max(axis=1) - 1 / n_classes) / (1 - 1 / n_classes)
+    proba = np.clip(proba, 1e-12, 1.0)
+    return 1 + (proba * np.log(proba)).sum(axis=1) / np.log(n_classes)
+
+
+def _log_odds(proba):
+    """Each class's log-probability minus the row's mean log-probability (with two classes,
+    half the log-odds), probabilities clipped to [1e-4, 1]."""
+    logs = np.log(np.clip(proba, 1e-4, 1.0))
+    return logs - logs.mean(axis=1, keepdims=True)
 
 
 # ---------------------------------------------------------------------- reading the input
