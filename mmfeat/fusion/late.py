@@ -28,7 +28,7 @@ from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold, St
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import _safe_indexing, check_random_state, compute_sample_weight
 from sklearn.utils._param_validation import HasMethods, Options, StrOptions
 from sklearn.utils.metadata_routing import (UNUSED, MetadataRouter, MethodMapping,
                                             _raise_for_params, _routing_enabled, process_routing)
@@ -109,20 +109,18 @@ class _BaseLateFusion(_BaseComposition):
 
     # ------------------------------------------------------------------ hooks of the subclasses
 
-    @staticmethod
     @abstractmethod
-    def _default_estimator():
+    def _default_estimator(self):
         """The per-modality estimator used when a modality names none."""
 
-    @staticmethod
     @abstractmethod
-    def _default_candidates(n_features, y):
-        """``[(label, estimator, inner_cv)]``: the default models a block ``n_features`` wide
-        chooses from by out-of-fold log loss (``inner_cv``: the parameter of its inner folds)."""
+    def _default_candidates(self):
+        """A function ``(n_features, y) -> [(label, estimator, inner_cv)]``: the default models
+        a block ``n_features`` wide chooses from by out-of-fold log loss (``inner_cv``: the
+        parameter of its inner folds). A plain function, as it goes to joblib's workers."""
 
-    @staticmethod
     @abstractmethod
-    def _default_final():
+    def _default_final(self):
         """The meta-learner used when ``final_estimator`` is None."""
 
     @abstractmethod
@@ -258,13 +256,18 @@ class _BaseLateFusion(_BaseComposition):
             if len(groups) != n:
                 raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
         modality_params, final_params = self._fit_params(specs, sample_weight, dict(fit_params))
+        weights = {name: self._default_model_weights(sample_weight, y) if callable(candidates)
+                   else sample_weight for name, *_, candidates in specs}
+        for name, params in modality_params.items():
+            if params is not None and weights[name] is not None:  # under metadata routing
+                modality_params[name] = {**params, "sample_weight": weights[name]}
         methods = {name: self._method_for(name, estimator) for name, _, _, estimator, _ in specs}
         cv, splits = self._plan_splits(y)
         classes = getattr(self, "classes_", None)
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_modality)(name, column, extractor, candidates, _select(X, column), y,
                                    classes, cv, splits, groups, methods[name], self.handle_missing,
-                                   sample_weight, modality_params[name])
+                                   weights[name], modality_params[name])
             for name, column, extractor, _, candidates in specs
         )
         self.estimators_, self.stack_method_, self._calibration = {}, methods, {}
@@ -277,7 +280,7 @@ class _BaseLateFusion(_BaseComposition):
                            "model": _describe(label, estimator),
                            "oof_score": float(self._oof_score(oof, y[available])),
                            **self._calibrate(name, outputs[name], y, available, modality_splits,
-                                             sample_weight)})
+                                             weights[name])})
         self._fill = {name: self._fill_value(name, out) for name, out in outputs.items()}
         self._layout, names = self._meta_layout()
         self.final_estimator_ = None
@@ -338,7 +341,7 @@ class _BaseLateFusion(_BaseComposition):
             column, extractor, (estimator,) = parse_modality(name, spec, 1, "estimator")
             candidates = [(None, estimator, None)]
             if estimator is None:
-                estimator, candidates = self._default_estimator(), type(self)._default_candidates
+                estimator, candidates = self._default_estimator(), self._default_candidates()
             specs.append((name, column, extractor, estimator)
                          + ((candidates,) if with_candidates else ()))
         return specs
@@ -380,6 +383,11 @@ class _BaseLateFusion(_BaseComposition):
     def _calibrate(self, name, output, y, available, splits, sample_weight):
         """Calibration of a modality's out-of-fold output (in place); its report fields."""
         return {}
+
+    def _default_model_weights(self, sample_weight, y):
+        """The row weights of a modality's default model: ``sample_weight`` (the classifier
+        multiplies in its ``class_weight``)."""
+        return sample_weight
 
     _report_columns = ("modality", "n_available", "model", "oof_score", "weight")
 
@@ -642,6 +650,16 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         where it is sure and discount it where it is not (an image that is sometimes blurred,
         a recording that is sometimes noisy). :meth:`modality_weights` shows the weights it
         learned, per row. None: plain stacking.
+    class_weight : "balanced", dict or None, default=None
+        Class weights for the default models, so that a rare class counts in training as much
+        as a frequent one ("balanced": each class inversely to its frequency in ``y``; a dict:
+        label -> weight): better balanced accuracy and macro-F1, at some cost in accuracy. Each
+        modality's default model gets them as row weights (times ``sample_weight``), for its
+        fit, its choice between the logistic regression and the SVM, the SVM's Platt scaling
+        and the modality's calibration, so that its probabilities are those of balanced
+        classes; the default meta-learner gets ``LogisticRegression(class_weight=...)``.
+        Estimators you give (a modality's or ``final_estimator``) are left as they are: set
+        their own ``class_weight``.
     handle_missing : bool, default=True
         Let rows miss modalities (see Notes). If False, extractors keep their own ``on_error``
         (an mmfeat extractor then raises on a missing item) and this is plain stacking.
@@ -741,16 +759,18 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         "rule": [StrOptions(set(_rules))],
         "calibrate": [StrOptions({"auto", *CALIBRATION_METHODS}), None],
         "trust": [StrOptions(set(TRUST_MEASURES)), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
     }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
                  passthrough=False, rule="stack", calibrate="auto", trust=None,
-                 handle_missing=True, n_jobs=None, random_state=None):
+                 class_weight=None, handle_missing=True, n_jobs=None, random_state=None):
         super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
                          handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
         self.stack_method = stack_method
         self.calibrate = calibrate
         self.trust = trust
+        self.class_weight = class_weight
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
@@ -793,28 +813,23 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
             scores = np.nansum(stacked, axis=0) + 1e-3 * self.class_prior_
         return np.where(n_available > 0, scores, self.class_prior_)
 
-    @staticmethod
-    def _default_estimator():
-        return make_pipeline(_weighted(StandardScaler(), False), auto_classifier("neg_log_loss"))
+    def _default_estimator(self):
+        return _tuned_logistic()
 
-    @staticmethod
-    def _default_candidates(n_features, y):
-        """Tuned logistic regression, and for a narrow block with enough rows per class, but
-        not so many that a kernel SVM gets slow (its fit grows with the square of the rows),
-        also an RBF SVM."""
-        candidates = [("logistic", LateFusionClassifier._default_estimator(),
-                       "logisticregressioncv__cv")]
-        rarest = np.unique(y, return_counts=True)[1].min()
-        if n_features <= NARROW_BLOCK and rarest >= 20 and len(y) <= SVM_MAX_ROWS:
-            # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.
-            svm = _weighted(CalibratedClassifierCV(_weighted(SVC()), cv=3, ensemble=False))
-            candidates.append(("rbf_svm", make_pipeline(_weighted(StandardScaler(), False), svm),
-                               None))
-        return candidates
+    def _default_candidates(self):
+        return _default_classifiers
 
-    @staticmethod
-    def _default_final():
-        return _weighted(LogisticRegression())
+    def _default_final(self):
+        return _weighted(LogisticRegression(class_weight=self.class_weight))
+
+    def _default_model_weights(self, sample_weight, y):
+        """``class_weight`` as row weights, times ``sample_weight``: the same as each model's
+        ``class_weight`` for the logistic regression, and for the SVM it also weighs the Platt
+        scaling that maps its scores to probabilities (which would otherwise undo it)."""
+        if self.class_weight is None:
+            return sample_weight
+        weights = compute_sample_weight(self.class_weight, y)
+        return weights if sample_weight is None else weights * sample_weight
 
     def _learn_target(self, y, sample_weight):
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -965,18 +980,13 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         mean = np.nansum(stacked, axis=1) / np.maximum(n_available, 1)
         return np.where(n_available > 0, mean, self._target_mean)[:, None]
 
-    @staticmethod
-    def _default_estimator():
-        return make_pipeline(_weighted(StandardScaler(), False),
-                             _weighted(RidgeCV(alphas=np.logspace(-2, 4, 13))))
+    def _default_estimator(self):
+        return _tuned_ridge()
 
-    @staticmethod
-    def _default_candidates(n_features, y):
-        """RidgeCV tunes its penalty itself (by group k-fold when given groups)."""
-        return [("ridge", LateFusionRegressor._default_estimator(), "ridgecv__cv")]
+    def _default_candidates(self):
+        return _default_regressors
 
-    @staticmethod
-    def _default_final():
+    def _default_final(self):
         return _weighted(RidgeCV())
 
     def _learn_target(self, y, sample_weight):
@@ -1098,12 +1108,46 @@ def _fit_modality(name, column, extractor, candidates, items, y, classes, cv, sp
             fit_params = _index(fit_params, available, len(available))
             oof = _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params,
                                groups, inner_cv)
-            loss = _proba_loss(oof, y, classes) if len(candidates) > 1 else 0.0
+            loss = 0.0
+            if len(candidates) > 1:
+                loss = _proba_loss(oof, y, classes,
+                                   None if sample_weight is None else sample_weight[available])
             if best is None or loss < best[0]:
                 best = (loss, label, estimator, inner_cv, fit_params, oof)
         _, label, estimator, inner_cv, fit_params, oof = best
         estimator = _fit_one(estimator, features, y, fit_params, groups, inner_cv)
     return extractor, estimator, available, oof, label, splits
+
+
+def _tuned_logistic():
+    """Standardisation and logistic regression choosing its penalty by inner log loss."""
+    return make_pipeline(_weighted(StandardScaler(), False), auto_classifier("neg_log_loss"))
+
+
+def _tuned_ridge():
+    """Standardisation and ridge regression choosing its penalty among a wide range (for
+    features with hundreds of dimensions)."""
+    return make_pipeline(_weighted(StandardScaler(), False),
+                         _weighted(RidgeCV(alphas=np.logspace(-2, 4, 13))))
+
+
+def _default_classifiers(n_features, y):
+    """Tuned logistic regression, and for a narrow block with enough rows per class, but not so
+    many that a kernel SVM gets slow (its fit grows with the square of the rows), also an RBF
+    SVM."""
+    candidates = [("logistic", _tuned_logistic(), "logisticregressioncv__cv")]
+    rarest = np.unique(y, return_counts=True)[1].min()
+    if n_features <= NARROW_BLOCK and rarest >= 20 and len(y) <= SVM_MAX_ROWS:
+        # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.
+        svm = _weighted(CalibratedClassifierCV(_weighted(SVC()), cv=3, ensemble=False))
+        candidates.append(("rbf_svm", make_pipeline(_weighted(StandardScaler(), False), svm),
+                           None))
+    return candidates
+
+
+def _default_regressors(n_features, y):
+    """RidgeCV tunes its penalty itself (by group k-fold when given groups)."""
+    return [("ridge", _tuned_ridge(), "ridgecv__cv")]
 
 
 def _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params, groups,
@@ -1194,10 +1238,11 @@ def _splits(cv, classifier, random_state, y, groups):
             for train, test in splitter.split(placeholder, y, groups)]
 
 
-def _proba_loss(oof, y, classes):
-    """Log loss of out-of-fold probabilities (columns: ``classes``)."""
+def _proba_loss(oof, y, classes, sample_weight=None):
+    """Log loss of out-of-fold probabilities (columns: ``classes``), rows weighted."""
     codes = np.searchsorted(classes, y)
-    return -np.mean(np.log(np.clip(oof[np.arange(len(y)), codes], 1e-12, 1.0)))
+    return -np.average(np.log(np.clip(oof[np.arange(len(y)), codes], 1e-12, 1.0)),
+                       weights=sample_weight)
 
 
 def _describe(label, estimator):
