@@ -293,9 +293,9 @@ class _BaseLateFusion(_BaseComposition):
         # decision over the training rows that have every modality (all rows, if none has).
         shares = self._shares(outputs, X)
         complete = ~np.isnan(np.hstack(list(outputs.values()))).any(axis=1)
-        weights = shares[complete if complete.any() else slice(None)].mean(axis=0)
-        for row, weight in zip(report, weights):
-            row["weight"] = float(weight)
+        mean_shares = shares[complete if complete.any() else slice(None)].mean(axis=0)
+        for row, share in zip(report, mean_shares):
+            row["weight"] = float(share)
         self._report = report  # plain values, so that skops can save the fitted model
         return self
 
