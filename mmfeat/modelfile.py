@@ -97,11 +97,15 @@ _MMFEAT_CLASSES = (
 )
 # Types scikit-learn's own estimators hold that skops does not trust by default; building one
 # runs no code of the file's choosing: ``numpy.dtype("float64")`` (SimpleImputer's fit dtype),
-# and the log-loss and accuracy scorers with their metrics, which the fusion estimators'
+# an SVC's probability calibration, and the log-loss and accuracy scorers with their metrics, which the fusion estimators'
 # self-tuning default models select their penalty with (a scorer holding any other function is
 # still refused).
 _OTHER_SAFE_TYPES = (
     "numpy.dtype",
+    # What a Platt-scaled SVC holds (a late-fusion modality's default may choose one): two
+    # plain data classes of scikit-learn (fitted parameters, no callables).
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
     "sklearn.metrics._scorer._Scorer",
     "sklearn.metrics._classification.log_loss",
     "sklearn.metrics._classification.accuracy_score",

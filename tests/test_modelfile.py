@@ -188,3 +188,18 @@ def test_a_file_that_is_not_a_model_gets_a_clear_error(tmp_path):
         load_model(manifest)
     with pytest.raises(FileNotFoundError, match="model file not found"):
         load_model(tmp_path / "absent.joblib")
+
+
+def test_skops_loads_a_late_fusion_whose_modality_chose_the_svm(tmp_path):
+    pytest.importorskip("skops")
+    from sklearn.datasets import make_classification
+
+    from mmfeat.fusion import LateFusionClassifier
+
+    X, y = make_classification(300, n_features=6, n_informative=6, n_redundant=0, random_state=0)
+    df = pd.DataFrame(X, columns=["a0", "a1", "a2", "b0", "b1", "b2"])
+    model = LateFusionClassifier({"a": (["a0", "a1", "a2"], "passthrough"),
+                                  "b": (["b0", "b1", "b2"], "passthrough")}, cv=3).fit(df, y)
+    assert "rbf_svm" in set(model.modality_report_["model"])  # a Platt-scaled SVC inside
+    loaded = load_model(save_model(model, tmp_path / "late.skops"))
+    np.testing.assert_allclose(loaded.predict_proba(df), model.predict_proba(df))
