@@ -75,7 +75,8 @@ def test_features_are_extracted_once_for_the_whole_comparison(grouped):
     table = result.table.set_index("model")
     single = table["kind"] == "single"
     assert table.loc[single, "cache_misses"].eq(df["text"].nunique()).all()
-    assert table.loc[~single, "cache_misses"].eq(0).all() and table["cache_hits"].gt(0).all()
+    assert table.loc[~single, "cache_misses"].eq(0).all()
+    assert table.loc[single | (table["kind"] == "early"), "cache_hits"].gt(0).all()
 
 
 def test_report_files_and_refit(grouped):
@@ -179,3 +180,28 @@ def test_command_line_writes_the_report_and_the_refitted_model(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mmfeat.cli", "compare", str(tmp_path / "data" / "manifest.csv"),
                           "--target", "label", "--image", "picture"], capture_output=True, text=True)
     assert bad.returncode == 2 and "has no column 'picture'" in bad.stderr
+
+
+def test_late_fusions_share_modality_fits_only_when_everything_is_equal():
+    from sklearn.datasets import make_classification
+
+    from mmfeat.fusion import LateFusionClassifier
+    from mmfeat.fusion.late import shared_modality_fits
+
+    X, y = make_classification(200, n_features=6, n_informative=6, n_redundant=0, random_state=0)
+    df = pd.DataFrame(X, columns=["a0", "a1", "a2", "b0", "b1", "b2"])
+    spec = {"a": (["a0", "a1", "a2"], "passthrough"), "b": (["b0", "b1", "b2"], "passthrough")}
+    kinds = [{}, {"rule": "mean"}, {"trust": "margin"}]
+    flipped = np.where(np.arange(200) < 20, 1 - y, y)  # other labels: no fit may be reused
+
+    def fit_all():
+        models = [LateFusionClassifier(spec, cv=3, random_state=0, **kw).fit(df, y) for kw in kinds]
+        return models + [LateFusionClassifier(spec, cv=3, random_state=0).fit(df, flipped)]
+
+    alone = fit_all()
+    with shared_modality_fits():
+        shared = fit_all()
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a.predict_proba(df), b.predict_proba(df))
+    # Each reuse is a copy of its own.
+    assert shared[1].estimators_["a"] is not shared[0].estimators_["a"]

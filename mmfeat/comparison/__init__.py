@@ -32,7 +32,9 @@ class ComparisonResult:
         ``balanced_accuracy``, ``macro_f1``; regression: ``r2``, ``mae``), ``fit_s`` and
         ``predict_s`` (mean seconds per fold), ``cache_hits`` and ``cache_misses`` (features
         served by, and computed into, the feature cache) and ``status`` ("ok", or the first
-        failure).
+        failure). The late fusions after the first reuse its per-modality models of each fold
+        (they differ only in how they combine them), so their ``fit_s`` is that of their
+        combination alone and they look up no features.
     folds : pandas.DataFrame
         The same per fold.
     best : str or None
@@ -128,7 +130,9 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
     training rows (by group, with ``groups``), so no score here is tuned on the rows it is
     measured on. Every candidate clones the same extractors, so with the feature cache on
     (the default) each item's features are computed once for the whole comparison; the
-    ``cache_hits`` column shows it.
+    ``cache_hits`` column shows it. The late fusions share each fold's per-modality models
+    (:func:`mmfeat.fusion.late.shared_modality_fits`): what differs between them is only how
+    the modalities' outputs are combined.
 
     Parameters
     ----------

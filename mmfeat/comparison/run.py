@@ -15,7 +15,7 @@ from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold, St
 from sklearn.pipeline import Pipeline
 
 from ..cache import resolve_cache
-from ..fusion.late import _BaseLateFusion
+from ..fusion.late import _BaseLateFusion, shared_modality_fits
 from ..introspect import find_extractors
 
 METRICS = {
@@ -75,34 +75,42 @@ def run_folds(candidates, modalities, X, y, groups, splits, task):
     stores = _caches(modalities)
     y = np.asarray(y)
     rows, predictions, first = [], {}, {}
-    for name, (kind, candidate) in candidates.items():
-        oof = np.empty(len(y), dtype=y.dtype if task == "classification" else np.float64)
-        for fold, (train, test) in enumerate(splits):
-            estimator = clone(candidate)
-            hits, misses = _hits(stores)
-            row = {"model": name, "kind": kind, "fold": fold, "status": "ok"}
-            try:
-                start = time.perf_counter()
-                fit(estimator, X.iloc[train], y[train],
-                    None if groups is None else groups[train])
-                row["fit_s"] = time.perf_counter() - start
-                start = time.perf_counter()
-                predicted = estimator.predict(X.iloc[test])
-                row["predict_s"] = time.perf_counter() - start
-            except Exception as exc:  # one failing candidate must not end the comparison
-                row["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                rows.append(row)
-                continue
-            oof[test] = predicted
-            for metric, score in METRICS[task].items():
-                row[metric] = float(score(y[test], predicted))
-            after_hits, after_misses = _hits(stores)
-            row["cache_hits"], row["cache_misses"] = after_hits - hits, after_misses - misses
-            rows.append(row)
-            if fold == 0:
-                first[name] = (estimator, test)
-        predictions[name] = oof
+    with shared_modality_fits():  # the late fusions share each fold's per-modality models
+        for name, (kind, candidate) in candidates.items():
+            predictions[name] = _candidate_folds(name, kind, candidate, stores, X, y, groups,
+                                                 splits, task, rows, first)
     return pd.DataFrame(rows), predictions, first
+
+
+def _candidate_folds(name, kind, candidate, stores, X, y, groups, splits, task, rows, first):
+    """Fit and score one candidate on every fold; its out-of-fold predictions."""
+    oof = np.empty(len(y), dtype=y.dtype if task == "classification" else np.float64)
+    for fold, (train, test) in enumerate(splits):
+        estimator = clone(candidate)
+        hits, misses = _hits(stores)
+        row = {"model": name, "kind": kind, "fold": fold, "status": "ok"}
+        try:
+            start = time.perf_counter()
+            fit(estimator, X.iloc[train], y[train],
+                None if groups is None else groups[train])
+            row["fit_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            predicted = estimator.predict(X.iloc[test])
+            row["predict_s"] = time.perf_counter() - start
+        except Exception as exc:  # one failing candidate must not end the comparison
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            row["status"] = f"failed: {type(exc).__name__}: {first_line}"
+            rows.append(row)
+            continue
+        oof[test] = predicted
+        for metric, score in METRICS[task].items():
+            row[metric] = float(score(y[test], predicted))
+        after_hits, after_misses = _hits(stores)
+        row["cache_hits"], row["cache_misses"] = after_hits - hits, after_misses - misses
+        rows.append(row)
+        if fold == 0:
+            first[name] = (estimator, test)
+    return oof
 
 
 def summarise(folds, task, rank_by):

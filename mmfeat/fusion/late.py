@@ -11,12 +11,16 @@ the classifier and the regressor, then what fits one modality, then the input he
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
+import joblib
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone, is_classifier
@@ -264,12 +268,10 @@ class _BaseLateFusion(_BaseComposition):
         methods = {name: self._method_for(name, estimator) for name, _, _, estimator, _ in specs}
         cv, splits = self._plan_splits(y)
         classes = getattr(self, "classes_", None)
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_modality)(name, column, extractor, candidates, _select(X, column), y,
-                                   classes, cv, splits, groups, methods[name], self.handle_missing,
-                                   weights[name], modality_params[name])
-            for name, column, extractor, _, candidates in specs
-        )
+        results = _fit_modalities(
+            [(name, column, extractor, candidates, _select(X, column), y, classes, cv, splits,
+              groups, methods[name], self.handle_missing, weights[name], modality_params[name])
+             for name, column, extractor, _, candidates in specs], self.n_jobs)
         self.estimators_, self.stack_method_, self._calibration = {}, methods, {}
         outputs, report = {}, []
         for (name, *_), result in zip(specs, results):
@@ -1057,6 +1059,38 @@ class _ModalitySpec(tuple):
 
 
 # ---------------------------------------------------------------------- fitting one modality
+
+_SHARED_FITS = ContextVar("mmfeat_shared_modality_fits", default=None)
+
+
+@contextmanager
+def shared_modality_fits():
+    """Inside this block, late fusions fitted on the same rows with the same modality specs
+    share each modality's fit (its extraction, out-of-fold predictions and fitted estimator).
+
+    Stacking, gated stacking and the mean and product rules differ only in how they combine
+    the modalities' outputs; :func:`mmfeat.compare` fits them all in one such block, so each
+    modality's models are cross-validated once per fold instead of once per candidate. A fit
+    is reused only when everything it was given is equal (checked by ``joblib.hash``), and
+    each reuse gets its own deep copy.
+    """
+    token = _SHARED_FITS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_FITS.reset(token)
+
+
+def _fit_modalities(jobs, n_jobs):
+    """``_fit_modality(*job)`` for each job, in parallel, reusing shared fits when enabled."""
+    memo = _SHARED_FITS.get()
+    keys = [None if memo is None else joblib.hash(job) for job in jobs]
+    todo = [i for i, key in enumerate(keys) if memo is None or key not in memo]
+    fresh = dict(zip(todo, Parallel(n_jobs=n_jobs)(delayed(_fit_modality)(*jobs[i]) for i in todo)))
+    if memo is not None:
+        memo.update((keys[i], result) for i, result in fresh.items())
+    return [fresh[i] if i in fresh else copy.deepcopy(memo[keys[i]]) for i in range(len(jobs))]
+
 
 def _fit_modality(name, column, extractor, candidates, items, y, classes, cv, splits, groups,
                   method, handle_missing, sample_weight, routed):
