@@ -68,7 +68,7 @@ def test_every_candidate_is_scored_under_the_same_group_folds(grouped):
 
 def test_features_are_extracted_once_for_the_whole_comparison(grouped):
     root, df, result = grouped
-    # 11 models x 4 folds x (fit + predict), and the refit: each distinct text once.
+    # 10 models x 4 folds x (fit + predict), and the refit: each distinct text once.
     assert count_lines(root / "text.log") == df["text"].nunique()
     # Each modality's items are computed once, by the first model that uses it (the models
     # with one modality run first); every fusion is served by the cache alone.
