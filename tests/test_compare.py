@@ -166,7 +166,7 @@ def test_command_line_writes_the_report_and_the_refitted_model(tmp_path):
     model = tmp_path / "best.skops"
     run = subprocess.run(
         [sys.executable, "-m", "mmfeat.cli", "compare", str(tmp_path / "data" / "manifest.csv"),
-         "--target", "label", "--image", "image:color", "--audio", "audio", "--cv", "3",
+         "--target", "label", "--image", "image:color", "--audio", "audio", "--cv", "2",
          "--no-interactions", "--report-dir", str(tmp_path / "report"), "--refit", str(model)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stderr[-2000:]
@@ -186,7 +186,7 @@ def test_late_fusions_share_modality_fits_only_when_everything_is_equal():
     from sklearn.datasets import make_classification
 
     from mmfeat.fusion import LateFusionClassifier
-    from mmfeat.fusion.late import shared_modality_fits
+    from mmfeat.fusion.modality_fit import shared_modality_fits
 
     X, y = make_classification(200, n_features=6, n_informative=6, n_redundant=0, random_state=0)
     df = pd.DataFrame(X, columns=["a0", "a1", "a2", "b0", "b1", "b2"])

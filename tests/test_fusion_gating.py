@@ -17,7 +17,7 @@ from sklearn.svm import LinearSVC
 
 from mmfeat.datasets import demo_extractors, make_multimodal
 from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor
-from mmfeat.fusion.late import _confidence
+from mmfeat.fusion.modality_fit import _confidence
 
 WIDTH = 4
 A = [f"a{i}" for i in range(WIDTH)]

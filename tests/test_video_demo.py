@@ -228,7 +228,7 @@ def test_demo_takes_a_video_flag():
 @pytest.mark.slow
 def test_demo_with_video_runs_end_to_end(tmp_path):
     env = {**os.environ, "MMFEAT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "mmfeat.cli", "demo", "--quick", "--video", "--n-samples", "100",
+    cmd = [sys.executable, "-m", "mmfeat.cli", "demo", "--quick", "--video", "--n-samples", "100", "--cv", "2",
            "--data-dir", str(tmp_path / "data"), "--report-dir", str(tmp_path / "report")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -131,7 +131,7 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
     measured on. Every candidate clones the same extractors, so with the feature cache on
     (the default) each item's features are computed once for the whole comparison; the
     ``cache_hits`` column shows it. The late fusions share each fold's per-modality models
-    (:func:`mmfeat.fusion.late.shared_modality_fits`): what differs between them is only how
+    (:func:`mmfeat.fusion.modality_fit.shared_modality_fits`): what differs between them is only how
     the modalities' outputs are combined.
 
     Parameters

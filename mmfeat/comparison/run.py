@@ -15,7 +15,8 @@ from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold, St
 from sklearn.pipeline import Pipeline
 
 from ..cache import resolve_cache
-from ..fusion.late import _BaseLateFusion, shared_modality_fits
+from ..fusion.late import _BaseLateFusion
+from ..fusion.modality_fit import shared_modality_fits
 from ..introspect import find_extractors
 
 METRICS = {
