@@ -106,6 +106,7 @@ def test_robustness_of_the_winner(tmp_path):
     assert clean == pytest.approx(result.folds[(result.folds["model"] == result.best)
                                                & (result.folds["fold"] == 0)]["balanced_accuracy"].iloc[0])
     assert set(report["perturbation"]) >= {"none", "missing", "blur", "snr"}
+    assert set(report["modality"].dropna()) == {"image", "audio"}  # every modality compared
     assert report[report["perturbation"] != "none"]["n_changed"].max() == len(test)
     assert (tmp_path / "report" / "robustness.png").read_bytes()[:8] == PNG
     assert len(pd.read_csv(tmp_path / "report" / "robustness.csv")) == len(report)

@@ -219,12 +219,17 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
         stacking_report=None if stacking is None else stacking[0].modality_report_)
     if robustness and best is not None:
         from ..robustness import robustness_report
+        from ..robustness.report import _kind_of
 
         model, test = first[best]
         scoring = "balanced_accuracy" if rank_by == "macro_f1" else rank_by
         scoring = {"mae": "neg_mean_absolute_error"}.get(scoring, scoring)
+        # Every modality of the comparison, not only those the winner reads: a winner that
+        # ignores one is seen to be unmoved by it.
         result.robustness = robustness_report(
-            model, X.iloc[test], y[test], scoring=scoring, random_state=random_state)
+            model, X.iloc[test], y[test], scoring=scoring, random_state=random_state,
+            modalities={name: (column, _kind_of(extractor))
+                        for name, (column, extractor) in modalities.items()})
     if refit and best is not None:
         result.best_estimator = fit(clone(candidates[best][1]), X, y, groups)
     if report_dir is not None:
