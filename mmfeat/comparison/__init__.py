@@ -222,8 +222,8 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
         from ..robustness.report import _kind_of
 
         model, test = first[best]
-        scoring = "balanced_accuracy" if rank_by == "macro_f1" else rank_by
-        scoring = {"mae": "neg_mean_absolute_error"}.get(scoring, scoring)
+        # The ranking metric, by scikit-learn's scorer name.
+        scoring = {"macro_f1": "f1_macro", "mae": "neg_mean_absolute_error"}.get(rank_by, rank_by)
         # Every modality of the comparison, not only those the winner reads: a winner that
         # ignores one is seen to be unmoved by it.
         result.robustness = robustness_report(
