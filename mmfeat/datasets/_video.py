@@ -13,7 +13,7 @@ import fractions
 
 import numpy as np
 
-from .optional import import_optional
+from ..optional import import_optional
 
 __all__ = ["MOTIONS", "SIZE", "SAMPLE_RATE", "write_clip"]
 
