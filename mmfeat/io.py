@@ -587,19 +587,22 @@ def load_audio(item, *, sr: int, offset: float = 0.0, duration=None, max_duratio
         import soundfile as sf
 
         fd, _ = _open_regular(item)
+        # The descriptor stays ours (closefd=False) and is closed once, here: libsndfile closes
+        # a descriptor it was given on a failed open, and a second close could then close a
+        # file another thread (the loader thread) had just opened under the same number.
         try:
-            sound = sf.SoundFile(fd, closefd=True)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            os.close(fd)
-            raise ItemError(f"not a readable audio file: {exc}") from None
-        try:
-            with sound as f:
+            with sf.SoundFile(fd, closefd=False) as f:
                 native_sr = f.samplerate
                 f.seek(min(int(offset * native_sr), f.frames))
                 frames = -1 if limit is None else int(math.ceil(limit * native_sr))
                 wave = f.read(frames=frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            raise ItemError(f"not a readable audio file: {exc}") from None
+            # libsndfile's own words ("Format not recognised"), without soundfile's
+            # "Error opening <descriptor number>:" prefix, which names nothing the user knows.
+            cause = exc.error_string if isinstance(exc, sf.LibsndfileError) else exc
+            raise ItemError(f"not a readable audio file: {cause}") from None
+        finally:
+            os.close(fd)
         wave = wave[:, 0] if wave.shape[1] == 1 else wave.mean(axis=1)
     elif isinstance(item, (tuple, list)) and len(item) == 2:
         native_sr = _sample_rate(item[1])

@@ -10,7 +10,7 @@ import soundfile as sf
 from conftest import SR, sine, write_wav
 
 from mmfeat.audio import MFCCStats, SpectralStats
-from mmfeat.errors import ExtractionError, ExtractionWarning
+from mmfeat.errors import ExtractionError, ExtractionWarning, collect_errors
 
 AUDIO_BAD = ["missing", "zero_bytes", "zero_samples_wav", "nan_wav", "wrong_extension_wav"]
 
@@ -131,6 +131,37 @@ def test_bad_files_give_nan_rows_in_place(audio_paths, bad_files):
     assert np.isnan(out[1:-1]).all()
     clean = MFCCStats(cache=False).fit([]).transform([audio_paths[0], audio_paths[4]])
     np.testing.assert_allclose(out[[0, -1]], clean, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def not_audio(tmp_path_factory):
+    """Files an audio extractor may be handed by mistake: text named .wav, an image, a CSV."""
+    from conftest import solid_image, write_png
+
+    d = tmp_path_factory.mktemp("not_audio")
+    (d / "notes.wav").write_text("RIFF? no, just text")
+    (d / "table.csv").write_text("a,b\n1,2\n")
+    return [str(d / "notes.wav"), write_png(d / "photo.png", solid_image((200, 10, 10))), str(d / "table.csv")]
+
+
+@pytest.mark.parametrize("cls", [MFCCStats, SpectralStats])
+def test_a_file_that_is_not_audio_is_named_so(audio_paths, not_audio, cls):
+    """libsndfile closes a descriptor it fails to open; closing it again was EBADF ("Bad file
+    descriptor") instead of the cause, and could close a file another thread had just opened."""
+    for path in not_audio:
+        with pytest.raises(ExtractionError) as info:
+            cls(cache=False).fit([]).transform([audio_paths[0], path])
+        assert info.value.row == 1 and path in str(info.value)
+        assert info.value.cause == "not a readable audio file: Format not recognised."
+    # Good and bad rows interleaved, loaded a batch ahead on the loader thread: every bad row
+    # has its own cause and every good row its features.
+    batch = [p for pair in zip(audio_paths, not_audio * 2) for p in pair]
+    with collect_errors() as errors, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtractionWarning)
+        out = cls(cache=False, on_error="nan", batch_size=2).fit([]).transform(batch)
+    assert [e.row for e in errors] == list(range(1, len(batch), 2))
+    assert {e.cause for e in errors} == {"not a readable audio file: Format not recognised."}
+    np.testing.assert_allclose(out[::2], cls(cache=False).fit([]).transform(audio_paths), atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [MFCCStats, SpectralStats])
