@@ -7,12 +7,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from counting import CountingText, count_lines
 from mmfeat import compare, load_model
 from mmfeat.audio import MFCCStats
 from mmfeat.cache import FeatureCache
-from mmfeat.comparison.run import make_splits
+from mmfeat.comparison.run import fit, make_splits
 from mmfeat.datasets import make_multimodal
 from mmfeat.image import ColorHistogram
 from mmfeat.text import SentenceEmbedder
@@ -89,8 +90,13 @@ def test_report_files_and_refit(grouped):
     assert np.allclose(written["accuracy"], result.table["accuracy"])
     assert "| model |" in (report / "results.md").read_text()
     assert len(pd.read_csv(report / "folds.csv")) == len(result.folds)
-    # The winner, refitted on every row, predicts as the winning candidate fitted again does.
-    assert result.best_estimator.predict(df).shape == (len(df),)
+    # The winner, refitted on every row, predicts as the winning candidate fitted again by
+    # hand on every row (with the same groups) does.
+    by_hand = fit(clone(result.best_estimator), df, df["label"].to_numpy(), df["group"].to_numpy())
+    refitted = result.best_estimator.predict(df)
+    assert refitted.shape == (len(df),)
+    assert (refitted == by_hand.predict(df)).all()
+    assert np.allclose(result.best_estimator.predict_proba(df), by_hand.predict_proba(df))
     assert result.robustness is None and not (report / "robustness.png").exists()
 
 

@@ -31,6 +31,12 @@ def with_exif_orientation(data: bytes, orientation: int) -> bytes:
 def test_exif_orientation_is_applied():
     rotated = decode_image(with_exif_orientation(jpeg_bytes(), 6))
     assert rotated.shape == (80, 40, 3)  # a phone photo taken upright loads upright
+    # Orientation 6 is turned 90 degrees clockwise: the red left half becomes the top half.
+    red = (rotated[..., 0] > 200) & (rotated[..., 2] < 60)
+    assert red[:36].all() and not red[44:].any()
+    # Orientation 8, counter-clockwise: the red half ends at the bottom.
+    red = decode_image(with_exif_orientation(jpeg_bytes(), 8))[..., 0] > 200
+    assert red[44:].all() and not red[:36].any()
 
 
 def test_bytes_after_the_jpeg_are_allowed_but_truncation_is_not():
