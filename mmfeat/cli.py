@@ -183,10 +183,21 @@ def cmd_score(args) -> int:
     return cli_score(args)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Gives an option's default once: not after a help text that already says it in words
+    ("default: the global cache"), and not for a flag or an option that is off unless given."""
+
+    def _get_help_string(self, action):
+        unset = action.default is None or action.default is False or action.default == []
+        if unset or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .registry import DEFAULT_BY_MODALITY, EXTRACTORS
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     parser = argparse.ArgumentParser(prog="mmfeat", description=DESCRIPTION, formatter_class=fmt)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)

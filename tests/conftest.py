@@ -56,6 +56,21 @@ def write_wav(path, wave, sr=SR, subtype=None):
     return str(path)
 
 
+def help_entries(text: str) -> dict:
+    """``{"--cv CV": "number of folds (default: 5)", ...}`` from an argparse ``--help`` text:
+    every positional argument and option with its help on one line ("" when it has none)."""
+    entries, name = {}, None
+    for line in text.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # an argument's first line
+            name, _, rest = line.strip().partition("  ")
+            entries[name] = rest.strip()
+        elif line.startswith("   ") and name is not None:  # its help, wrapped
+            entries[name] = f"{entries[name]} {line.strip()}".strip()
+        else:
+            name = None
+    return entries
+
+
 @pytest.fixture(scope="session")
 def image_paths(tmp_path_factory):
     """Six small PNG/JPEG files: three reddish, three bluish."""

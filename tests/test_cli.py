@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import help_entries
 
 from mmfeat.cache import FeatureCache
 from mmfeat.cli import main
@@ -169,3 +170,21 @@ def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "mmfeat.cli", "--version"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("mmfeat ")
+
+
+@pytest.mark.parametrize("command", ["demo", "compare", "extract", "cache", "score"])
+def test_every_option_has_help_that_gives_its_default_once(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    entries = help_entries(capsys.readouterr().out)
+    assert "--cv CV" in entries or "--dir DIR" in entries or "--id-col ID_COL" in entries
+    for name, text in entries.items():
+        assert text, f"{name} has no help"
+        assert text.count("default") <= 1, f"{name}: {text}"
+        assert "(default: None)" not in text and "(default: False)" not in text, f"{name}: {text}"
+
+
+def test_python_dash_m_mmfeat_runs_the_command():
+    result = subprocess.run([sys.executable, "-m", "mmfeat", "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("mmfeat "), result.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import help_entries
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
@@ -71,3 +72,10 @@ def test_late_fusion_script_holds_out_whole_groups(tmp_path):
     accuracy = float(out.split("held-out accuracy")[1].split()[0])
     assert accuracy > 0.4  # four classes: chance is 0.25
     assert "temperature" in out  # the product rule calibrates each modality
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in PIPELINES.glob("[a-z]*.py")))
+def test_every_argument_of_a_script_has_help(script):
+    entries = help_entries(run(script, "--help", timeout=120))
+    assert len(entries) > 2, entries
+    assert all(entries.values()), [name for name, text in entries.items() if not text]
