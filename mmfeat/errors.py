@@ -32,6 +32,22 @@ class ExtractionError(ValueError):
         return (type(self), (self.row, self.item, self.cause, self.extractor))
 
 
+class UntrustedTypesError(TypeError):
+    """A ``.skops`` model file holds types nobody trusted; ``types`` names them.
+
+    ``how`` is the way to trust them where the file was loaded: ``trusted=[...]`` from Python,
+    ``--trusted TYPE`` on the command line.
+    """
+
+    def __init__(self, path: str, types: list, how: str = "load_model(path, trusted=[...])"):
+        self.path, self.types, self.how = path, list(types), how
+        super().__init__(f"The model file {path} holds types that are not trusted: {self.types}. "
+                         f"If you know where the file comes from and expect these types, pass them: {how}.")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.types, self.how))
+
+
 class ExtractionWarning(UserWarning):
     """Some rows failed under ``on_error="nan"`` and were given NaN features."""
 

@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 
 from .atomic import atomic_write
+from .errors import UntrustedTypesError
 from .introspect import find_extractors, package_version
 
 __all__ = ["ModelVersionWarning", "find_extractors", "load_model", "save_model"]
@@ -137,11 +138,7 @@ def _load_skops(path, trusted):
     allowed = safe_model_types() | set(trusted or ())
     refused = sorted(set(untrusted) - allowed)
     if refused:
-        raise TypeError(
-            f"The model file {os.fspath(path)} holds types that are not trusted: {refused}. "
-            "If you know where the file comes from and expect these types, pass them: "
-            "load_model(path, trusted=[...])."
-        )
+        raise UntrustedTypesError(os.fspath(path), refused)
     return skops.io.loads(data, trusted=sorted(set(untrusted)))
 
 

@@ -181,6 +181,30 @@ def test_skops_refuses_untrusted_types_unless_named(fused, tmp_path):
     np.testing.assert_array_equal(loaded.predict(df), model.predict(df))
 
 
+def test_score_command_says_to_trust_a_type_with_its_option(fused, tmp_path, capsys):
+    """On the command line the way to trust a type is --trusted, not load_model(trusted=...)."""
+    pytest.importorskip("skops")
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mmfeat.cli import main
+    from mmfeat.fusion import make_early_fusion
+
+    df = fused[2]
+    model = make_early_fusion(image=("image", ColorHistogram(bins=(4, 2, 2))),
+                              estimator=LogisticRegression())
+    model.steps.insert(1, ("double", FunctionTransformer(_double)))
+    path = save_model(model.fit(df, df["label"]), tmp_path / "custom.skops")
+    df.to_csv(tmp_path / "manifest.csv", index=False)
+    name = f"{__name__}._double"
+    args = ["score", str(path), str(tmp_path / "manifest.csv"), str(tmp_path / "out"), "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"not trusted: ['{name}']" in err and f"pass them: --trusted {name}." in err
+    assert "load_model(" not in err
+    assert main([*args, "--trusted", name]) == 0
+    assert len(pd.read_parquet(tmp_path / "out")) == len(df)
+
+
 def test_a_file_that_is_not_a_model_gets_a_clear_error(tmp_path):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("id,image,text\n1,a.png,hello\n")

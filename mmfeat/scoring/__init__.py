@@ -18,6 +18,7 @@ import dataclasses
 import sys
 import time
 
+from ..errors import UntrustedTypesError
 from ._common import MODEL_COPY, ScoringError, _fmt_id
 from ._engines import run_dask, run_local, run_pool
 from ._job import Tracker, plan
@@ -177,6 +178,10 @@ def cli_score(args) -> int:
               dask=args.dask, overwrite=args.overwrite, progress=not getattr(args, "quiet", False),
               trusted=getattr(args, "trusted", None) or None)
     except ScoringError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UntrustedTypesError):  # say how to trust them here, not from Python
+            trust = " ".join(f"--trusted {name}" for name in cause.types)
+            exc = f"cannot load the model: {UntrustedTypesError(cause.path, cause.types, trust)}"
         print(f"mmfeat score: error: {exc}", file=sys.stderr)
         return 2
     return 0
