@@ -1,4 +1,4 @@
-# Two entry points: `make demo` and `make test`. Both build the virtual environment on first use.
+# Two entry points: `make demo` and `make test` (and `make docs`). Each builds the virtual environment on first use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[all]"
 	touch $@
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test docs bench clean
 install: $(VENV)/.installed
 
 demo: install
@@ -21,8 +21,12 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# The documentation, gallery examples run, every warning an error (all of them listed).
+docs: install
+	HF_HUB_OFFLINE=1 $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
 bench: install
 	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) reports data/demo
+	rm -rf $(VENV) reports data/demo docs/_build docs/generated docs/auto_examples

@@ -268,7 +268,7 @@ class Extractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out_), float32
+        ndarray of shape (n_samples, n_features_out), float32
             Rows that failed under ``on_error="nan"`` are all NaN.
         """
         check_is_fitted(self, "n_features_out_")

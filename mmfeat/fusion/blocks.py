@@ -186,7 +186,7 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out_)
+        ndarray of shape (n_samples, n_features_out)
         """
         check_is_fitted(self, "extractor_")
         features = as_feature_matrix(self.extractor_.transform(X))
