@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[all]"
 	touch $@
 
-.PHONY: install demo test docs bench clean
+.PHONY: install demo test docs lint bench clean
 install: $(VENV)/.installed
 
 demo: install
@@ -24,6 +24,10 @@ test: install
 # The documentation, gallery examples run, every warning an error (all of them listed).
 docs: install
 	HF_HUB_OFFLINE=1 $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# pyflakes, import order, line length 100 (settings in pyproject.toml's [tool.ruff]).
+lint: install
+	$(BIN)/ruff check mmfeat tests benchmarks pipelines docs
 
 bench: install
 	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(BIN)/python $$f || exit 1; done

@@ -35,7 +35,6 @@ from mmfeat.fusion import make_early_fusion  # noqa: E402
 from mmfeat.image import CNNEmbedder  # noqa: E402
 from mmfeat.text import SentenceEmbedder  # noqa: E402
 
-
 # What the extractors do in this process (the grid search runs serially): items that reached
 # feature code, and seconds spent inside extractors' fit and transform (lookups included).
 COMPUTED = [0]

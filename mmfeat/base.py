@@ -21,10 +21,10 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Set
-from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from numbers import Integral
+from typing import NamedTuple
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -33,10 +33,10 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from .cache import FeatureCache, resolve_cache
-from .keys import item_digest, make_key
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
+from .keys import item_digest, make_key
 from .models import check_device, resolve_device, shared_model
 
 # The model an extractor is computing with, per thread, for the length of one computation:

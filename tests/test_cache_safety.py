@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from mmfeat.cache import FeatureCache
-from mmfeat.keys import item_digest, make_key
 from mmfeat.errors import CacheError, CacheWarning, ItemError
+from mmfeat.keys import item_digest, make_key
 
 
 def _mode(path):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from mmfeat.cache import FeatureCache, resolve_cache
-from mmfeat.keys import item_digest, make_key
 from mmfeat.errors import CacheError, CacheWarning, ItemError
+from mmfeat.keys import item_digest, make_key
 
 
 def expected(key, dim=64):

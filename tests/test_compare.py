@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from counting import CountingText, count_lines
 from sklearn.base import clone
 
-from counting import CountingText, count_lines
 from mmfeat import compare, load_model
 from mmfeat.audio import MFCCStats
 from mmfeat.cache import FeatureCache

@@ -159,7 +159,7 @@ def test_bad_rows_raise_naming_the_row(case, bad_files):
         with pytest.raises(ExtractionError) as info:
             ext.transform([items[0], items[1], bad, items[2]])
         assert info.value.row == 2, str(info.value)
-        assert f"row 2" in str(info.value)
+        assert "row 2" in str(info.value)
         if isinstance(bad, str) and bad.strip():
             assert bad in str(info.value)
 

@@ -16,8 +16,13 @@ from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import (GridSearchCV, StratifiedKFold, cross_val_predict, cross_val_score,
-                                     train_test_split)
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    cross_val_predict,
+    cross_val_score,
+    train_test_split,
+)
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
@@ -28,7 +33,12 @@ from mmfeat import ExtractionError, ExtractionWarning
 from mmfeat.audio import MFCCStats
 from mmfeat.base import Extractor
 from mmfeat.datasets import demo_extractors, make_multimodal
-from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, ModalityBlock, make_early_fusion
+from mmfeat.fusion import (
+    LateFusionClassifier,
+    LateFusionRegressor,
+    ModalityBlock,
+    make_early_fusion,
+)
 from mmfeat.image import ColorHistogram
 from mmfeat.io import load_text
 

@@ -11,8 +11,14 @@ import pytest
 import sklearn
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import log_loss
-from sklearn.model_selection import (GridSearchCV, GroupKFold, LeaveOneGroupOut, StratifiedKFold,
-                                     cross_val_predict, cross_validate)
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    LeaveOneGroupOut,
+    StratifiedKFold,
+    cross_val_predict,
+    cross_validate,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC

@@ -22,7 +22,12 @@ import mmfeat
 from mmfeat import ExtractionWarning
 from mmfeat.audio import MFCCStats
 from mmfeat.datasets import make_multimodal
-from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, ModalityBlock, make_early_fusion
+from mmfeat.fusion import (
+    LateFusionClassifier,
+    LateFusionRegressor,
+    ModalityBlock,
+    make_early_fusion,
+)
 from mmfeat.image import ColorHistogram
 
 N_SAMPLES = 80

@@ -3,11 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from counting import CountingText, count_lines
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 
-from counting import CountingText, count_lines
 from mmfeat.audio import MFCCStats
 from mmfeat.cache import FeatureCache
 from mmfeat.datasets import make_multimodal

@@ -14,10 +14,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from mmfeat import config_context  # noqa: E402
+from mmfeat import (
+    config_context,  # noqa: E402
+    onnx_runtime,  # noqa: E402
+)
 from mmfeat.cache import FeatureCache  # noqa: E402
 from mmfeat.image import CNNEmbedder  # noqa: E402
-from mmfeat import onnx_runtime  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,14 @@ from threadpoolctl import threadpool_limits
 from mmfeat import ExtractionWarning
 from mmfeat.datasets import demo_extractors, make_multimodal
 from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, make_early_fusion
-from mmfeat.robustness import (DEFAULT_CORRUPTIONS, corrupt_audio, corrupt_image, corrupt_text,
-                               plot_robustness, robustness_report)
+from mmfeat.robustness import (
+    DEFAULT_CORRUPTIONS,
+    corrupt_audio,
+    corrupt_image,
+    corrupt_text,
+    plot_robustness,
+    robustness_report,
+)
 
 MODALITIES = ("image", "text", "audio")
 LEVELS = (0.25, 0.5, 0.75)

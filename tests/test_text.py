@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from mmfeat.models import clear_model_cache
 from mmfeat.errors import ExtractionError, ExtractionWarning
+from mmfeat.models import clear_model_cache
 from mmfeat.text import SentenceEmbedder
 from mmfeat.text.sentence import resolve_model
 

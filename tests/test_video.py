@@ -17,12 +17,6 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-
-from mmfeat import ExtractionError, ExtractionWarning
-from mmfeat.audio import MFCCStats
-from mmfeat.cache import FeatureCache
-from mmfeat.image import CNNEmbedder, ColorHistogram, ORBBagOfWords
-from mmfeat.video import MotionStats, PartialDecodeWarning, VideoAudio, VideoFrames
 from test_contract import (  # noqa: F401  the shared suite, run here on video extractors
     test_cache_hits_after_clone_and_pickle_and_misses_after_a_change,
     test_fit_transform_equals_fit_then_transform,
@@ -34,6 +28,11 @@ from test_contract import (  # noqa: F401  the shared suite, run here on video e
     test_pickle_is_small_and_gives_the_same_features,
 )
 
+from mmfeat import ExtractionError, ExtractionWarning
+from mmfeat.audio import MFCCStats
+from mmfeat.cache import FeatureCache
+from mmfeat.image import CNNEmbedder, ColorHistogram, ORBBagOfWords
+from mmfeat.video import MotionStats, PartialDecodeWarning, VideoAudio, VideoFrames
 
 SIZE, FPS, SR = 64, 15, 16_000
 BACKGROUNDS = [(200, 40, 40), (180, 60, 30), (220, 30, 70), (40, 50, 200), (30, 80, 180), (60, 40, 220)]
@@ -250,7 +249,11 @@ def test_clone_params_and_fingerprint(case):
     _, ext, _, items, _, _, (key, value) = case
     twin = clone(ext)
     assert not hasattr(twin, "n_features_out_")
-    flat = lambda e: {k: (v.get_params() if hasattr(v, "get_params") else v) for k, v in e.get_params().items()}
+
+    def flat(e):
+        return {k: (v.get_params() if hasattr(v, "get_params") else v)
+                for k, v in e.get_params().items()}
+
     assert flat(twin) == flat(ext)
     assert clone(ext).set_params(**{key: value}).fingerprint() != ext.fingerprint()
     runtime_only = clone(ext).set_params(batch_size=3, verbose=True).fit(items)

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..base import Extractor
-from ..validation import invalid_parameter
 from ..io import load_audio
+from ..validation import invalid_parameter
 from .stats import check_stats
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")

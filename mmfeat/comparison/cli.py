@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def _modalities(args) -> dict:
     from ..registry import DEFAULT_BY_MODALITY, make_extractor
 

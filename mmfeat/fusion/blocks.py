@@ -12,8 +12,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
-from sklearn.utils.validation import (FLOAT_DTYPES, _check_feature_names_in, check_array,
-                                      check_is_fitted)
+from sklearn.utils.validation import (
+    FLOAT_DTYPES,
+    _check_feature_names_in,
+    check_array,
+    check_is_fitted,
+)
 
 
 def as_feature_matrix(features, *, accept_sparse=False):

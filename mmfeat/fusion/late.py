@@ -24,19 +24,52 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, compute_sample_weight
 from sklearn.utils._param_validation import HasMethods, Options, StrOptions
-from sklearn.utils.metadata_routing import (UNUSED, MetadataRouter, MethodMapping,
-                                            _raise_for_params, _routing_enabled, process_routing)
+from sklearn.utils.metadata_routing import (
+    UNUSED,
+    MetadataRouter,
+    MethodMapping,
+    _raise_for_params,
+    _routing_enabled,
+    process_routing,
+)
 from sklearn.utils.metaestimators import _BaseComposition, available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import (_check_sample_weight, check_array, check_is_fitted,
-                                      column_or_1d, validate_data)
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
-from .calibration import (CALIBRATION_METHODS, apply_calibration, calibration_scores,
-                          cross_fitted_scores, fit_calibration)
-from .modality_fit import (_as_numbers, _as_table, _available, _class_columns, _confidence,
-                           _default_classifiers, _default_regressors, _describe, _extract,
-                           _fit_modalities, _log_odds, _names, _select, _show_columns, _splits,
-                           _tuned_logistic, _tuned_ridge, _weight_params, _weighted)
+from .calibration import (
+    CALIBRATION_METHODS,
+    apply_calibration,
+    calibration_scores,
+    cross_fitted_scores,
+    fit_calibration,
+)
+from .modality_fit import (
+    _as_numbers,
+    _as_table,
+    _available,
+    _class_columns,
+    _confidence,
+    _default_classifiers,
+    _default_regressors,
+    _describe,
+    _extract,
+    _fit_modalities,
+    _log_odds,
+    _names,
+    _select,
+    _show_columns,
+    _splits,
+    _tuned_logistic,
+    _tuned_ridge,
+    _weight_params,
+    _weighted,
+)
 from .specs import parse_modality
 
 try:  # scikit-learn >= 1.7

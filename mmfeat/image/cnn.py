@@ -17,10 +17,10 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import onnx_runtime
 from ..base import Extractor
+from ..io import DEFAULT_MAX_PIXELS, load_image
 from ..models import resolve_device
 from ..optional import import_optional, require
 from ..validation import invalid_parameter
-from ..io import DEFAULT_MAX_PIXELS, load_image
 
 #: Named models: (package shipping the ImageNet weights, its class, native input side in pixels).
 NAMED_MODELS = {

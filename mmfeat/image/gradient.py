@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..base import Extractor
-from ..validation import check_int_tuple
 from ..io import DEFAULT_MAX_PIXELS, load_image
+from ..validation import check_int_tuple
 
 
 class GradientHistogram(Extractor):

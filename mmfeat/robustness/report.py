@@ -21,8 +21,14 @@ from ..base import Extractor
 from ..errors import ItemError
 from ..io import is_missing
 from ..video._base import VideoExtractor
-from .corrupt import (IMAGE_CORRUPTIONS, check_fraction, check_snr, corrupt_audio, corrupt_image,
-                      corrupt_text)
+from .corrupt import (
+    IMAGE_CORRUPTIONS,
+    check_fraction,
+    check_snr,
+    corrupt_audio,
+    corrupt_image,
+    corrupt_text,
+)
 
 KINDS = ("image", "audio", "text")
 

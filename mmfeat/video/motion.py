@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..audio.stats import check_stats, stat_names, summarise
-from ..validation import invalid_parameter
 from ..errors import ItemError
+from ..validation import invalid_parameter
 from ._base import VideoExtractor
 from ._decode import VideoReader, check_video_path, no_frames_error, warn_partial
 
