@@ -191,7 +191,7 @@ def odd_clips(clips):
     (d / "cut.avi").write_bytes(data[: len(data) // 2])
     files["cut_avi"] = str(d / "cut.avi")
     corrupt = bytearray(data)
-    start, end = _avi_frames(data)[15]
+    start, end = _avi_frames(data)[16]  # one of the 8 frames VideoFrames(n_frames=8) samples
     corrupt[start:end] = bytes(end - start)
     (d / "corrupt_frame.avi").write_bytes(bytes(corrupt))
     files["corrupt_frame"] = str(d / "corrupt_frame.avi")

@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 
 from ..errors import ItemError
-from ..io import _open_regular, file_error
+from ..io import DEFAULT_MAX_PIXELS, _open_regular, file_error
+from ..optional import import_optional
 
 #: Forward gaps up to this many frames are skipped by grabbing (no colour conversion) rather
 #: than seeking: a seek decodes from the previous keyframe, which can be further back.
@@ -60,6 +61,10 @@ def check_video_path(item) -> str:
     for signature, kind in _STILL_IMAGES.items():
         if head.startswith(signature):
             raise ItemError(f"a still image ({kind}), not a video")
+    for signature, kind in _PLAYLISTS.items():
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(signature):
+            raise ItemError(f"{kind}, not a media file: a video row is a local video file, "
+                            "never a list of other files or URLs")
     return path
 
 
@@ -92,32 +97,62 @@ def _mp4_problem(path: str):
     return None
 
 
-def _why_unreadable(path: str) -> str:
-    """The clearest cause we can give for a file OpenCV could not open as a video."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if head[4:8] == b"ftyp":
-        problem = _mp4_problem(path)
-        if problem:
-            return problem
+#: The containers a video row may be in: media formats FFmpeg reads from the one local file it
+#: is given. Playlists (HLS, DASH), concat lists, image sequences, SDP/RTSP sessions and devices
+#: are not on it: opening those opens other files or URLs, or waits on a network.
+_FORMATS = ",".join([
+    "mov", "matroska", "avi", "flv", "mpegts", "mpeg", "mpegvideo", "asf", "ogg", "ivf", "nut",
+    "h264", "hevc", "m4v", "mjpeg", "gif", "yuv4mpegpipe", "dv", "obu", "mxf",
+    "wav", "w64", "aiff", "caf", "mp3", "flac", "aac",  # sound-only files: VideoAudio reads them
+])
+
+#: Signatures of files that name other media rather than hold it.
+_PLAYLISTS = {
+    b"#EXTM3U": "an HLS playlist (.m3u8)",
+    b"ffconcat": "an FFmpeg concat list",
+    b"<?xml": "an XML file (a DASH manifest?)",
+    b"<MPD": "a DASH manifest",
+    b"v=0": "an SDP session description",
+}
+
+
+def _options(max_pixels) -> dict:
+    """What every open passes to FFmpeg: the local-file protocol and the formats above only,
+    and, for the frames ``avformat_find_stream_info`` decodes to probe a stream, the pixel bound."""
+    options = {"protocol_whitelist": "file", "format_whitelist": _FORMATS}
+    if max_pixels is not None:
+        options["max_pixels"] = str(int(max_pixels))
+    return options
+
+
+def _ffmpeg_cause(exc) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def open_media(path: str, *, max_pixels=DEFAULT_MAX_PIXELS):
+    """Open a local media file with PyAV under :func:`_options`; the row's error if it cannot be."""
+    av = import_optional("av", who="reading videos", extra="video")
     try:
-        import av
-    except ImportError:
-        return "not a readable video (corrupt, truncated, or not a format FFmpeg reads)"
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                kinds = sorted({s.type for s in container.streams})
-                holds = f" (it holds only {', '.join(kinds)})" if kinds else ""
-                return f"no video stream{holds}"
-            codec = container.streams.video[0].codec_context.name
-            return f"a video stream that cannot be decoded here (codec {codec})"
+        # "file:" so that FFmpeg never reads a name as another protocol ("concat:a|b", "pipe:0")
+        return av.open("file:" + os.path.abspath(path), options=_options(max_pixels))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        return f"not a readable video ({getattr(exc, 'strerror', None) or exc})"
+        with open(path, "rb") as f:
+            head = f.read(12)
+        problem = _mp4_problem(path) if head[4:8] == b"ftyp" else None
+        raise ItemError(problem or f"not a readable video ({_ffmpeg_cause(exc)})") from None
+
+
+def _too_large(width: int, height: int, max_pixels) -> ItemError:
+    return ItemError(f"video frames of {width}x{height} pixels exceed max_pixels={max_pixels} "
+                     "(possible decompression bomb)")
 
 
 class VideoReader:
-    """Frames of one video file by index, read with OpenCV, seeking over long gaps.
+    """Frames of one video file by index, decoded with PyAV, seeking over long gaps.
+
+    No frame larger than ``max_pixels`` is ever allocated: a stream whose header gives larger
+    frames is refused before anything is decoded, and the decoder itself is bounded (FFmpeg's
+    ``max_pixels``), since a header can lie and a stream can change size midway.
 
     Parameters
     ----------
@@ -126,79 +161,186 @@ class VideoReader:
         Only frames in the first ``max_duration`` seconds are used.
     max_frames : int or None
         Only the first ``max_frames`` frames are used.
+    max_pixels : int or None
+        Frames with more pixels than this are refused (the row's error).
 
     Attributes
     ----------
     seekable : bool
-        False for a stream without a frame count (an index), which is read by grabbing only.
+        False for a stream without a frame count (an index), which is read forward only.
     fps : float
-        Average frame rate from the container (25 when it gives none).
+        Frame rate from the container (25 when it gives none).
     n_frames : int
         Frames usable under the bounds: the container's count, or, when it has none, frames
-        counted by grabbing up to the bounds.
+        counted by decoding up to the bounds.
     """
 
-    def __init__(self, path: str, *, max_duration=None, max_frames=None):
-        import cv2
+    def __init__(self, path: str, *, max_duration=None, max_frames=None,
+                 max_pixels=DEFAULT_MAX_PIXELS):
+        self.path, self.max_pixels = path, max_pixels
+        self.container = open_media(path, max_pixels=max_pixels)
+        try:
+            self._start(max_duration, max_frames)
+        except BaseException:
+            self.container.close()
+            raise
 
-        self.path = path
-        self.cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-        if not self.cap.isOpened():
-            self.cap.release()
-            raise ItemError(_why_unreadable(path))
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
+    def _start(self, max_duration, max_frames):
+        container = self.container
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams})
+            holds = f" (it holds only {', '.join(kinds)})" if kinds else ""
+            raise ItemError(f"no video stream{holds}")
+        self.stream = stream = container.streams.video[0]
+        context = stream.codec_context
+        if context is None:
+            codec = stream.codec_tag or "unknown"
+            raise ItemError(f"a video stream that cannot be decoded here (codec {codec})")
+        self._check_size(context.width, context.height)  # the header: before the first decode
+        if self.max_pixels is not None:
+            context.options = {**context.options, "max_pixels": str(int(self.max_pixels))}
+        rate = stream.guessed_rate or stream.average_rate
+        fps = float(rate) if rate else 0.0
         self.fps = fps if math.isfinite(fps) and 0 < fps < 10_000 else 25.0
+        self._time_base = float(stream.time_base) if stream.time_base else 1.0 / self.fps
+        self._origin = stream.start_time or 0
         limit = math.inf
         if max_duration is not None:
             limit = max(1, math.ceil(max_duration * self.fps))
         if max_frames is not None:
             limit = min(limit, max_frames)
-        count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        count = stream.frames
+        if not count:  # as OpenCV counts: from the duration, when the container gives one
+            if container.duration:
+                seconds = container.duration / 1_000_000
+            else:
+                seconds = (stream.duration or 0) * self._time_base
+            count = math.floor(seconds * self.fps + 0.5)
         # A stream without an index (a raw H.264 file ...) has no usable count and does not
-        # seek: its frames are counted by grabbing (no conversion) within the bounds, and then
-        # read from a fresh start by grabbing only.
-        self.seekable = math.isfinite(count) and count >= 1
+        # seek: its frames are counted by decoding within the bounds, then read from a fresh start.
+        self.seekable = count >= 1
         if self.seekable:
             self.n_frames = int(min(count, limit))
         else:
             n = 0
-            while n < limit and self.cap.grab():
+            for _ in self._decoded():
                 n += 1
+                if n >= limit:
+                    break
             self.n_frames = n
-            self.cap.release()
-            self.cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-        self._next = 0  # index of the frame the next read returns; None when unknown
+            self.container.close()
+            self.container = open_media(self.path, max_pixels=self.max_pixels)
+            self.stream = self.container.streams.video[0]
+            if self.max_pixels is not None:
+                self.stream.codec_context.options = {"max_pixels": str(int(self.max_pixels))}
+        self._frames = None    # the decoding generator: (index, frame) from the current position
+        self._pending = None   # a frame decoded past the index asked for, kept for a later one
+        self._next = 0         # index of the next frame the generator gives
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.cap.release()
+        self.container.close()
 
-    def read(self, indices) -> dict:
-        """RGB ``uint8`` frames by index, for the indices that decode.
+    def _check_size(self, width, height):
+        if self.max_pixels is not None and (width or 0) * (height or 0) > self.max_pixels:
+            raise _too_large(width, height, self.max_pixels)
 
-        Short forward gaps are grabbed through, longer ones and backward steps are sought.
-        A frame that does not decode is left out (a corrupt frame, or a file that ends before
-        its header says it does), and reading goes on with the next index.
+    def _decoded(self):
+        """(index, frame) of each frame from the current position to the end of the stream.
+
+        A packet that does not decode (a corrupt frame) is skipped; a read error ends the stream
+        (a file cut short): the frames before it are what there is. A frame the decoder refused
+        for its size is the row's error.
         """
-        import cv2
+        import av
 
+        packets = self.container.demux(self.stream)
+        count = None
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.FFmpegError, OSError):
+                return
+            try:
+                frames = packet.decode()
+            except av.ArgumentError:
+                # FFmpeg's max_pixels refusal is EINVAL (corrupt data is AVERROR_INVALIDDATA)
+                refusal = self._refusal(packet) if self.max_pixels is not None else None
+                if refusal is not None:
+                    raise refusal from None
+                continue
+            except av.FFmpegError:
+                continue
+            for frame in frames:
+                self._check_size(frame.width, frame.height)
+                if frame.pts is not None:
+                    count = round((frame.pts - self._origin) * self._time_base * self.fps)
+                else:
+                    count = 0 if count is None else count + 1
+                yield count, frame
+
+    def _refusal(self, packet):
+        """The error of a frame the decoder would not allocate (FFmpeg says only "invalid
+        argument"), with its size when the packet is an image (PNG, JPEG ... frames) whose
+        header gives it; None when that header shows a frame within the bound (a corrupt one)."""
+        from ..io import image_size
+
+        try:
+            width, height = image_size(bytes(packet))
+        except ItemError:
+            return ItemError(f"a video frame exceeds max_pixels={self.max_pixels} "
+                             "(possible decompression bomb)")
+        if width * height <= self.max_pixels:
+            return None
+        return _too_large(width, height, self.max_pixels)
+
+    def _seek(self, index: int):
+        offset = self._origin + int(index / self.fps / self._time_base)
+        try:
+            self.container.seek(offset, stream=self.stream)
+        except Exception:  # noqa: BLE001 - a container that cannot seek is read from where it is
+            pass
+        self._frames, self._pending, self._next = self._decoded(), None, index
+
+    def read(self, indices, convert=None) -> dict:
+        """Frames by index, for the indices that decode: RGB ``uint8`` arrays, or what
+        ``convert`` makes of each as soon as it is decoded (a frame shrunk as it is read never
+        holds more than one full-size frame in memory).
+
+        Short forward gaps are decoded through, longer ones and backward steps are sought. A
+        frame that does not decode is left out (a corrupt frame, or a file that ends before its
+        header says it does), and reading goes on with the next index.
+        """
         frames = {}
         for index in sorted(set(int(i) for i in indices)):
-            if self._next is None and not self.seekable:
-                break  # a frame failed in a stream that cannot seek: the rest is out of reach
-            if self._next is None or (self.seekable and index - self._next > _SEEK_GAP):
-                self.cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-                self._next = index
-            while self._next < index and self.cap.grab():
-                self._next += 1
-            ok, frame = self.cap.read() if self._next == index else (False, None)
-            if not ok or frame is None:
-                self._next = None
-                continue
-            self._next = index + 1
-            frames[index] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            if self._frames is None:
+                if self.seekable and index > _SEEK_GAP:
+                    self._seek(index)
+                else:
+                    self._frames = self._decoded()
+            elif self.seekable and (index < self._next or index - self._next > _SEEK_GAP):
+                self._seek(index)
+            while True:
+                item = self._pending or next(self._frames, None)
+                self._pending = None
+                if item is None:  # the end of the stream
+                    self._next = math.inf
+                    break
+                at, frame = item
+                if at < index:
+                    self._next = at + 1
+                    continue
+                if at > index:  # this index did not decode; the frame may be a later one's
+                    self._pending, self._next = item, at
+                    break
+                rgb = frame.to_ndarray(format="rgb24")
+                frames[index] = rgb if convert is None else convert(rgb)
+                self._next = at + 1
+                break
         return frames
 
 
@@ -240,13 +382,7 @@ def read_sound(path: str, *, sr: int, max_duration=None) -> np.ndarray:
     """
     import av
 
-    try:
-        container = av.open(path)
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        with open(path, "rb") as f:
-            head = f.read(12)
-        problem = _mp4_problem(path) if head[4:8] == b"ftyp" else None
-        raise ItemError(problem or f"not a readable video ({getattr(exc, 'strerror', None) or exc})") from None
+    container = open_media(path)
     with container:
         if not container.streams.audio:
             raise ItemError("no sound track")

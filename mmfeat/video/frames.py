@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..audio.stats import check_stats, stat_names, summarise
+from ..io import DEFAULT_MAX_PIXELS
 from ._base import WrapsExtractor
 from ._decode import VideoReader, check_video_path, no_frames_error, sample_indices, warn_partial
 
@@ -38,6 +39,11 @@ class VideoFrames(WrapsExtractor):
         so even without a bound a long file is never decoded whole.
     max_frames : int or None, default=None
         Only the first ``max_frames`` frames are sampled.
+    max_pixels : int or None, default=89_478_485
+        A video whose frames have more pixels than this is refused before a frame is decoded
+        (its header is read first, and the decoder will not allocate a larger frame: a header
+        can lie, and a stream can change size midway). None: no limit. The wrapped
+        extractor's own ``max_pixels`` then applies to each decoded frame.
     batch_size : int, default=8
         Videos per batch.
     n_jobs : int or None, default=None
@@ -89,14 +95,15 @@ class VideoFrames(WrapsExtractor):
     }
 
     def __init__(self, extractor=None, *, n_frames=8, sampling="uniform", stats=("mean", "std"),
-                 max_duration=None, max_frames=None, batch_size=8, n_jobs=None, cache=None,
-                 on_error="raise", verbose=False):
+                 max_duration=None, max_frames=None, max_pixels=DEFAULT_MAX_PIXELS, batch_size=8,
+                 n_jobs=None, cache=None, on_error="raise", verbose=False):
         self.extractor = extractor
         self.n_frames = n_frames
         self.sampling = sampling
         self.stats = stats
         self.max_duration = max_duration
         self.max_frames = max_frames
+        self.max_pixels = max_pixels
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.cache = cache
@@ -124,18 +131,20 @@ class VideoFrames(WrapsExtractor):
 
         self._fit_inner(training_frames)
 
-    def _read_frames(self, item) -> list:
+    def _read_frames(self, item, convert=None) -> list:
         path = check_video_path(item)
-        with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames) as video:
+        with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames,
+                         max_pixels=self.max_pixels) as video:
             wanted = sample_indices(video.n_frames, video.fps, self.n_frames, self.sampling)
-            frames = video.read(wanted)
+            frames = video.read(wanted, convert)
         if not frames:
             raise no_frames_error(video.n_frames)
         warn_partial(path, len(frames), len(wanted))
         return [frames[i] for i in sorted(frames)]
 
     def _load_item(self, item):
-        return [self.extractor_._load_item(frame) for frame in self._read_frames(item)]
+        # each frame becomes what the image extractor keeps (shrunk) as soon as it is decoded
+        return self._read_frames(item, self.extractor_._load_item)
 
     def _features(self, loaded):
         counts = [len(frames) for frames in loaded]

@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..audio.stats import check_stats, stat_names, summarise
 from ..errors import ItemError
+from ..io import DEFAULT_MAX_PIXELS
 from ..validation import invalid_parameter
 from ._base import VideoExtractor
 from ._decode import VideoReader, check_video_path, no_frames_error, warn_partial
@@ -56,6 +57,10 @@ class MotionStats(VideoExtractor):
         long file is never decoded whole.
     max_frames : int or None, default=None
         Only the first ``max_frames`` frames are used.
+    max_pixels : int or None, default=89_478_485
+        A video whose frames have more pixels than this is refused before a frame is decoded
+        (its header is read first, and the decoder will not allocate a larger frame). None: no
+        limit. Frames are shrunk to ``size`` as each is decoded.
     batch_size : int, default=16
         Videos per batch.
     n_jobs : int or None, default=None
@@ -95,8 +100,9 @@ class MotionStats(VideoExtractor):
 
     def __init__(self, n_pairs=16, *, step=1, size=96, method="farneback",
                  speed_edges=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0), orientation_bins=8,
-                 stats=("mean", "std", "max"), max_duration=None, max_frames=None, batch_size=16,
-                 n_jobs=None, cache=None, on_error="raise", verbose=False):
+                 stats=("mean", "std", "max"), max_duration=None, max_frames=None,
+                 max_pixels=DEFAULT_MAX_PIXELS, batch_size=16, n_jobs=None, cache=None, on_error="raise",
+                 verbose=False):
         self.n_pairs = n_pairs
         self.step = step
         self.size = size
@@ -106,6 +112,7 @@ class MotionStats(VideoExtractor):
         self.stats = stats
         self.max_duration = max_duration
         self.max_frames = max_frames
+        self.max_pixels = max_pixels
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.cache = cache
@@ -126,19 +133,21 @@ class MotionStats(VideoExtractor):
         import cv2
 
         path = check_video_path(item)
-        with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames) as video:
+        with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames,
+                         max_pixels=self.max_pixels) as video:
             n_starts = video.n_frames - self.step
             if n_starts <= 0:
                 raise no_frames_error(0) if video.n_frames == 0 else _too_short(video.n_frames, self.step)
             starts = sorted({int((k + 0.5) * n_starts / self.n_pairs) for k in range(self.n_pairs)})
-            frames = video.read(starts + [s + self.step for s in starts])
+            # each frame is shrunk to grey as soon as it is decoded: at most one full frame at a time
+            small = video.read(starts + [s + self.step for s in starts],
+                               lambda rgb: self._resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)))
             fps = video.fps
-        if not frames:
+        if not small:
             raise no_frames_error(video.n_frames)
-        small = {i: self._resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)) for i, f in frames.items()}
         pairs = [(small[s], small[s + self.step]) for s in starts if s in small and s + self.step in small]
         if not pairs:
-            raise _too_short(len(frames), self.step, decodable=True)
+            raise _too_short(len(small), self.step, decodable=True)
         warn_partial(path, len(pairs), len(starts), "frame pairs")
         # flow in pixels -> frame sides per second
         scale = fps / self.step / max(pairs[0][0].shape)
