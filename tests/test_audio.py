@@ -65,6 +65,61 @@ def test_statistics_match_numpy_on_librosa_mfccs(audio_paths):
     assert np.all(np.diff(per_coefficient[:, 2:], axis=1) >= 0)  # min <= p10 <= median <= p90 <= max
 
 
+def _clips_of_many_lengths():
+    """Noisy tones of lengths from one window to three seconds, the 8- and 9-frame edges of
+    the delta fit, and silence (every value on the 80 dB floor)."""
+    rng = np.random.default_rng(0)
+    lengths = [512, 700, 160 * 8, 160 * 9, 8000, 16000, 23456, 48000]
+    waves = [(0.4 * np.sin(2 * np.pi * rng.uniform(100, 4000) * np.arange(n) / SR)
+              + 0.05 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+    return waves + [np.zeros(SR, np.float32)]
+
+
+def _librosa_mfcc(wave, deltas):
+    import librosa
+
+    mfcc = librosa.feature.mfcc(y=wave, sr=SR, n_mfcc=20, n_fft=512, hop_length=160, n_mels=40)
+    mode = "interp" if mfcc.shape[1] >= 9 else "nearest"
+    frames = np.concatenate([mfcc] + [librosa.feature.delta(mfcc, order=o, mode=mode)
+                                      for o in range(1, deltas + 1)])
+    return np.stack([frames.mean(1), frames.std(1)], axis=1).ravel()
+
+
+def _librosa_spectral(wave):
+    from librosa import feature, stft
+
+    S = np.abs(stft(wave, n_fft=512, hop_length=160))
+    rows = [feature.spectral_centroid(S=S, sr=SR, n_fft=512),
+            feature.spectral_bandwidth(S=S, sr=SR, n_fft=512),
+            feature.spectral_rolloff(S=S, sr=SR, n_fft=512),
+            feature.zero_crossing_rate(wave, frame_length=512, hop_length=160),
+            feature.rms(S=S, frame_length=512),
+            feature.spectral_contrast(S=S, sr=SR, n_fft=512, fmin=200.0, n_bands=6),
+            feature.chroma_stft(S=S**2, sr=SR, n_fft=512, tuning=0.0),
+            feature.spectral_flatness(S=S)]
+    frames = np.concatenate(rows).astype(np.float64)
+    return np.stack([frames.mean(1), frames.std(1)], axis=1).ravel()
+
+
+@pytest.mark.parametrize("extractor, reference", [
+    (MFCCStats(deltas=2, cache=False), lambda w: _librosa_mfcc(w, deltas=2)),
+    (SpectralStats(cache=False), _librosa_spectral),
+], ids=["mfcc", "spectral"])
+def test_batched_features_are_librosas_clip_by_clip(extractor, reference, monkeypatch):
+    """The batched STFT, filterbanks, DCT, deltas and per-clip dB floors give librosa's numbers:
+    measured, the largest difference is 1.4e-5 of each column's scale (float32 rounding)."""
+    from mmfeat.audio import _frames
+
+    waves = _clips_of_many_lengths()
+    expected = np.stack([reference(w) for w in waves])
+    scale = np.abs(expected).max(axis=0) + 1e-6
+    one_batch = extractor.fit_transform([(w, SR) for w in waves])
+    assert (np.abs(one_batch - expected) / scale).max() < 1e-4
+    monkeypatch.setattr(_frames, "MAX_FRAMES", 150)  # runs of a clip or two: same numbers
+    runs = extractor.transform([(w, SR) for w in waves])
+    assert (np.abs(runs - expected) / scale).max() < 1e-4
+
+
 def test_path_and_waveform_tuple_give_the_same_features(audio_paths):
     wave, rate = sf.read(audio_paths[3], dtype="float32")
     mfcc = MFCCStats(cache=False).fit(audio_paths)
@@ -183,12 +238,12 @@ def test_blas_runs_one_thread_inside_and_is_restored_after(audio_paths):
     seen = []
 
     class Probe(MFCCStats):
-        def _clip_features(self, wave):
+        def _batch_features(self, waves):
             seen.append(max(blas_threads()))
-            return super()._clip_features(wave)
+            return super()._batch_features(waves)
 
     before = blas_threads()
-    Probe(cache=False).fit([]).transform(audio_paths[:2])
+    Probe(cache=False, batch_size=1).fit([]).transform(audio_paths[:2])
     assert seen == [1, 1] and blas_threads() == before
 
 

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval
 from ..base import Extractor
 from ..io import load_audio
 from ..validation import invalid_parameter
+from ._frames import chunks
 from .stats import check_stats
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")
@@ -34,7 +35,7 @@ class AudioExtractor(Extractor):
     (``n_fft`` samples) are zero-padded to it so that they still give features.
 
     Subclasses define the parameters ``sr``, ``stats``, ``n_fft``, ``hop_length``, ``offset``,
-    ``duration`` and ``max_duration``, and ``_clip_features(wave)`` -> 1-D vector.
+    ``duration`` and ``max_duration``, and ``_batch_features(waves)`` -> one 1-D vector per clip.
     """
 
     modality = "audio"
@@ -72,13 +73,17 @@ class AudioExtractor(Extractor):
         return wave
 
     def _features(self, loaded):
-        # The matrix products here are tiny (a mel or chroma filterbank times one clip's
-        # frames): BLAS threads only add synchronisation, which costs 4x on a busy machine.
-        # Parallelism belongs across clips (n_jobs), where joblib also gives each worker 1 thread.
+        # The matrix products here are small (a filterbank times a batch's frames): BLAS
+        # threads only add synchronisation, which costs 4x on a busy machine. Parallelism
+        # belongs across clips (n_jobs), where joblib also gives each worker 1 thread.
         # (Threads of one process extracting at once may restore each other's limit out of
         # order and leave BLAS at 1 thread: slower numpy elsewhere, never wrong numbers.)
         with _blas_controller().limit(limits=1, user_api="blas"):
-            return np.stack([self._clip_features(wave) for wave in loaded])
+            rows = []
+            for run in chunks(loaded, self.hop_length):
+                rows += self._batch_features(loaded[run])
+            return np.stack(rows)
 
-    def _clip_features(self, wave: np.ndarray) -> np.ndarray:
+    def _batch_features(self, waves: list) -> list:
+        """One 1-D feature vector per clip of ``waves`` (their frames fit in memory at once)."""
         raise NotImplementedError

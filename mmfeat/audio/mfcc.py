@@ -8,17 +8,9 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..validation import invalid_parameter
+from . import _frames
 from ._base import AudioExtractor
 from .stats import check_stats, stat_names, summarise
-
-
-def _delta(mfcc: np.ndarray, order: int) -> np.ndarray:
-    import librosa
-
-    # librosa's default 9-frame "interp" fit needs at least 9 frames; shorter clips (a few
-    # frames once padded to one window) fall back to edge padding instead of failing.
-    mode = "interp" if mfcc.shape[1] >= 9 else "nearest"
-    return librosa.feature.delta(mfcc, order=order, width=9, mode=mode)
 
 
 class MFCCStats(AudioExtractor):
@@ -119,13 +111,16 @@ class MFCCStats(AudioExtractor):
         if self.n_mfcc > self.n_mels:
             raise invalid_parameter(self, "n_mfcc", f"at most n_mels={self.n_mels}", self.n_mfcc)
 
-    def _clip_features(self, wave):
-        import librosa
-
-        mfcc = librosa.feature.mfcc(y=wave, sr=self.sr, n_mfcc=self.n_mfcc, n_fft=self.n_fft,
-                                    hop_length=self.hop_length, n_mels=self.n_mels)
-        blocks = [mfcc] + [_delta(mfcc, order) for order in range(1, self.deltas + 1)]
-        return summarise(np.concatenate(blocks), check_stats(self.stats))
+    def _batch_features(self, waves):
+        mel = _frames.mel_filterbank(self.sr, self.n_fft, self.n_mels)
+        power = _frames.magnitude(waves, self.n_fft, self.hop_length) ** 2
+        edges = _frames.bounds(waves, self.hop_length)
+        log_mel = _frames.power_to_db(mel @ power, edges)
+        mfcc = _frames.dct_matrix(self.n_mfcc, self.n_mels) @ log_mel
+        blocks = np.concatenate([mfcc] + [_frames.deltas(mfcc, edges, order)
+                                          for order in range(1, self.deltas + 1)])
+        stats = check_stats(self.stats)
+        return [summarise(clip, stats) for clip in _frames.per_clip(blocks, edges)]
 
     def _feature_suffixes(self):
         coefficients = [f"{i:02d}" for i in range(self.n_mfcc)]

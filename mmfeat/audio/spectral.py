@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
 from ..validation import invalid_parameter
+from . import _frames
 from ._base import AudioExtractor
 from .stats import check_stats, stat_names, summarise
 
@@ -24,8 +25,8 @@ def _contrast_bands(sr: int) -> int:
 class SpectralStats(AudioExtractor):
     """Spectral features of each clip, summarised over time.
 
-    The short-time Fourier transform is computed once per clip and every spectral feature is
-    derived from it.
+    The short-time Fourier transform is computed once for a batch of clips and every
+    spectral feature is derived from it.
 
     Parameters
     ----------
@@ -114,34 +115,37 @@ class SpectralStats(AudioExtractor):
     def _feature_list(self) -> tuple:
         return (self.features,) if isinstance(self.features, str) else tuple(self.features)
 
-    def _clip_features(self, wave):
-        import librosa
-
+    def _batch_features(self, waves):
         stats = check_stats(self.stats)
-        magnitude = np.abs(librosa.stft(wave, n_fft=self.n_fft, hop_length=self.hop_length))
-        return np.concatenate([summarise(self._frames(name, wave, magnitude), stats)
-                               for name in self._feature_list()])
+        magnitude = _frames.magnitude(waves, self.n_fft, self.hop_length)
+        edges = _frames.bounds(waves, self.hop_length)
+        # each feature of all clips' frames at once (_frames says how each matches librosa)
+        computed = {}
+        blocks = np.concatenate([self._frames(name, waves, magnitude, edges, computed)
+                                 for name in self._feature_list()])
+        return [summarise(clip, stats) for clip in _frames.per_clip(blocks, edges)]
 
-    def _frames(self, name: str, wave: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-        """Frame-wise values of one feature, shape (rows, n_frames)."""
+    def _frames(self, name, waves, magnitude, edges, computed) -> np.ndarray:
+        """Frame-wise values of one feature, shape (rows, total_frames)."""
         from librosa import feature
 
         sr, n_fft = self.sr, self.n_fft
-        if name == "centroid":
-            return feature.spectral_centroid(S=magnitude, sr=sr, n_fft=n_fft)
-        if name == "bandwidth":
-            return feature.spectral_bandwidth(S=magnitude, sr=sr, n_fft=n_fft)
+        if name in ("centroid", "bandwidth"):
+            if "centroid" not in computed:
+                computed["centroid"], computed["bandwidth"] = _frames.centroid_and_bandwidth(
+                    magnitude, sr=sr, n_fft=n_fft)
+            return computed[name]
         if name == "rolloff":
-            return feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=n_fft)
+            return _frames.rolloff(magnitude, sr=sr, n_fft=n_fft)
         if name == "zcr":
-            return feature.zero_crossing_rate(wave, frame_length=n_fft, hop_length=self.hop_length)
+            return _frames.zero_crossing_rate(waves, n_fft, self.hop_length)
         if name == "rms":
             return feature.rms(S=magnitude, frame_length=n_fft)
         if name == "contrast":
-            return feature.spectral_contrast(S=magnitude, sr=sr, n_fft=n_fft, fmin=_CONTRAST_FMIN,
+            return _frames.spectral_contrast(magnitude, edges, sr=sr, n_fft=n_fft, fmin=_CONTRAST_FMIN,
                                              n_bands=_contrast_bands(sr))
         if name == "chroma":
-            return feature.chroma_stft(S=magnitude**2, sr=sr, n_fft=n_fft, tuning=0.0)
+            return _frames.chroma(magnitude**2, sr=sr, n_fft=n_fft)
         return feature.spectral_flatness(S=magnitude)
 
     def _feature_suffixes(self):
