@@ -126,6 +126,13 @@ def _as_items(X, modality: str) -> list:
                 f"{list(X.columns)[:5]}. Select the column (e.g. in a ColumnTransformer)."
             )
         return X.iloc[:, 0].tolist()
+    if hasattr(X, "columns") and hasattr(X, "to_series"):  # polars DataFrame: iterating gives columns
+        if X.width != 1:
+            raise ValueError(
+                f"Expected one column of items, got a DataFrame with {X.width} columns "
+                f"{list(X.columns)[:5]}. Select the column (e.g. in a ColumnTransformer)."
+            )
+        return X.to_series(0).to_list()
     if hasattr(X, "iloc"):  # Series
         return X.tolist()
     if isinstance(X, np.ndarray):

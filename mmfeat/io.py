@@ -7,11 +7,13 @@ with a short cause. The extractor base class turns that into an error naming the
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import stat
 import struct
+import zlib
 from numbers import Integral, Real
 
 import numpy as np
@@ -136,6 +138,14 @@ def _float_wave(wave) -> np.ndarray:
 def file_error(exc: OSError) -> ItemError:
     """The row's error for a file-system failure (the same wording wherever a file is read)."""
     if isinstance(exc, FileNotFoundError):
+        # The path alone does not say where a relative path was looked for, nor that a whole
+        # folder is wrong (every row of a column failing the same way).
+        path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else ""
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if folder and not os.path.isdir(folder):
+            return ItemError(f"file not found (no folder {folder})")
+        if path and not os.path.isabs(path):
+            return ItemError(f"file not found (looked in {folder})")
         return ItemError("file not found")
     if isinstance(exc, IsADirectoryError):
         return ItemError("is a directory, not a file")
@@ -474,6 +484,45 @@ def _jpeg_complete(data: bytes) -> bool:
     return False
 
 
+@functools.cache
+def quiet_cv2():
+    """``cv2``, with OpenCV's warnings and its bundled FFmpeg's log lines off.
+
+    OpenCV prints "[ WARN ...] can't be used to capture by name" and FFmpeg "moov atom not
+    found" on stderr for each unreadable video, beside the row's error that says the same in
+    words. Where the user set ``OPENCV_LOG_LEVEL`` or ``OPENCV_FFMPEG_LOGLEVEL``, that wins.
+    FFmpeg's level is read once per process, at OpenCV's first video: set here, before it.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    import cv2
+
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
+
+def _png_problem(data: bytes):
+    """Why a PNG file cannot be decoded whole, read from its chunks; None if they look whole.
+
+    Checked before decoding because libpng prints its own "libpng error: ..." line on stderr
+    for each broken file (from C, where no Python code catches it): a file cut short or a
+    chunk whose checksum fails is named in the row's error instead.
+    """
+    view, at = memoryview(data), 8
+    while at + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", view[at : at + 8])
+        end = at + 12 + length
+        name = kind.decode("latin-1")
+        if end > len(data):
+            return f"truncated PNG (cut inside its {name!r} chunk)"
+        if zlib.crc32(view[at + 4 : end - 4]) != struct.unpack(">I", view[end - 4 : end])[0]:
+            return f"corrupt PNG (its {name!r} chunk fails its checksum)"
+        if kind == b"IEND":
+            return None
+        at = end
+    return "truncated PNG (no end chunk)"
+
+
 def _check_pixels(width: int, height: int, max_pixels) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ItemError(
@@ -488,13 +537,16 @@ def decode_image(data: bytes, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
     The dimensions are read from the header first (:func:`image_size`), and an image with more
     than ``max_pixels`` pixels is refused before OpenCV allocates or decodes anything.
     """
-    import cv2
-
+    cv2 = quiet_cv2()
     _check_pixels(*image_size(data), max_pixels)
     is_jpeg = data[:2] == b"\xff\xd8"
     # libjpeg fills a truncated JPEG with grey and only prints a warning: refuse it here.
     if is_jpeg and not _jpeg_complete(data):
         raise ItemError("truncated JPEG (no end-of-image marker)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        problem = _png_problem(data)
+        if problem:
+            raise ItemError(problem)
     # IMREAD_COLOR applies the EXIF orientation (phone photos); UNCHANGED keeps alpha and 16 bits.
     flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)

@@ -78,14 +78,34 @@ def ensure_graph(name: str, key: dict, export) -> Path:
     return path
 
 
+class _DropMessage:
+    """A logging filter dropping the records whose message starts with ``start``."""
+
+    def __init__(self, start: str):
+        self.start = start
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
 def quantized(name: str, key: dict, export):
     """``export`` for the int8 version of the graph ``name``/``key``: onnxruntime's dynamic
     quantization of its weights (activations stay float, quantized per batch at run time)."""
 
     def write(path):
+        import logging
+
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(ensure_graph(name, key, export)), str(path), weight_type=QuantType.QInt8)
+        source = str(ensure_graph(name, key, export))
+        # onnxruntime advises "pre-processing" (shape inference) on the root logger for every
+        # graph; for weight-only dynamic quantization it changes nothing the user can act on.
+        root, advice = logging.getLogger(), _DropMessage("Please consider to run pre-processing")
+        root.addFilter(advice)
+        try:
+            quantize_dynamic(source, str(path), weight_type=QuantType.QInt8)
+        finally:
+            root.removeFilter(advice)
 
     return write
 

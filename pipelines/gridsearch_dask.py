@@ -80,8 +80,10 @@ def main(argv=None) -> int:
     if args.scheduler:
         client = Client(args.scheduler)
     else:
+        # no dashboard, and the scheduler's HTTP server on a free port (8787 may be taken)
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
     try:
         print(f"dask: {client.scheduler.address}, {len(client.scheduler_info()['workers'])} workers")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +229,9 @@ def test_models_handling_missing_modalities_just_predict(data, tmp_path):
     with pytest.warns(UserWarning, match="rows failed"):
         expected = model.predict(data["table"])
     assert res["prediction"].tolist() == expected.tolist()
+    # predict and predict_proba both read the rows: each cause is still written once
+    score(model, data["parquet"], tmp_path / "proba", chunk_size=16, proba=True, progress=False)
+    pd.testing.assert_series_equal(pd.read_parquet(tmp_path / "proba")["missing"], res["missing"])
 
 
 def test_resume_after_kill_9(data, tmp_path):
@@ -291,8 +296,17 @@ def test_dask_local_cluster_gives_the_same_output_and_resumes(data, tmp_path):
     local = tmp_path / "local"
     score(model, data["folder"], local, chunk_size=6, proba=True, progress=False)
     out = tmp_path / "dask"
-    summary = score(model, data["folder"], out, chunk_size=6, proba=True, dask="local",
-                    progress=False)
+    taken = socket.socket()  # a dashboard (or anything) on Dask's default port is no concern here
+    try:
+        taken.bind(("", 8787))
+        taken.listen()
+    except OSError:
+        pass  # already taken
+    with taken, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = score(model, data["folder"], out, chunk_size=6, proba=True, dask="local",
+                        progress=False)
+    assert not [w for w in caught if "8787" in str(w.message)]
     assert summary["rows"] == 40 and summary["failed"] == 3
     expect = _check(local, data, key="row", proba=True, img=True).drop(columns="id")
     got = pd.read_parquet(out).sort_values("row").reset_index(drop=True)

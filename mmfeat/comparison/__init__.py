@@ -10,9 +10,10 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.utils._param_validation import StrOptions, validate_params
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.multiclass import type_of_target
 
+from ..validation import check_target
 from .candidates import build_candidates
 from .report import chance_levels, markdown_table, write_report
 from .run import METRICS, fit, make_splits, run_folds, summarise
@@ -91,17 +92,15 @@ def _target(X, y, target):
     if (y is None) == (target is None):
         raise ValueError("Give the target as y (an array) or as target= (a column of X), not "
                          "both and not neither.")
+    name = target if target is not None else getattr(y, "name", None)
     y = _values(X, y if target is None else target, "target")
-    if pd.isna(pd.Series(y)).any():
-        rows = np.flatnonzero(pd.isna(pd.Series(y)).to_numpy())[:5].tolist()
-        raise ValueError(f"The target is missing in rows {rows}: drop them or score them with "
-                         "the refitted model instead.")
+    check_target(y, name=name)
     return y
 
 
 @validate_params(
     {
-        "X": [pd.DataFrame],
+        "X": [pd.DataFrame, HasMethods(["to_pandas"])],
         "y": ["array-like", None],
         "modalities": [dict],
         "target": [str, None],
@@ -136,7 +135,7 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
 
     Parameters
     ----------
-    X : pandas.DataFrame
+    X : pandas.DataFrame (or a polars DataFrame, converted with its ``to_pandas``)
         One row per sample, with the modalities' columns.
     y : array-like or None, default=None
         The target, or None with ``target=``.
@@ -189,6 +188,8 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
     """
     from threadpoolctl import threadpool_limits
 
+    if not isinstance(X, pd.DataFrame):  # polars (or another frame that converts)
+        X = X.to_pandas()
     y = _target(X, y, target)
     groups = None if groups is None else _values(X, groups, "groups")
     if task == "auto":

@@ -28,6 +28,7 @@ from ..cache import resolve_cache
 from ..fusion.late import _BaseLateFusion
 from ..fusion.modality_fit import shared_modality_fits
 from ..introspect import find_extractors
+from ..validation import check_fold_count
 
 METRICS = {
     "classification": {"accuracy": accuracy_score, "balanced_accuracy": balanced_accuracy_score,
@@ -40,6 +41,8 @@ def make_splits(X, y, groups, cv, task, random_state):
     """The outer folds, shared by every candidate: stratified for classification, by group
     when ``groups`` are given (no group in both a training and a test fold)."""
     if isinstance(cv, Integral):
+        if groups is None:
+            check_fold_count(cv, y, task == "classification")
         if groups is not None:
             splitter = (StratifiedGroupKFold(cv, shuffle=True, random_state=random_state)
                         if task == "classification" else GroupKFold(cv))

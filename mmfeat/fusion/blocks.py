@@ -19,6 +19,8 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
+from ..validation import check_target
+
 
 def as_feature_matrix(features, *, accept_sparse=False):
     """An extractor's output as a 2-D float matrix (NaN allowed: it marks missing rows), whatever
@@ -154,6 +156,7 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         return self._fit(X, y)
 
     def _fit(self, X, y):
+        check_target(y)  # before any item is extracted
         extractor = clone(self.extractor)
         if self.handle_missing:
             set_nan_on_error(extractor)
@@ -165,6 +168,11 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
             elif attr in self.__dict__:  # refitted on other data
                 delattr(self, attr)
         missing = np.isnan(features).any(axis=1)
+        if self.handle_missing and missing.size and missing.all():
+            # Imputed, it would be a constant block (the training mean of nothing) whose
+            # indicator is 1 on every row: features from nothing. Late fusion refuses it too.
+            raise ValueError(f"{self._name(X)} has no usable row: all {missing.size} items are "
+                             "missing or failed. Check the column, or leave the modality out.")
         self.imputer_ = None
         if self.handle_missing:
             # keep_empty_features: a feature never seen (every training row missing) stays, as 0.
@@ -175,11 +183,28 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
             features = self.scaler_.transform(features)
         self.pca_ = None
         if self.pca is not None:
+            most = min(features.shape)
+            if isinstance(self.pca, Integral) and self.pca > most:
+                raise ValueError(f"{self._name(X)}: pca={self.pca} components need at least "
+                                 f"{self.pca} rows and {self.pca} features; it has "
+                                 f"{features.shape[0]} rows and {features.shape[1]} features: pass "
+                                 f"pca={most} or fewer, or a fraction of the variance such as "
+                                 "0.95.")
             self.pca_ = numpy_output(PCA(n_components=self.pca, random_state=0))
             features = self.pca_.fit_transform(features)
         out = self._finish(features, missing)
         self.n_features_out_ = out.shape[1]
         return out
+
+    def _name(self, X):
+        """The block as its user knows it: by the column it reads (its name in the union is
+        not known to it)."""
+        column = getattr(X, "name", None)
+        if column is None and len(getattr(X, "columns", ())) == 1:
+            column = X.columns[0]
+        if column is not None:
+            return f"The block of column {column!r} ({type(self.extractor).__name__})"
+        return f"The {type(self.extractor).__name__} block"
 
     def transform(self, X):
         """The block for ``X``: features, imputed, scaled, reduced, weighted, then the indicator.

@@ -42,6 +42,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ..validation import check_fold_count, check_target
 from .calibration import (
     CALIBRATION_METHODS,
     apply_calibration,
@@ -263,6 +264,7 @@ class _BaseLateFusion(_BaseComposition):
         -------
         self
         """
+        check_target(y)
         y = self._check_target(y)
         specs = self._check_params()
         self._columns = {name: column for name, column, *_ in specs}
@@ -277,6 +279,8 @@ class _BaseLateFusion(_BaseComposition):
             groups = column_or_1d(groups, warn=True)
             if len(groups) != n:
                 raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
+        else:
+            check_fold_count(self.cv, y, self._is_classifier)
         modality_params, final_params = self._fit_params(specs, sample_weight, dict(fit_params))
         weights = {name: self._default_model_weights(sample_weight, y) if callable(candidates)
                    else sample_weight for name, *_, candidates in specs}

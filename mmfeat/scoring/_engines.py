@@ -129,8 +129,11 @@ def _dask_client(dask):
     if dask == "local":
         import logging
 
+        # The scheduler serves HTTP (health, metrics) even without a dashboard, on 8787 unless
+        # told otherwise, and warns when that port is taken: a free loopback port instead.
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=None, silence_logs=logging.ERROR,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
         return client, [client, cluster]
     try:

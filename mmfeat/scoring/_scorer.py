@@ -275,7 +275,9 @@ def _add_causes(causes: dict, found, rows):
     for error in found:
         r = getattr(error, "row", None)
         if isinstance(r, (int, np.integer)) and 0 <= r < len(rows):
-            causes.setdefault(int(rows[r]), []).append(_cause(error))
+            listed = causes.setdefault(int(rows[r]), [])
+            if _cause(error) not in listed:  # predict and predict_proba both extract the row
+                listed.append(_cause(error))
 
 
 def _plain(value):
