@@ -9,9 +9,9 @@ from sklearn.utils._param_validation import Interval
 
 from ..base import Extractor
 from ..io import load_audio
+from ..summary import check_stats
 from ..validation import invalid_parameter
 from ._frames import chunks
-from .stats import check_stats
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 _POSITIVE_SECONDS = Interval(Real, 0, None, closed="neither")

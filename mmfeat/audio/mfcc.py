@@ -7,10 +7,10 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from . import _frames
 from ._base import AudioExtractor
-from .stats import check_stats, stat_names, summarise
 
 
 class MFCCStats(AudioExtractor):

@@ -7,10 +7,10 @@ import math
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
+from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from . import _frames
 from ._base import AudioExtractor
-from .stats import check_stats, stat_names, summarise
 
 FEATURES = ("centroid", "bandwidth", "rolloff", "zcr", "rms", "contrast", "chroma", "flatness")
 _CONTRAST_FMIN = 200.0  # Hz, librosa's default lower edge of the first contrast band

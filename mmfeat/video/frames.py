@@ -7,8 +7,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..audio.stats import check_stats, stat_names, summarise
 from ..io import DEFAULT_MAX_PIXELS
+from ..summary import check_stats, stat_names, summarise
 from ._base import WrapsExtractor
 from ._decode import VideoReader, check_video_path, no_frames_error, sample_indices, warn_partial
 

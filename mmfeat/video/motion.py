@@ -7,9 +7,9 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..audio.stats import check_stats, stat_names, summarise
 from ..errors import ItemError
 from ..io import DEFAULT_MAX_PIXELS
+from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from ._base import VideoExtractor
 from ._decode import VideoReader, check_video_path, no_frames_error, warn_partial

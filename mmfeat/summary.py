@@ -1,5 +1,5 @@
-"""Summaries over time: turn frame-wise features of shape (n_features, n_frames) into one
-fixed-length vector, whatever the length of the clip."""
+"""Summaries over time, shared by the audio and video extractors: turn frame-wise features of
+shape (n_features, n_frames) into one fixed-length vector, whatever the length of the clip."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def check_stats(stats, owner=None) -> tuple:
         stats = tuple(stats)
     except TypeError:
         stats = ()
-    bad = [s for s in stats if not isinstance(s, str) or (s not in _NAMED and _percentile(s) is None)]
+    bad = [s for s in stats
+           if not isinstance(s, str) or (s not in _NAMED and _percentile(s) is None)]
     if not stats or bad or len(set(stats)) != len(stats):
         who = type(owner).__name__ if owner is not None else "the summary"
         from sklearn.utils._param_validation import InvalidParameterError
@@ -67,7 +68,9 @@ def summarise(frames: np.ndarray, stats) -> np.ndarray:
     """
     frames = np.asarray(frames, dtype=np.float64)
     percentiles = [p for p in map(_percentile, stats) if p is not None]
-    ranked = dict(zip(percentiles, np.percentile(frames, percentiles, axis=1))) if percentiles else {}
+    ranked = {}
+    if percentiles:
+        ranked = dict(zip(percentiles, np.percentile(frames, percentiles, axis=1)))
     columns = [ranked[_percentile(s)] if s not in _NAMED else _NAMED[s](frames) for s in stats]
     return np.stack(columns, axis=1).ravel().astype(np.float32)
 
