@@ -18,13 +18,14 @@ import subprocess
 import sys
 import zlib
 
+import numpy as np
 import pytest
 
 av = pytest.importorskip("av")
 
 from mmfeat.errors import ExtractionError  # noqa: E402
 from mmfeat.image import ColorHistogram  # noqa: E402
-from mmfeat.video import MotionStats, VideoFrames  # noqa: E402
+from mmfeat.video import MotionStats, VideoAudio, VideoFrames  # noqa: E402
 
 BOMB = 12_000          # 144 M pixels: over the default max_pixels (89.5 M)
 LARGE = 4_000          # 16 M pixels (48 MB in RGB): under it, but heavy to keep 16 of
@@ -158,3 +159,71 @@ def test_the_bound_is_the_extractors_parameter(hostile):
     unbounded = VideoFrames(ColorHistogram(), n_frames=2, max_pixels=None, cache=False)
     out = unbounded.fit([]).transform([path])
     assert out.shape == (1, 2 * 512)
+
+
+# ---------------------------------------------------------------------- only local media files
+
+
+PLAYLISTS = {
+    # a live HLS playlist (no end tag): FFmpeg would reload it, waiting for segments forever
+    "live.m3u8": "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                 "#EXTINF:1.0,\nsegment.mov\n",
+    "loop.ffconcat": "ffconcat version 1.0\nfile loop.ffconcat\n",  # a concat list of itself
+    "stream.mpd": '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"></MPD>\n',
+    "session.sdp": "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+                   "m=video 5004 RTP/AVP 96\n",
+}
+
+PLAYLIST_SCRIPT = """
+import json, sys, warnings
+from mmfeat.image import ColorHistogram
+from mmfeat.video import MotionStats, VideoAudio, VideoFrames
+
+warnings.simplefilter("ignore")
+out = {}
+for path in sys.argv[1:]:
+    for make in (lambda: VideoFrames(ColorHistogram()), MotionStats, VideoAudio):
+        ext = make().set_params(cache=False)
+        try:
+            ext.fit([]).transform([path])
+            out[f"{path} {type(ext).__name__}"] = "decoded"
+        except Exception as exc:
+            out[f"{path} {type(ext).__name__}"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_playlists_and_lists_of_files_are_refused_at_once(tmp_path, hostile):
+    """Run in a child with a time limit: a live playlist once cost 125 s a row."""
+    (tmp_path / "segment.mov").write_bytes(open(hostile["small"], "rb").read())
+    paths = []
+    for name, text in PLAYLISTS.items():
+        (tmp_path / name).write_text(text)
+        paths.append(str(tmp_path / name))
+    path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", PLAYLIST_SCRIPT, *paths], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": path})
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.splitlines()[-1])
+    assert len(results) == 3 * len(PLAYLISTS)
+    for row, cause in results.items():
+        assert "not a media file: a video row is a local video file" in cause, (row, cause)
+
+
+def test_a_name_is_never_read_as_another_protocol(tmp_path, hostile, monkeypatch):
+    """A file named ``concat:other.mov`` is that file, not FFmpeg's concat protocol reading
+    ``other.mov`` (which is not the file that was hashed for the cache key)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other.mov").write_bytes(open(hostile["large"], "rb").read())
+    (tmp_path / "concat:other.mov").write_bytes(open(hostile["small"], "rb").read())
+    frames = VideoFrames(ColorHistogram(), n_frames=2, cache=False).fit([])
+    named, small = frames.transform(["concat:other.mov", hostile["small"]])
+    np.testing.assert_array_equal(named, small)
+
+
+def test_a_row_has_a_time_budget(hostile):
+    for ext in (VideoFrames(ColorHistogram(), timeout=1e-9), MotionStats(timeout=1e-9),
+                VideoAudio(timeout=1e-9)):
+        with pytest.raises(ExtractionError, match=r"took more than timeout=1e-09 s to open and"):
+            ext.set_params(cache=False).fit([]).transform([hostile["small"]])

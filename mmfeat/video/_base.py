@@ -22,10 +22,13 @@ class VideoExtractor(Extractor):
     """
 
     modality = "image"
+    # The time a row may take decides only whether it fails (and failures are never cached).
+    runtime_params = Extractor.runtime_params | {"timeout"}
     _parameter_constraints = {
         **Extractor._parameter_constraints,
         "max_duration": [Interval(Real, 0, None, closed="neither"), None],
         "max_frames": [Interval(Integral, 1, None, closed="left"), None],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import time
 import warnings
 
 import numpy as np
@@ -129,12 +130,34 @@ def _ffmpeg_cause(exc) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def open_media(path: str, *, max_pixels=DEFAULT_MAX_PIXELS):
+def too_slow(timeout) -> ItemError:
+    return ItemError(f"took more than timeout={timeout} s to open and decode (a stream that does "
+                     "not end, or far too slow to decode)")
+
+
+class Deadline:
+    """The time a row may take to open and decode (``timeout`` seconds; None: no bound)."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.at = math.inf if timeout is None else time.monotonic() + timeout
+
+    def check(self):
+        if time.monotonic() > self.at:
+            raise too_slow(self.timeout)
+
+
+def open_media(path: str, *, max_pixels=DEFAULT_MAX_PIXELS, deadline=None):
     """Open a local media file with PyAV under :func:`_options`; the row's error if it cannot be."""
     av = import_optional("av", who="reading videos", extra="video")
+    left = None
+    if deadline is not None and deadline.timeout is not None:
+        left = max(0.001, deadline.at - time.monotonic())
     try:
         # "file:" so that FFmpeg never reads a name as another protocol ("concat:a|b", "pipe:0")
-        return av.open("file:" + os.path.abspath(path), options=_options(max_pixels))
+        return av.open("file:" + os.path.abspath(path), options=_options(max_pixels), timeout=left)
+    except av.ExitError:  # the interrupt callback: the open ran past the deadline
+        raise too_slow(deadline.timeout) from None
     except (av.FFmpegError, OSError, ValueError) as exc:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -163,6 +186,8 @@ class VideoReader:
         Only the first ``max_frames`` frames are used.
     max_pixels : int or None
         Frames with more pixels than this are refused (the row's error).
+    timeout : float or None
+        Seconds the file may take to open and decode, from the start (the row's error after).
 
     Attributes
     ----------
@@ -176,9 +201,10 @@ class VideoReader:
     """
 
     def __init__(self, path: str, *, max_duration=None, max_frames=None,
-                 max_pixels=DEFAULT_MAX_PIXELS):
+                 max_pixels=DEFAULT_MAX_PIXELS, timeout=None):
         self.path, self.max_pixels = path, max_pixels
-        self.container = open_media(path, max_pixels=max_pixels)
+        self.deadline = Deadline(timeout)
+        self.container = open_media(path, max_pixels=max_pixels, deadline=self.deadline)
         try:
             self._start(max_duration, max_frames)
         except BaseException:
@@ -186,6 +212,7 @@ class VideoReader:
             raise
 
     def _start(self, max_duration, max_frames):
+        self.deadline.check()
         container = self.container
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams})
@@ -229,7 +256,8 @@ class VideoReader:
                     break
             self.n_frames = n
             self.container.close()
-            self.container = open_media(self.path, max_pixels=self.max_pixels)
+            self.container = open_media(self.path, max_pixels=self.max_pixels,
+                                        deadline=self.deadline)
             self.stream = self.container.streams.video[0]
             if self.max_pixels is not None:
                 self.stream.codec_context.options = {"max_pixels": str(int(self.max_pixels))}
@@ -259,6 +287,7 @@ class VideoReader:
         packets = self.container.demux(self.stream)
         count = None
         while True:
+            self.deadline.check()
             try:
                 packet = next(packets)
             except StopIteration:
@@ -374,7 +403,7 @@ def warn_partial(path: str, got: int, wanted: int, what: str = "frames") -> None
         )
 
 
-def read_sound(path: str, *, sr: int, max_duration=None) -> np.ndarray:
+def read_sound(path: str, *, sr: int, max_duration=None, timeout=None) -> np.ndarray:
     """The first sound track of a video, mixed to mono float32 at ``sr`` Hz, through PyAV.
 
     At most ``max_duration`` seconds are decoded. A file without a sound track raises
@@ -382,8 +411,10 @@ def read_sound(path: str, *, sr: int, max_duration=None) -> np.ndarray:
     """
     import av
 
-    container = open_media(path)
+    deadline = Deadline(timeout)
+    container = open_media(path, deadline=deadline)
     with container:
+        deadline.check()
         if not container.streams.audio:
             raise ItemError("no sound track")
         stream = container.streams.audio[0]
@@ -392,6 +423,7 @@ def read_sound(path: str, *, sr: int, max_duration=None) -> np.ndarray:
         chunks, total, broken = [], 0, None
         try:
             for frame in container.decode(stream):
+                deadline.check()
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
                     total += chunks[-1].size

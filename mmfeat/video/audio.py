@@ -20,6 +20,10 @@ class VideoAudio(WrapsExtractor):
         ``extractor__n_mfcc`` ..., and its fingerprint is part of the cache key.
     max_duration : float or None, default=600.0
         Never decode more than this many seconds of sound.
+    timeout : float or None, default=60.0
+        Seconds a video may take to open and decode; a row that takes longer fails with a
+        cause saying so (a stream that never ends, or one far too slow to decode). None: no
+        bound.
     batch_size : int, default=16
         Videos per batch.
     n_jobs : int or None, default=None
@@ -57,10 +61,11 @@ class VideoAudio(WrapsExtractor):
     feature_prefix = "sound"
     inner_modality = "audio"
 
-    def __init__(self, extractor=None, *, max_duration=600.0, batch_size=16, n_jobs=None, cache=None,
-                 on_error="raise", verbose=False):
+    def __init__(self, extractor=None, *, max_duration=600.0, timeout=60.0, batch_size=16, n_jobs=None,
+                 cache=None, on_error="raise", verbose=False):
         self.extractor = extractor
         self.max_duration = max_duration
+        self.timeout = timeout
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.cache = cache
@@ -93,7 +98,8 @@ class VideoAudio(WrapsExtractor):
 
     def _read_track(self, item):
         sr = self._inner_sr()
-        return read_sound(check_video_path(item), sr=sr, max_duration=self.max_duration), sr
+        path = check_video_path(item)
+        return read_sound(path, sr=sr, max_duration=self.max_duration, timeout=self.timeout), sr
 
     def _inner_sr(self) -> int:
         return int(self._current().sr)

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..io import DEFAULT_MAX_PIXELS
+from ..optional import require
 from ..summary import check_stats, stat_names, summarise
 from ._base import WrapsExtractor
 from ._decode import VideoReader, check_video_path, no_frames_error, sample_indices, warn_partial
@@ -44,6 +45,10 @@ class VideoFrames(WrapsExtractor):
         (its header is read first, and the decoder will not allocate a larger frame: a header
         can lie, and a stream can change size midway). None: no limit. The wrapped
         extractor's own ``max_pixels`` then applies to each decoded frame.
+    timeout : float or None, default=60.0
+        Seconds a video may take to open and decode; a row that takes longer fails with a
+        cause saying so (a stream that never ends, or one far too slow to decode). None: no
+        bound.
     batch_size : int, default=8
         Videos per batch.
     n_jobs : int or None, default=None
@@ -95,8 +100,8 @@ class VideoFrames(WrapsExtractor):
     }
 
     def __init__(self, extractor=None, *, n_frames=8, sampling="uniform", stats=("mean", "std"),
-                 max_duration=None, max_frames=None, max_pixels=DEFAULT_MAX_PIXELS, batch_size=8,
-                 n_jobs=None, cache=None, on_error="raise", verbose=False):
+                 max_duration=None, max_frames=None, max_pixels=DEFAULT_MAX_PIXELS, timeout=60.0,
+                 batch_size=8, n_jobs=None, cache=None, on_error="raise", verbose=False):
         self.extractor = extractor
         self.n_frames = n_frames
         self.sampling = sampling
@@ -104,6 +109,7 @@ class VideoFrames(WrapsExtractor):
         self.max_duration = max_duration
         self.max_frames = max_frames
         self.max_pixels = max_pixels
+        self.timeout = timeout
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.cache = cache
@@ -118,6 +124,7 @@ class VideoFrames(WrapsExtractor):
     def _validate(self):
         super()._validate()
         check_stats(self.stats, self)
+        require("av", who="VideoFrames", extra="video")
 
     def _fit(self, items):
         def training_frames():
@@ -134,7 +141,7 @@ class VideoFrames(WrapsExtractor):
     def _read_frames(self, item, convert=None) -> list:
         path = check_video_path(item)
         with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames,
-                         max_pixels=self.max_pixels) as video:
+                         max_pixels=self.max_pixels, timeout=self.timeout) as video:
             wanted = sample_indices(video.n_frames, video.fps, self.n_frames, self.sampling)
             frames = video.read(wanted, convert)
         if not frames:

@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..errors import ItemError
 from ..io import DEFAULT_MAX_PIXELS
+from ..optional import require
 from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from ._base import VideoExtractor
@@ -61,6 +62,10 @@ class MotionStats(VideoExtractor):
         A video whose frames have more pixels than this is refused before a frame is decoded
         (its header is read first, and the decoder will not allocate a larger frame). None: no
         limit. Frames are shrunk to ``size`` as each is decoded.
+    timeout : float or None, default=60.0
+        Seconds a video may take to open and decode; a row that takes longer fails with a
+        cause saying so (a stream that never ends, or one far too slow to decode). None: no
+        bound.
     batch_size : int, default=16
         Videos per batch.
     n_jobs : int or None, default=None
@@ -101,8 +106,8 @@ class MotionStats(VideoExtractor):
     def __init__(self, n_pairs=16, *, step=1, size=96, method="farneback",
                  speed_edges=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0), orientation_bins=8,
                  stats=("mean", "std", "max"), max_duration=None, max_frames=None,
-                 max_pixels=DEFAULT_MAX_PIXELS, batch_size=16, n_jobs=None, cache=None, on_error="raise",
-                 verbose=False):
+                 max_pixels=DEFAULT_MAX_PIXELS, timeout=60.0, batch_size=16, n_jobs=None, cache=None,
+                 on_error="raise", verbose=False):
         self.n_pairs = n_pairs
         self.step = step
         self.size = size
@@ -113,6 +118,7 @@ class MotionStats(VideoExtractor):
         self.max_duration = max_duration
         self.max_frames = max_frames
         self.max_pixels = max_pixels
+        self.timeout = timeout
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.cache = cache
@@ -120,6 +126,7 @@ class MotionStats(VideoExtractor):
         self.verbose = verbose
 
     def _validate(self):
+        require("av", who="MotionStats", extra="video")
         check_stats(self.stats, self)
         edges = self.speed_edges
         ok = isinstance(edges, (tuple, list)) and len(edges) >= 1 and all(
@@ -134,7 +141,7 @@ class MotionStats(VideoExtractor):
 
         path = check_video_path(item)
         with VideoReader(path, max_duration=self.max_duration, max_frames=self.max_frames,
-                         max_pixels=self.max_pixels) as video:
+                         max_pixels=self.max_pixels, timeout=self.timeout) as video:
             n_starts = video.n_frames - self.step
             if n_starts <= 0:
                 raise no_frames_error(0) if video.n_frames == 0 else _too_short(video.n_frames, self.step)
