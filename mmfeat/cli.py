@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trusted", action="append", metavar="TYPE", default=[],
                    help="for .skops files: a further type the file may hold (repeatable), "
                    "e.g. mypkg.features.MyScaler")
+    p.add_argument("--all-missing", choices=["error", "prior"], default="error",
+                   help="a row whose every modality is missing or failed: no prediction and the "
+                   "causes in error, or the prediction from the training prior with the causes "
+                   "in missing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.epilog = ("OUTPUT gets part-NNNNN.parquet files with the id column(s), prediction, proba_<class> "
                 "(--proba), error (null when the row scored) and missing (the modalities a model "

@@ -216,7 +216,7 @@ def test_models_handling_missing_modalities_just_predict(data, tmp_path):
     model = fusion.LateFusionClassifier(
         {"image": ("image", ColorHistogram(bins=(4, 4, 4)))}, cv=3).fit(good, good["label"])
     out = tmp_path / "out"
-    summary = score(model, data["parquet"], out, chunk_size=16, progress=False)
+    summary = score(model, data["parquet"], out, chunk_size=16, progress=False, all_missing="prior")
     res = pd.read_parquet(out)
     assert res["error"].isna().all()
     # ... but the rows whose image was imputed say so, and why, and the summary counts them
@@ -230,8 +230,41 @@ def test_models_handling_missing_modalities_just_predict(data, tmp_path):
         expected = model.predict(data["table"])
     assert res["prediction"].tolist() == expected.tolist()
     # predict and predict_proba both read the rows: each cause is still written once
-    score(model, data["parquet"], tmp_path / "proba", chunk_size=16, proba=True, progress=False)
+    score(model, data["parquet"], tmp_path / "proba", chunk_size=16, proba=True, progress=False,
+          all_missing="prior")
     pd.testing.assert_series_equal(pd.read_parquet(tmp_path / "proba")["missing"], res["missing"])
+
+
+@pytest.mark.skipif(MFCCStats is None, reason="needs the audio extractors")
+@pytest.mark.parametrize("proba", [False, True])
+def test_a_row_with_no_modality_gets_no_prediction_unless_asked(data, tmp_path, proba):
+    """Late fusion would answer such a row from the class prior: from nothing."""
+    from mmfeat.fusion import LateFusionClassifier
+
+    good = data["table"][~data["table"]["id"].isin(data["bad_ids"])]
+    model = LateFusionClassifier({"image": ("image", ColorHistogram(bins=(4, 4, 4))),
+                                  "audio": ("audio", MFCCStats(n_mfcc=8, stats=("mean",)))},
+                                 cv=3).fit(good, good["label"])
+    table = data["table"].copy()
+    table.loc[table["id"] == 2005, "audio"] = None  # its image file is not there either
+    table.to_parquet(tmp_path / "table.parquet")
+    both = {}
+    for choice in ("error", "prior"):
+        score(model, tmp_path / "table.parquet", tmp_path / choice, chunk_size=16, proba=proba,
+              progress=False, all_missing=choice)
+        both[choice] = pd.read_parquet(tmp_path / choice).set_index("id")
+    refused, prior = both["error"].loc[2005], both["prior"].loc[2005]
+    assert refused["error"].startswith("no modality to predict from: ColorHistogram: ")
+    assert "file not found" in refused["error"] and refused["error"].endswith("MFCCStats: missing value")
+    assert pd.isna(refused["prediction"]) and pd.isna(refused["missing"])
+    assert prior["prediction"] in model.classes_ and pd.isna(prior["error"])
+    assert prior["missing"] == refused["error"].removeprefix("no modality to predict from: ")
+    # a row with one modality left is predicted from it under both choices
+    for res in both.values():
+        assert res.loc[2011, "prediction"] in model.classes_ and pd.isna(res.loc[2011, "error"])
+        assert res.loc[2011, "missing"].count("ColorHistogram") == 1
+    if proba:
+        assert pd.isna(both["error"].loc[2005, "proba_blue"]) and prior["proba_blue"] > 0
 
 
 def test_resume_after_kill_9(data, tmp_path):

@@ -29,7 +29,7 @@ __all__ = ["ScoringError", "cli_score", "format_summary", "score"]
 
 def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
           max_error_rate=1.0, workers=1, dask=None, overwrite=False, progress=True,
-          trusted=None) -> dict:
+          trusted=None, all_missing="error") -> dict:
     """Score a table of any size with a fitted model, in chunks, resumably.
 
     Parameters
@@ -68,6 +68,12 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
     trusted : list of str, optional
         For ``.skops`` model files: further type names the file may hold
         (see :func:`mmfeat.load_model`).
+    all_missing : {"error", "prior"}, default="error"
+        A row whose every modality is missing or failed, that a model which imputes (late
+        fusion, early fusion with ``handle_missing=True``) would predict from nothing (the
+        training class prior or mean): "error" gives it no prediction and
+        ``error = "no modality to predict from: <causes>"``; "prior" keeps that prediction, with
+        the causes in ``missing``.
 
     Returns
     -------
@@ -92,7 +98,8 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
     start = time.perf_counter()
     job, src = plan(model, input, output, id_cols=id_cols, chunk_size=chunk_size, proba=proba,
                     max_error_rate=max_error_rate, workers=workers, dask=dask,
-                    overwrite=overwrite, progress=progress, trusted=trusted)
+                    overwrite=overwrite, progress=progress, trusted=trusted,
+                    all_missing=all_missing)
     lock = _lock_output(job.out)
     try:
         summary = _run(job, src)
@@ -176,7 +183,8 @@ def cli_score(args) -> int:
         score(args.model, args.input, args.output, id_cols=args.id_col, chunk_size=args.chunk_size,
               proba=args.proba, max_error_rate=args.max_error_rate, workers=args.workers,
               dask=args.dask, overwrite=args.overwrite, progress=not getattr(args, "quiet", False),
-              trusted=getattr(args, "trusted", None) or None)
+              trusted=getattr(args, "trusted", None) or None,
+              all_missing=getattr(args, "all_missing", "error"))
     except ScoringError as exc:
         cause = exc.__cause__
         if isinstance(cause, UntrustedTypesError):  # say how to trust them here, not from Python

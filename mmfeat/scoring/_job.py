@@ -38,6 +38,7 @@ class Job:
     model_desc: dict
     digest: str
     proba: bool
+    all_missing: str
     trusted: tuple
     chunk_size: int
     read_cols: list | None
@@ -62,7 +63,8 @@ class Job:
             layout = {"engine": "chunks"}
         return {"format": JOB_FORMAT, "version": JOB_VERSION, "input": src.identity(),
                 "model": self.digest, "chunk_size": self.chunk_size,
-                "id_cols": self.id_cols or ["row"], "proba": self.proba, "layout": layout}
+                "id_cols": self.id_cols or ["row"], "proba": self.proba,
+                "all_missing": self.all_missing, "layout": layout}
 
     def info(self) -> dict:
         """What ``_job.json`` holds beside the record, for people."""
@@ -89,7 +91,7 @@ def check_arguments(chunk_size, workers, max_error_rate, dask):
 
 
 def plan(model, input, output, *, id_cols, chunk_size, proba, max_error_rate, workers, dask,
-         overwrite, progress, trusted) -> tuple:
+         overwrite, progress, trusted, all_missing="error") -> tuple:
     """Check everything that can be checked before scoring a row: ``(job, input)``."""
     chunk_size, workers, max_error_rate = check_arguments(chunk_size, workers, max_error_rate, dask)
     out = Path(output).expanduser().absolute()
@@ -97,7 +99,7 @@ def plan(model, input, output, *, id_cols, chunk_size, proba, max_error_rate, wo
     if out == src.path or out in src.path.parents:
         raise ScoringError(f"the output folder {out} must not be the input or contain it")
     model_obj, model_desc, digest, model_path = _resolve_model(model, trusted)
-    scorer = _Scorer(model_obj, proba)
+    scorer = _Scorer(model_obj, proba, all_missing)
     id_cols = src.id_cols = _resolve_id_cols(id_cols, src.columns)
     clash = [c for c in id_cols if c in OUTPUT_NAMES or c.startswith("proba_")]
     if clash:
@@ -110,7 +112,8 @@ def plan(model, input, output, *, id_cols, chunk_size, proba, max_error_rate, wo
     if read_cols is not None:
         read_cols = list(dict.fromkeys([*id_cols, *read_cols]))
     job = Job(out=out, scorer=scorer, model_path=None if model_path is None else str(model_path),
-              model_desc=model_desc, digest=digest, proba=bool(proba), trusted=tuple(trusted or ()),
+              model_desc=model_desc, digest=digest, proba=bool(proba), all_missing=all_missing,
+              trusted=tuple(trusted or ()),
               chunk_size=chunk_size, read_cols=read_cols, id_types=src.id_types(id_cols),
               max_error_rate=max_error_rate, workers=workers, dask=dask, overwrite=overwrite,
               progress=progress)

@@ -48,10 +48,33 @@ def _cause(error) -> str:
     return f"{who + ': ' if who else ''}{what}{cause}"
 
 
-class _Scorer:
-    """A fitted model made ready for scoring: every extractor set to ``on_error="nan"``."""
+def _modality_count(model):
+    """How many modalities a row of ``model`` can be predicted from: late fusion's fitted
+    modalities, or the blocks of the column transformer an early-fusion pipeline starts with;
+    None for other models."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
 
-    def __init__(self, model, proba=False):
+    estimators = getattr(model, "estimators_", None)
+    if isinstance(estimators, dict) and hasattr(model, "modalities"):
+        return len(estimators)
+    if isinstance(model, Pipeline) and isinstance(model.steps[0][1], ColumnTransformer):
+        blocks = getattr(model.steps[0][1], "transformers_", [])
+        kept = [step for _, step, _ in blocks if not (isinstance(step, str) and step == "drop")]
+        return len(kept) or None
+    return None
+
+
+class _Scorer:
+    """A fitted model made ready for scoring: every extractor set to ``on_error="nan"``.
+
+    ``all_missing``: a row whose every modality is missing or failed, which a model that
+    imputes (late fusion, early fusion with ``handle_missing``) would predict from nothing (the
+    training prior or mean), gets no prediction and its causes in ``error`` ("error"), or that
+    prediction and its causes in ``missing`` ("prior").
+    """
+
+    def __init__(self, model, proba=False, all_missing="error"):
         from sklearn.exceptions import NotFittedError
         from sklearn.pipeline import Pipeline
         from sklearn.utils.validation import check_is_fitted
@@ -69,7 +92,10 @@ class _Scorer:
         # Failed rows must become NaN rows, not a failed chunk.
         set_on_error(model, "nan", verbose=False)
 
-        self.model, self.proba = model, bool(proba)
+        if all_missing not in ("error", "prior"):
+            raise ScoringError(f"all_missing must be 'error' or 'prior', got {all_missing!r}")
+        self.model, self.proba, self.all_missing = model, bool(proba), all_missing
+        self.n_modalities = _modality_count(model)
         self.is_pipeline = isinstance(model, Pipeline) and len(model.steps) > 1
         if self.is_pipeline:
             self.steps = [s for _, s in model.steps[:-1] if s is not None and s != "passthrough"]
@@ -159,10 +185,15 @@ class _Scorer:
         from ..errors import collect_errors
 
         if not self.is_pipeline:  # the model handles failed or missing modalities itself
-            with collect_errors() as found:
-                result = self._predict(self.model, df)
+            with collect_errors() as found:  # predict_proba reads the rows again: not collected
+                pred = self._predict(self.model, df)
             _add_causes(imputed, found, rows)
-            return rows, *result
+            keep = self._keep_rows_with_data(rows, imputed, errors)
+            if not keep.all():
+                df, rows, pred = _take(df, keep), rows[keep], pred[keep]
+                if not len(rows):
+                    return rows, None, None
+            return rows, pred, self._proba(self.model, df)
         X, causes = df, {}
         for step in self.steps:
             with collect_errors() as found:
@@ -190,15 +221,34 @@ class _Scorer:
         for r in rows.tolist():  # scored: whatever failed was imputed by the model
             if r in causes:
                 imputed[r] = causes[r]
-        return rows, *self._predict(self.final, X)
+        keep = self._keep_rows_with_data(rows, imputed, errors)
+        if not keep.all():
+            X, rows = _take(X, keep), rows[keep]
+            if not len(rows):
+                return rows, None, None
+        return rows, self._predict(self.final, X), self._proba(self.final, X)
+
+    def _keep_rows_with_data(self, rows, imputed, errors):
+        """Which of ``rows`` keep their prediction: under ``all_missing="error"``, not those
+        with a cause for every modality (their causes move from ``imputed`` to ``errors``)."""
+        keep = np.ones(len(rows), bool)
+        if self.all_missing == "prior" or not self.n_modalities:
+            return keep
+        for i, r in enumerate(rows.tolist()):
+            if len(imputed.get(r, ())) >= self.n_modalities:
+                errors[r] = "no modality to predict from: " + "; ".join(imputed.pop(r))
+                keep[i] = False
+        return keep
 
     def _predict(self, estimator, X):
         pred = np.asarray(estimator.predict(X))
         if pred.ndim != 1:
             raise ScoringError(f"the model predicts an array of shape {pred.shape}; "
                                "only one prediction per row is supported")
-        proba = np.asarray(estimator.predict_proba(X), dtype=np.float64) if self.proba else None
-        return pred, proba
+        return pred
+
+    def _proba(self, estimator, X):
+        return np.asarray(estimator.predict_proba(X), dtype=np.float64) if self.proba else None
 
     # -------------------------------------------------------------- one part
 
@@ -275,9 +325,7 @@ def _add_causes(causes: dict, found, rows):
     for error in found:
         r = getattr(error, "row", None)
         if isinstance(r, (int, np.integer)) and 0 <= r < len(rows):
-            listed = causes.setdefault(int(rows[r]), [])
-            if _cause(error) not in listed:  # predict and predict_proba both extract the row
-                listed.append(_cause(error))
+            causes.setdefault(int(rows[r]), []).append(_cause(error))
 
 
 def _plain(value):
