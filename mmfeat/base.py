@@ -303,6 +303,7 @@ class Extractor(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.one_d_array = True
         tags.input_tags.string = self.modality == "text"
+        tags.transformer_tags.preserves_dtype = ["float32"]  # features are float32, whatever the input
         return tags
 
     # ------------------------------------------------------------------ shared machinery
