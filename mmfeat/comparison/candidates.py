@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.linear_model import RidgeCV
 
 from ..fusion import LateFusionClassifier, LateFusionRegressor, make_early_fusion
-from ..fusion.specs import auto_classifier
+from ..fusion.tuning import TunedLogisticRegression
 
 #: Kinds of candidate, in the order the table lists them.
 KINDS = ("single", "early", "late")
@@ -26,7 +26,7 @@ def _specs(modalities):
 
 def _early(modalities, task, class_weight, **options):
     if task == "classification":
-        estimator = auto_classifier().set_params(class_weight=class_weight)
+        estimator = TunedLogisticRegression(class_weight=class_weight)
     else:
         estimator = _auto_regressor()
     return make_early_fusion(**_specs(modalities), estimator=estimator, handle_missing=True,

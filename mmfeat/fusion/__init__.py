@@ -12,6 +12,7 @@ from .blocks import ModalityBlock
 from .early import make_early_fusion
 from .interactions import ModalityInteractions
 from .late import LateFusionClassifier, LateFusionRegressor
+from .tuning import TunedLogisticRegression
 
 __all__ = ["LateFusionClassifier", "LateFusionRegressor", "ModalityBlock", "ModalityInteractions",
-           "make_early_fusion"]
+           "TunedLogisticRegression", "make_early_fusion"]
