@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import real_data  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import accuracy_score, balanced_accuracy_score  # noqa: E402
@@ -49,7 +50,6 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler  # noqa: E
 from sklearn.svm import SVC  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-import real_data  # noqa: E402
 from mmfeat.fusion import LateFusionClassifier, make_early_fusion  # noqa: E402
 
 # name: (builder, modalities, splitter, grouped)
@@ -76,7 +76,8 @@ def feature_blocks(df, modalities, quick):
     blocks = {}
     for modality in modalities:
         start = time.perf_counter()
-        features = np.asarray(extractor(modality, quick).fit_transform(df[modality]), dtype=np.float64)
+        features = np.asarray(extractor(modality, quick).fit_transform(df[modality]),
+                              dtype=np.float64)
         print(f"  {modality}: {features.shape[1]} features in {time.perf_counter() - start:.1f} s",
               flush=True)
         blocks[modality] = pd.DataFrame(
@@ -178,9 +179,9 @@ def run(name, quick, chosen, n_max=None):
     df = build()
     if n_max and len(df) > n_max:
         df = df.sample(n_max, random_state=0).reset_index(drop=True)
-    print(f"\n### {name}: {len(df)} rows, {df['label'].nunique()} classes, "
-          f"{'leave-one-group-out by ' + ('voice' if name == 'digits' else 'base emoji') if grouped else '5-fold'}",
-          flush=True)
+    protocol = {"digits": "leave one voice out", "emoji": "5 folds by base emoji"}.get(name,
+                                                                                  "5 folds")
+    print(f"\n### {name}: {len(df)} rows, {df['label'].nunique()} classes, {protocol}", flush=True)
     blocks = feature_blocks(df, modalities, quick)
     X = pd.concat(blocks.values(), axis=1)
     y = df["label"].astype(str).to_numpy()
@@ -218,7 +219,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated data sets: " + ",".join(DATASETS))
     parser.add_argument("--models", default="early,late", help="mmfeat rows: early, late")
-    parser.add_argument("--quick", action="store_true", help="gradient histogram instead of the CNN")
+    parser.add_argument("--quick", action="store_true",
+                        help="gradient histogram instead of the CNN")
     parser.add_argument("--n-max", type=int, help="subsample each data set to this many rows")
     args = parser.parse_args()
     for name in (args.only.split(",") if args.only else DATASETS):

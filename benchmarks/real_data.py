@@ -290,6 +290,7 @@ if __name__ == "__main__":
         df = build()
         print(f"{name}: {len(df)} rows, {df['label'].nunique()} classes, "
               f"{df['group'].nunique()} groups, columns {list(df.columns)}")
-    for name, build in {"emoji_names": emoji_names, "wordnet_definitions": wordnet_definitions}.items():
+    for build in (emoji_names, wordnet_definitions):
         df = build()
+        name = build.__name__
         print(f"{name}: {len(df)} rows, {df['label'].nunique()} classes")

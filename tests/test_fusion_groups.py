@@ -26,8 +26,12 @@ from threadpoolctl import threadpool_limits
 
 from mmfeat.audio import MFCCStats
 from mmfeat.datasets import make_multimodal
-from mmfeat.fusion import (LateFusionClassifier, LateFusionRegressor, TunedLogisticRegression,
-                           make_early_fusion)
+from mmfeat.fusion import (
+    LateFusionClassifier,
+    LateFusionRegressor,
+    TunedLogisticRegression,
+    make_early_fusion,
+)
 from mmfeat.image import ColorHistogram
 
 
