@@ -92,6 +92,7 @@ _MMFEAT_CLASSES = (
     ("mmfeat.fusion.interactions", "ModalityInteractions"),
     ("mmfeat.fusion.late", "LateFusionClassifier"),
     ("mmfeat.fusion.late", "LateFusionRegressor"),
+    ("mmfeat.fusion.tuning", "TunedLogisticRegression"),
     ("mmfeat.video.frames", "VideoFrames"),
     ("mmfeat.video.motion", "MotionStats"),
     ("mmfeat.video.audio", "VideoAudio"),

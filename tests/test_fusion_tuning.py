@@ -110,3 +110,15 @@ def test_weights_and_class_weights_reach_every_fit():
 @parametrize_with_checks([TunedLogisticRegression(Cs=[0.01, 1.0], cv=2)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_a_saved_auto_early_fusion_loads_without_trusting_anything(tmp_path):
+    from mmfeat import load_model, save_model
+
+    X, y, _ = near_duplicates(n_groups=2)
+    model = make_early_fusion(a=(list(range(3)), FunctionTransformer()),
+                              b=(list(range(3, 40)), FunctionTransformer()),
+                              estimator="auto").fit(X, y)
+    save_model(model, tmp_path / "model.skops")
+    loaded = load_model(tmp_path / "model.skops")
+    assert np.array_equal(loaded.predict(X), model.predict(X))
