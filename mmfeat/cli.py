@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a row whose every modality is missing or failed: no prediction and the "
                    "causes in error, or the prediction from the training prior with the causes "
                    "in missing")
+    p.add_argument("--trust-model-settings", action="store_true",
+                   help="keep the model file's extractor settings (max_pixels, timeout, batch_size, "
+                   "n_jobs) even past this job's limits; only for files you trust")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.epilog = ("OUTPUT gets part-NNNNN.parquet files with the id column(s), prediction, proba_<class> "
                 "(--proba), error (null when the row scored) and missing (the modalities a model "

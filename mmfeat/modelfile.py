@@ -34,8 +34,10 @@ from pathlib import Path
 from .atomic import atomic_write
 from .errors import UntrustedTypesError
 from .introspect import find_extractors, package_version
+from .io import DEFAULT_MAX_PIXELS
 
-__all__ = ["ModelVersionWarning", "find_extractors", "load_model", "save_model"]
+__all__ = ["ModelSettingsWarning", "ModelVersionWarning", "find_extractors", "load_model",
+           "save_model"]
 
 FORMAT = "mmfeat-model"
 FORMAT_VERSION = 1
@@ -44,6 +46,122 @@ FORMAT_VERSION = 1
 class ModelVersionWarning(UserWarning):
     """The model file was made by another mmfeat or scikit-learn version (or its extractors'
     fingerprints changed since): predictions may differ from the ones seen at training time."""
+
+
+class ModelSettingsWarning(UserWarning):
+    """Settings of a loaded model's extractors that would switch a guard off or exceed this
+    job's limits (``max_pixels``, ``timeout``, ``batch_size``, ``n_jobs``) were replaced by the
+    limits; the warning says which."""
+
+
+#: A ``.skops`` file may declare at most this many bytes (its arrays and schema, uncompressed).
+DEFAULT_MAX_ARRAY_BYTES = 1 << 30
+#: The limits a loaded model's extractors are held to, unless its settings are trusted: the
+#: defaults of the extractors' own guards, and batches a job can hold in memory.
+_LIMITS = {"max_pixels": DEFAULT_MAX_PIXELS, "timeout": 60.0, "batch_size": 1024}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _extractors_within(model):
+    """(name, extractor) for every extractor in ``model``, those a video extractor wraps too."""
+    from .base import Extractor
+
+    seen = set()
+    pending = list(find_extractors(model).items())
+    while pending:
+        name, extractor = pending.pop(0)
+        if id(extractor) in seen:
+            continue
+        seen.add(id(extractor))
+        yield name, extractor
+        for attr in ("extractor", "extractor_"):
+            inner = getattr(extractor, attr, None)
+            if isinstance(inner, Extractor):
+                pending.append((f"{name}.{attr}", inner))
+
+
+def _beyond(value, limit) -> bool:
+    """A guard switched off (None), not a number, or past its limit."""
+    from numbers import Real
+
+    return value is None or isinstance(value, bool) or not isinstance(value, Real) or value > limit
+
+
+def apply_limits(model, *, source="the model") -> list:
+    """Hold every extractor in ``model`` to this job's limits, and warn saying what changed.
+
+    ``max_pixels`` and ``timeout`` (guards a file could switch off with None or raise) are
+    lowered to their defaults, ``batch_size`` to 1024, and ``n_jobs`` to this machine's cores.
+
+    Returns
+    -------
+    list of str
+        ``"name.param: file value -> limit"`` for each setting replaced.
+    """
+    from numbers import Integral
+
+    cores, changed = _cores(), []
+    for name, extractor in _extractors_within(model):
+        params = extractor.get_params(deep=False)
+        new = {key: limit for key, limit in _LIMITS.items()
+               if key in params and _beyond(params[key], limit)}
+        jobs = params.get("n_jobs")
+        if "n_jobs" in params and jobs is not None and (isinstance(jobs, bool)
+                                                         or not isinstance(jobs, Integral)
+                                                         or not -cores <= jobs <= cores):
+            new["n_jobs"] = cores
+        if new:
+            extractor.set_params(**new)
+            changed += [f"{name}.{key}: {params[key]!r} -> {value!r}" for key, value in new.items()]
+    if changed:
+        warnings.warn(f"{source}: settings past this job's limits were replaced "
+                      f"({'; '.join(changed)}). Trust the file's own settings only if it is yours: load_model(..., "
+                      "trust_settings=True), mmfeat score --trust-model-settings.",
+                      ModelSettingsWarning, stacklevel=3)
+    return changed
+
+
+def _check_declared_bytes(data: bytes, path, max_bytes) -> None:
+    """Refuse a ``.skops`` file whose members declare more than ``max_bytes`` once unpacked,
+    before anything is decompressed or allocated: each member's size in the zip directory, and
+    for an array, the shape and type its ``.npy`` header gives (a few bytes can claim gigabytes)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    if max_bytes is None:
+        return
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        return  # not a zip: skops says so, in its words
+    total = 0
+    with archive:
+        for member in archive.infolist():
+            declared = member.file_size
+            if member.filename.endswith(".npy"):
+                try:
+                    with archive.open(member) as f:
+                        version = np.lib.format.read_magic(f)
+                        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0)
+                        shape, _, dtype = read_header(f)
+                    count = 1
+                    for side in shape:
+                        count *= int(side)
+                    declared = max(declared, count * dtype.itemsize)
+                except (ValueError, OSError, zipfile.BadZipFile):
+                    pass  # an unreadable array: skops refuses it when it loads
+            total += declared
+            if total > max_bytes:
+                raise ValueError(
+                    f"{os.fspath(path)} declares more than {max_bytes:,} bytes once unpacked "
+                    f"({member.filename} alone {declared:,}): refused before anything is "
+                    "allocated. If the file is yours and that large, pass max_array_bytes=.")
 
 
 def _versions() -> dict:
@@ -119,7 +237,7 @@ def safe_model_types() -> frozenset:
     return frozenset(f"{module}.{name}" for module, name in _MMFEAT_CLASSES) | set(_OTHER_SAFE_TYPES)
 
 
-def _load_skops(path, trusted):
+def _load_skops(path, trusted, max_bytes=DEFAULT_MAX_ARRAY_BYTES):
     """Load a ``.skops`` file, building only trusted types (see the module docstring).
 
     The file is read once: the types are audited and the model built from the same bytes, so
@@ -132,6 +250,7 @@ def _load_skops(path, trusted):
     ):
         raise TypeError(f"Got trusted={trusted!r}, expected a list of type names (str).")
     data = Path(path).read_bytes()
+    _check_declared_bytes(data, path, max_bytes)
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # not a zip, no schema, an unknown node: not a skops model file
@@ -214,7 +333,8 @@ def save_model(model, path, *, compress=3):
     return path
 
 
-def load_model(path, *, return_info=False, check_fingerprints=False, trusted=None):
+def load_model(path, *, return_info=False, check_fingerprints=False, trusted=None,
+               trust_settings=False, max_array_bytes=DEFAULT_MAX_ARRAY_BYTES):
     """Load a model saved with :func:`save_model` (plain joblib dumps of an estimator load too).
 
     Warns with :class:`ModelVersionWarning` when the file was made with another mmfeat or
@@ -242,16 +362,28 @@ def load_model(path, *, return_info=False, check_fingerprints=False, trusted=Non
     trusted : list of str, optional
         For ``.skops`` files only: further type names (as ``skops.io.get_untrusted_types``
         gives them, e.g. a custom transformer's ``"mypkg.features.MyScaler"``) allowed to load.
+    trust_settings : bool, default=False
+        Keep the extractors' settings as the file has them. By default they are held to this
+        job's limits, with a :class:`ModelSettingsWarning` naming each one replaced: a guard
+        the file switches off or raises (``max_pixels``, a video's ``timeout``) is set to its
+        default, ``batch_size`` to at most 1024, ``n_jobs`` to at most this machine's cores.
+    max_array_bytes : int or None, default=1 GiB
+        For ``.skops`` files: refuse one whose arrays and schema declare more bytes than this
+        once unpacked, before anything is allocated. None: no bound.
 
     Returns
     -------
     model, or (model, info) when ``return_info``
     """
-    obj = _load_skops(path, trusted) if _is_skops(path) else _load_joblib(path)
+    obj = _load_skops(path, trusted, max_array_bytes) if _is_skops(path) else _load_joblib(path)
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT and "model" in obj):
+        if not trust_settings:
+            apply_limits(obj, source=f"The model file {os.fspath(path)}")
         return (obj, {}) if return_info else obj
     info = {k: v for k, v in obj.items() if k != "model"}
     model = obj["model"]
+    if not trust_settings:
+        apply_limits(model, source=f"The model file {os.fspath(path)}")
     now = _versions()
     differ = [
         f"{label} {info.get(key)!s} (file) vs {now[key]} (here)"

@@ -29,7 +29,7 @@ __all__ = ["ScoringError", "cli_score", "format_summary", "score"]
 
 def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
           max_error_rate=1.0, workers=1, dask=None, overwrite=False, progress=True,
-          trusted=None, all_missing="error") -> dict:
+          trusted=None, all_missing="error", trust_model_settings=False) -> dict:
     """Score a table of any size with a fitted model, in chunks, resumably.
 
     Parameters
@@ -74,6 +74,10 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
         training class prior or mean): "error" gives it no prediction and
         ``error = "no modality to predict from: <causes>"``; "prior" keeps that prediction, with
         the causes in ``missing``.
+    trust_model_settings : bool, default=False
+        Keep a model file's extractor settings as they are. By default they are held to this
+        job's limits (``max_pixels``, ``timeout``, ``batch_size``, ``n_jobs``; see
+        :func:`mmfeat.load_model`), with a warning naming each one replaced.
 
     Returns
     -------
@@ -99,7 +103,7 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
     job, src = plan(model, input, output, id_cols=id_cols, chunk_size=chunk_size, proba=proba,
                     max_error_rate=max_error_rate, workers=workers, dask=dask,
                     overwrite=overwrite, progress=progress, trusted=trusted,
-                    all_missing=all_missing)
+                    all_missing=all_missing, trust_settings=trust_model_settings)
     lock = _lock_output(job.out)
     try:
         summary = _run(job, src)
@@ -184,7 +188,8 @@ def cli_score(args) -> int:
               proba=args.proba, max_error_rate=args.max_error_rate, workers=args.workers,
               dask=args.dask, overwrite=args.overwrite, progress=not getattr(args, "quiet", False),
               trusted=getattr(args, "trusted", None) or None,
-              all_missing=getattr(args, "all_missing", "error"))
+              all_missing=getattr(args, "all_missing", "error"),
+              trust_model_settings=getattr(args, "trust_model_settings", False))
     except ScoringError as exc:
         cause = exc.__cause__
         if isinstance(cause, UntrustedTypesError):  # say how to trust them here, not from Python

@@ -27,7 +27,8 @@ from ._scorer import _Scorer
 _MEMO: dict = {}  # (model path, digest, proba, all_missing) -> _Scorer; each worker loads once
 
 
-def _scorer_for(model_path: str, digest: str, proba: bool, trusted=(), all_missing="error") -> _Scorer:
+def _scorer_for(model_path: str, digest: str, proba: bool, trusted=(), all_missing="error",
+                trust_settings=False) -> _Scorer:
     key = (model_path, digest, proba, all_missing)
     scorer = _MEMO.get(key)
     if scorer is None:
@@ -35,7 +36,8 @@ def _scorer_for(model_path: str, digest: str, proba: bool, trusted=(), all_missi
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the parent process has shown them already
-            model = load_model(model_path, trusted=list(trusted) or None)
+            model = load_model(model_path, trusted=list(trusted) or None,
+                               trust_settings=trust_settings)
         _MEMO.clear()
         scorer = _MEMO[key] = _Scorer(model, proba, all_missing)
     return scorer
@@ -55,17 +57,18 @@ def _exit_with_parent(parent_pid: int, poll: float = 0.5):
 
 
 
-def _pool_init(model_path, digest, proba, trusted, all_missing, parent_pid, config):
+def _pool_init(model_path, digest, proba, trusted, all_missing, trust_settings, parent_pid, config):
     from ..config import set_config
 
     _exit_with_parent(parent_pid)
     # mmfeat's settings are per thread, not in the environment: the job's travel with it
     set_config(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"])
-    _scorer_for(model_path, digest, proba, trusted, all_missing)
+    _scorer_for(model_path, digest, proba, trusted, all_missing, trust_settings)
 
 
 def _pool_task(job, df, index):
-    scorer = _scorer_for(job.model_path, job.digest, job.proba, job.trusted, job.all_missing)
+    scorer = _scorer_for(job.model_path, job.digest, job.proba, job.trusted, job.all_missing,
+                         job.trust_settings)
     return scorer.score_part(df, index, index * job.chunk_size, job.out, job.id_types)
 
 
@@ -83,7 +86,8 @@ def run_pool(job, src, tracker):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads or torch
     pool = ProcessPoolExecutor(max_workers=job.workers, mp_context=ctx, initializer=_pool_init,
                                initargs=(job.model_path, job.digest, job.proba, job.trusted,
-                                         job.all_missing, os.getpid(), get_config()))
+                                         job.all_missing, job.trust_settings, os.getpid(),
+                                         get_config()))
     light = dataclasses.replace(job, scorer=None)  # workers load the model from its file
     done, pending = set(tracker.stats), set()
 
@@ -180,7 +184,8 @@ def _run_dask(client, job, src, tracker):
     spec = dask.delayed({
         "todo": todo, "offsets": None if offsets_all is None else [offsets_all[i] for i in todo],
         "model_path": job.model_path, "digest": job.digest, "proba": job.proba,
-        "trusted": job.trusted, "all_missing": job.all_missing, "out": str(job.out), "id_types": job.id_types,
+        "trusted": job.trusted, "all_missing": job.all_missing,
+        "trust_settings": job.trust_settings, "out": str(job.out), "id_types": job.id_types,
         "columns": job.read_cols, "base_dir": str(src.base_dir), "path_cols": src.path_cols,
         "config": get_config(),
     }, pure=True)
@@ -215,7 +220,7 @@ def _dask_partition(df, spec, partition_info=None):
     config = spec["config"]
     with config_context(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"]):
         scorer = _scorer_for(spec["model_path"], spec["digest"], spec["proba"], spec["trusted"],
-                             spec["all_missing"])
+                             spec["all_missing"], spec["trust_settings"])
         stats = scorer.score_part(df, index, offset, spec["out"], spec["id_types"])
     return pd.DataFrame({"part": [index], "rows": [stats["rows"]], "failed": [stats["failed"]],
                          "imputed": [stats["imputed"]],

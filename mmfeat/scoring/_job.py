@@ -40,6 +40,7 @@ class Job:
     proba: bool
     all_missing: str
     trusted: tuple
+    trust_settings: bool
     chunk_size: int
     read_cols: list | None
     id_types: dict
@@ -91,14 +92,14 @@ def check_arguments(chunk_size, workers, max_error_rate, dask):
 
 
 def plan(model, input, output, *, id_cols, chunk_size, proba, max_error_rate, workers, dask,
-         overwrite, progress, trusted, all_missing="error") -> tuple:
+         overwrite, progress, trusted, all_missing="error", trust_settings=False) -> tuple:
     """Check everything that can be checked before scoring a row: ``(job, input)``."""
     chunk_size, workers, max_error_rate = check_arguments(chunk_size, workers, max_error_rate, dask)
     out = Path(output).expanduser().absolute()
     src = _Input(input)
     if out == src.path or out in src.path.parents:
         raise ScoringError(f"the output folder {out} must not be the input or contain it")
-    model_obj, model_desc, digest, model_path = _resolve_model(model, trusted)
+    model_obj, model_desc, digest, model_path = _resolve_model(model, trusted, trust_settings)
     scorer = _Scorer(model_obj, proba, all_missing)
     id_cols = src.id_cols = _resolve_id_cols(id_cols, src.columns)
     clash = [c for c in id_cols if c in OUTPUT_NAMES or c.startswith("proba_")]
@@ -113,7 +114,7 @@ def plan(model, input, output, *, id_cols, chunk_size, proba, max_error_rate, wo
         read_cols = list(dict.fromkeys([*id_cols, *read_cols]))
     job = Job(out=out, scorer=scorer, model_path=None if model_path is None else str(model_path),
               model_desc=model_desc, digest=digest, proba=bool(proba), all_missing=all_missing,
-              trusted=tuple(trusted or ()),
+              trusted=tuple(trusted or ()), trust_settings=bool(trust_settings),
               chunk_size=chunk_size, read_cols=read_cols, id_types=src.id_types(id_cols),
               max_error_rate=max_error_rate, workers=workers, dask=dask, overwrite=overwrite,
               progress=progress)
@@ -165,7 +166,7 @@ class Tracker:
         self.bar.close()
 
 
-def _resolve_model(model, trusted=None):
+def _resolve_model(model, trusted=None, trust_settings=False):
     """(model object, description for the job file, digest, path or None)."""
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser().absolute()
@@ -174,7 +175,7 @@ def _resolve_model(model, trusted=None):
         from ..modelfile import load_model
 
         try:
-            obj = load_model(path, trusted=trusted)
+            obj = load_model(path, trusted=trusted, trust_settings=trust_settings)
         except Exception as exc:
             raise ScoringError(f"cannot load the model from {path}: {_exc_text(exc)}") from exc
         digest = "blake2b:" + file_digest(path)
