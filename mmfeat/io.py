@@ -270,14 +270,11 @@ _TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 256, 257, 322, 
 _OPENCV_TILE_MAX = 1 << 24
 
 
-def _tiff_size(data: bytes):
-    """The area OpenCV allocates to decode the first directory (the page it reads).
+_TIFF_BITS, _TIFF_SAMPLES = 258, 277
 
-    That is the image (ImageWidth x ImageLength), or more: OpenCV decodes a tiled TIFF
-    through a buffer of one tile (TileWidth x TileLength), which a forged header can make far
-    larger than the image (a 196 KB file claiming a 64x64 image in one 8192x8192 tile takes
-    258 MB). Strips are read into a buffer that is never filled past the image.
-    """
+
+def _tiff_tags(data: bytes, wanted) -> dict:
+    """The first value of each ``wanted`` tag of the first directory of a TIFF file."""
     head = _Header(data, "TIFF")
     order = "<" if data[:2] == b"II" else ">"
     big = head.unpack(order + "H", 2)[0] == 43
@@ -287,7 +284,6 @@ def _tiff_size(data: bytes):
     else:
         offset = head.unpack(order + "I", 4)[0]
         count, entry, size = head.unpack(order + "H", offset)[0], 12, 2
-    wanted = (_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH)
     formats = {3: "H", 4: "I", 16: "Q"}
     found = {}
     for k in range(min(count, 4096)):
@@ -296,7 +292,23 @@ def _tiff_size(data: bytes):
         if tag in wanted:
             if kind not in formats:
                 raise ItemError("corrupt TIFF header (dimensions of an unexpected type)")
-            found[tag] = head.unpack(order + formats[kind], at + (12 if big else 8))[0]
+            n = head.unpack(order + ("Q" if big else "I"), at + 4)[0]
+            value_at = at + (12 if big else 8)
+            if n * struct.calcsize(formats[kind]) > (8 if big else 4):  # stored elsewhere
+                value_at = head.unpack(order + ("Q" if big else "I"), value_at)[0]
+            found[tag] = head.unpack(order + formats[kind], value_at)[0]
+    return found
+
+
+def _tiff_size(data: bytes):
+    """The area OpenCV allocates to decode the first directory (the page it reads).
+
+    That is the image (ImageWidth x ImageLength), or more: OpenCV decodes a tiled TIFF
+    through a buffer of one tile (TileWidth x TileLength), which a forged header can make far
+    larger than the image (a 196 KB file claiming a 64x64 image in one 8192x8192 tile takes
+    258 MB). Strips are read into a buffer that is never filled past the image.
+    """
+    found = _tiff_tags(data, (_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH))
     if _TIFF_WIDTH not in found or _TIFF_LENGTH not in found:
         raise ItemError("corrupt TIFF header (no ImageWidth or ImageLength)")
     width, height = found[_TIFF_WIDTH], found[_TIFF_LENGTH]
@@ -464,6 +476,59 @@ def image_size(data: bytes):
     raise ItemError("not a decodable image (corrupt, or not an image format OpenCV reads)")
 
 
+#: Samples per pixel and bytes per sample assumed where a header says nothing more: 8-bit RGBA.
+_PLAIN_LAYOUT = (4, 1)
+
+
+def sample_layout(data: bytes):
+    """(samples per pixel, bytes per sample) that OpenCV decodes encoded image bytes to, read
+    from the header: 16-bit and float images, and alpha, take several times the bytes of an
+    8-bit RGB image of as many pixels. Formats whose header says nothing more count as 8-bit
+    RGBA; a header that cannot be read counts the same (its size check says why)."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n":
+            depth, colour = _Header(data, "PNG").unpack("BB", 24)
+            samples = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}.get(colour, 4)  # a palette may hold alpha
+            return samples, 2 if depth == 16 else 1
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            found = _tiff_tags(data, (_TIFF_BITS, _TIFF_SAMPLES))
+            bits = found.get(_TIFF_BITS, 8)
+            return max(1, found.get(_TIFF_SAMPLES, 1)), max(1, -(-bits // 8))
+        if data[:2] in (b"PF", b"Pf") and data[2:3].isspace():
+            return (3 if data[:2] == b"PF" else 1), 4
+        if data[:2] == b"#?":
+            return 3, 4  # Radiance HDR decodes to float32 RGB
+        if data[:1] == b"P" and data[1:2] in (b"2", b"3", b"5", b"6"):
+            maxval = _int_field(_text_fields(data, "PNM", 3, 2)[2], "PNM")
+            return (3 if data[1:2] in b"36" else 1), 2 if maxval > 255 else 1
+        if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
+            head = _Header(data, "JPEG 2000")
+            for kind, body, end in _boxes(head, 0, len(data)):
+                if kind == b"jp2h":
+                    for inner, inner_body, _ in _boxes(head, body, end):
+                        if inner == b"ihdr":
+                            samples, bits = head.unpack(">HB", inner_body + 8)
+                            return max(1, samples), 2 if (bits & 0x7F) + 1 > 8 else 1
+    except ItemError:
+        pass
+    return _PLAIN_LAYOUT
+
+
+def _check_bytes(width: int, height: int, layout, max_pixels) -> None:
+    """Bound what decoding allocates, not only the pixels: at most the bytes of an 8-bit RGBA
+    image of ``max_pixels`` (a 0.6 MB 16-bit PNG under the pixel limit once took 1.8 GB)."""
+    if max_pixels is None:
+        return
+    samples, size = layout
+    needed = width * height * max(samples, 3) * size
+    budget = max_pixels * _PLAIN_LAYOUT[0] * _PLAIN_LAYOUT[1]
+    if needed > budget:
+        raise ItemError(
+            f"image of {width}x{height} pixels, {samples} samples of {8 * size} bits each, decodes "
+            f"to {needed:,} bytes, more than max_pixels x 4 = {budget:,} (possible decompression "
+            "bomb)")
+
+
 def _jpeg_complete(data: bytes) -> bool:
     """True when an end-of-image marker follows the main image's first start-of-scan.
 
@@ -538,7 +603,9 @@ def decode_image(data: bytes, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
     than ``max_pixels`` pixels is refused before OpenCV allocates or decodes anything.
     """
     cv2 = quiet_cv2()
-    _check_pixels(*image_size(data), max_pixels)
+    width, height = image_size(data)
+    _check_pixels(width, height, max_pixels)
+    _check_bytes(width, height, sample_layout(data), max_pixels)
     is_jpeg = data[:2] == b"\xff\xd8"
     # libjpeg fills a truncated JPEG with grey and only prints a warning: refuse it here.
     if is_jpeg and not _jpeg_complete(data):
