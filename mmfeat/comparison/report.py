@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_bytes
 from ..optional import import_optional
 
 _COLORS = {"single": "#9aa5b1", "early": "#3b7dd8", "late": "#e07b39"}
@@ -41,10 +43,23 @@ def _pyplot():
     return plt
 
 
+#: Every file a report may hold: those a run does not write are removed from the folder, so
+#: that nothing of an earlier report is left beside the new one.
+REPORT_FILES = ("results.csv", "folds.csv", "results.md", "scores.png", "contributions.png",
+                "confusion.png", "modality_report.csv", "robustness.csv", "robustness.png")
+
+
 def _save(fig, path: Path, files: list) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format="png")
     _pyplot().close(fig)
+    write_bytes(path, buffer.getvalue())
+    files.append(path)
+
+
+def _write_csv(frame, path: Path, files: list) -> None:
+    write_bytes(path, frame.to_csv(index=False).encode())
     files.append(path)
 
 
@@ -116,35 +131,41 @@ def _plot_confusion(result, y, path, files):
 
 
 def write_report(result, y, report_dir) -> list:
-    """Write ``results.csv``, ``folds.csv``, ``results.md`` and the PNG plots; return the paths."""
+    """Write ``results.csv``, ``folds.csv``, ``results.md`` and the PNG plots; return the paths.
+
+    Every file is written whole to a temporary file and renamed (a link planted under a
+    report's name is replaced, never followed), and report files of an earlier run that this
+    one does not write are removed.
+    """
     from .run import METRICS
 
     root = Path(report_dir)
     root.mkdir(parents=True, exist_ok=True)
-    files = [root / "results.csv", root / "folds.csv", root / "results.md"]
-    result.table.to_csv(files[0], index=False)
-    result.folds.to_csv(files[1], index=False)
+    files = []
+    _write_csv(result.table, root / "results.csv", files)
+    _write_csv(result.folds, root / "folds.csv", files)
     metrics = list(METRICS[result.task])
     shown = ["model", *[c for m in metrics for c in (m, f"{m}_std")], "fit_s", "predict_s",
              "cache_hits", "status"]
     chance = ", ".join(f"{k} {v:.3f}" for k, v in result.chance.items())
-    files[2].write_text(
+    write_bytes(root / "results.md", (
         f"# Which fusion?\n\n{result.n_rows} rows, {len(result.splits)} folds"
         f"{' by group' if result.grouped else ''}, ranked by {result.rank_by}. "
-        f"Chance: {chance}.\n\n{markdown_table(result.table[shown])}\n")
+        f"Chance: {chance}.\n\n{markdown_table(result.table[shown])}\n").encode())
+    files.append(root / "results.md")
     _plot_scores(result, metrics, root / "scores.png", files)
     if (result.table["kind"] == "single").any():
         _plot_contributions(result, result.rank_by, root / "contributions.png", files)
     if result.task == "classification" and result.best is not None:
         _plot_confusion(result, y, root / "confusion.png", files)
     if result.stacking_report is not None:
-        result.stacking_report.to_csv(root / "modality_report.csv", index=False)
-        files.append(root / "modality_report.csv")
+        _write_csv(result.stacking_report, root / "modality_report.csv", files)
     if result.robustness is not None:
         from ..robustness import plot_robustness
 
-        result.robustness.to_csv(root / "robustness.csv", index=False)
-        files.append(root / "robustness.csv")
+        _write_csv(result.robustness, root / "robustness.csv", files)
         files.append(plot_robustness(result.robustness, root / "robustness.png",
                                      title=f"Robustness of {result.best}"))
+    for name in set(REPORT_FILES) - {f.name for f in files}:
+        (root / name).unlink(missing_ok=True)  # an earlier run's; a link is removed, not followed
     return files

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_bytes
 from ..errors import ItemError
 from ..io import check_item, load_image
 
@@ -99,7 +100,7 @@ def corrupt_image(item, out_path, *, kind: str, level: float, rng=None) -> str:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:  # pragma: no cover - PNG encoding of a uint8 RGB array does not fail
         raise RuntimeError(f"OpenCV could not encode the corrupted image for {out}")
-    out.write_bytes(encoded.tobytes())
+    write_bytes(out, encoded.tobytes())  # a rename: never through a link planted there
     return os.fspath(out_path)
 
 
@@ -158,7 +159,11 @@ def corrupt_audio(item, out_path, *, snr_db: float, rng=None) -> str:
     wave, sr = _read_audio(item)
     power = float(np.mean(np.square(wave, dtype=np.float64))) if wave.size else 0.0
     noise = rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), size=wave.shape)
-    sf.write(out, (wave + noise).astype(np.float32), int(sr), subtype="FLOAT", format="WAV")
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, (wave + noise).astype(np.float32), int(sr), subtype="FLOAT", format="WAV")
+    write_bytes(out, buffer.getvalue())  # a rename: never through a link planted there
     return os.fspath(out_path)
 
 

@@ -3,13 +3,14 @@ each corruption grows."""
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_bytes
 from ..optional import import_optional
 from .report import COLUMNS
 
@@ -122,5 +123,7 @@ def plot_robustness(report: pd.DataFrame, path, *, title=None, dpi: int = 120) -
                  f"Robustness: {scoring} with a modality removed or corrupted (clean {clean:.3f})")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(os.fspath(out), dpi=dpi, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    write_bytes(out, buffer.getvalue())  # whole or not at all, and never through a link
     return out

@@ -4,6 +4,8 @@ each level, on the same rows."""
 from __future__ import annotations
 
 import math
+import os
+import re
 import tempfile
 import zlib
 from collections.abc import Mapping
@@ -91,8 +93,11 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
         Seed of every corruption; each condition's randomness depends only on it and on the
         condition's modality, perturbation and level. None draws fresh randomness.
     work_dir : str, path-like or None, default=None
-        Folder for the corrupted files, ``{work_dir}/{modality}/{perturbation}-{level}/``,
-        kept after the call. None uses a temporary folder, deleted before returning.
+        Folder for the corrupted files, ``{work_dir}/{modality}/{perturbation}-{level}/``, kept
+        after the call; a modality whose name is not a plain name (letters, digits, ``-``,
+        ``_``, ``.``) gets ``{i}-{name}``, its position and its name with the other characters
+        replaced by ``_``: a name is never a path. None uses a temporary folder, deleted before returning (or, after a
+        ``kill -9``, by the next report).
 
     Returns
     -------
@@ -129,9 +134,10 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
     clean = float(scorer(model, X, y))
     rows = [dict(modality=None, kind=None, perturbation="none", level=math.nan, score=clean,
                  status="ok", n_changed=0)]
-    with tempfile.TemporaryDirectory(prefix="mmfeat-robustness-") as tmp:
+    _remove_stale_temporaries()
+    with tempfile.TemporaryDirectory(prefix=f"{_TMP_PREFIX}{os.getpid()}-") as tmp:
         root = Path(tmp if work_dir is None else work_dir)
-        for name, (column, kind) in specs.items():
+        for index, (name, (column, kind)) in enumerate(specs.items()):
             present = [not is_missing(item) for item in X[column]]
             removed = X.assign(**{column: pd.Series(None, index=X.index, dtype=object)})
             rows.append(dict(modality=name, kind=kind, perturbation="missing", level=math.nan,
@@ -141,7 +147,7 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
                 for level in levels:
                     rng = np.random.default_rng(
                         [seed, zlib.crc32(f"{name}/{perturbation}/{level!r}".encode())])
-                    folder = root / name / f"{perturbation}-{level:g}"
+                    folder = root / _folder_name(index, name) / f"{perturbation}-{level:g}"
                     items, changed = _corrupt_column(X[column], kind, perturbation, level, rng,
                                                      folder)
                     rows.append(dict(modality=name, kind=kind, perturbation=perturbation,
@@ -153,6 +159,52 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
     report = report[COLUMNS]
     report.attrs["scoring"] = scoring if isinstance(scoring, str) else "score"
     return report
+
+
+_TMP_PREFIX = "mmfeat-robustness-"
+
+
+def _folder_name(index: int, name) -> str:
+    """A modality's folder: its name when that is a plain name (letters, digits, ``-``, ``_``,
+    ``.``, not starting with a dot), else its position and the name with anything else
+    replaced. A name is never a path: a model file's modality may be called ``../../x`` or
+    ``/etc``."""
+    name = str(name)
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,59}", name) and not re.fullmatch(r"\d\d-.*", name):
+        return name
+    return f"{index:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:60]}"
+
+
+def _remove_stale_temporaries() -> None:
+    """Remove the temporary folders of reports whose process is gone (a ``kill -9`` runs no
+    clean-up): they are named after the process that made them, and are this user's."""
+    import shutil
+
+    base = Path(tempfile.gettempdir())
+    try:
+        entries = list(base.glob(f"{_TMP_PREFIX}*"))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(_TMP_PREFIX):].split("-", 1)[0]
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not pid.isdigit() or info.st_uid != os.geteuid() or not entry.is_dir() \
+                or entry.is_symlink() or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _score(scorer, model, X, y, failure: str) -> dict:
