@@ -29,9 +29,9 @@ from typing import NamedTuple
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
+from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names_in
 from .cache import FeatureCache, resolve_cache
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
@@ -311,7 +311,7 @@ class Extractor(TransformerMixin, BaseEstimator):
     def _cache_label(self) -> str:
         """How ``mmfeat cache info`` names this extractor's entries: the class and the
         parameters that differ from their defaults and change the output."""
-        from sklearn.utils._pprint import _changed_params
+        from ._sklearn_compat import _changed_params
 
         changed = [f"{k}={v!r}" for k, v in _changed_params(self).items()
                    if k not in self.runtime_params]

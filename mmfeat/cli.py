@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import UsageError
+
 DESCRIPTION = ("Image, text and audio features for scikit-learn: run the demo, warm the feature "
                "cache for a manifest column, inspect or shrink the cache, score a table with a "
                "saved model.")
-
-
-class UsageError(Exception):
-    """An ordinary mistake on the command line: reported in one line, exit status 2."""
 
 
 def _positive_int(text):

@@ -1,4 +1,7 @@
-"""The one exception and the one warning that mmfeat raises for bad items."""
+"""Every public exception and warning of mmfeat, in one place (each is also importable from
+the module that raises it, as before): bad items (:class:`ItemError`, :class:`ExtractionError`,
+:class:`ExtractionWarning`), the cache, model files, batch scoring, video decoding and the
+command line."""
 
 from __future__ import annotations
 
@@ -58,6 +61,41 @@ class CacheWarning(UserWarning):
 
 class CacheError(RuntimeError):
     """An explicit cache operation (info, clear, prune, forget) could not be done."""
+
+
+class ModelVersionWarning(UserWarning):
+    """The model file was made by another mmfeat or scikit-learn version (or its extractors'
+    fingerprints changed since): predictions may differ from the ones seen at training time."""
+
+
+class ModelSettingsWarning(UserWarning):
+    """Settings of a loaded model's extractors that would switch a guard off or exceed this
+    job's limits (``max_pixels``, ``timeout``, ``batch_size``, ``n_jobs``) were replaced by the
+    limits; the warning says which."""
+
+
+class ScoringError(RuntimeError):
+    """The scoring job itself failed (bad model, unreadable input, a different job in the output
+    folder, too many failed rows). Failures of single rows never raise: they land in ``error``.
+
+    Attributes
+    ----------
+    summary : dict or None
+        The job summary when the job ran to the end (e.g. the error rate was too high).
+    """
+
+    def __init__(self, message, summary=None):
+        super().__init__(message)
+        self.summary = summary
+
+
+class PartialDecodeWarning(UserWarning):
+    """Some frames (or part of the sound track) of a video could not be decoded; its features
+    come from the rest."""
+
+
+class UsageError(Exception):
+    """An ordinary mistake on the ``mmfeat`` command line: reported in one line, exit status 2."""
 
 
 # Rows that failed under on_error="nan" are also reported to every active collector, so that

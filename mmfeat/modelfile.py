@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from .atomic import atomic_write
-from .errors import UntrustedTypesError
+from .errors import ModelSettingsWarning, ModelVersionWarning, UntrustedTypesError
 from .introspect import find_extractors, package_version
 from .io import DEFAULT_MAX_PIXELS
 
@@ -41,17 +41,6 @@ __all__ = ["ModelSettingsWarning", "ModelVersionWarning", "find_extractors", "lo
 
 FORMAT = "mmfeat-model"
 FORMAT_VERSION = 1
-
-
-class ModelVersionWarning(UserWarning):
-    """The model file was made by another mmfeat or scikit-learn version (or its extractors'
-    fingerprints changed since): predictions may differ from the ones seen at training time."""
-
-
-class ModelSettingsWarning(UserWarning):
-    """Settings of a loaded model's extractors that would switch a guard off or exceed this
-    job's limits (``max_pixels``, ``timeout``, ``batch_size``, ``n_jobs``) were replaced by the
-    limits; the warning says which."""
 
 
 #: A ``.skops`` file may declare at most this many bytes (its arrays and schema, uncompressed).

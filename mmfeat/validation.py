@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import InvalidParameterError
+from ._sklearn_compat import InvalidParameterError
 
 
 def invalid_parameter(estimator, name: str, expected: str, value) -> InvalidParameterError:

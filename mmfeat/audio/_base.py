@@ -5,8 +5,8 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
+from .._sklearn_compat import Interval
 from ..base import Extractor
 from ..io import load_audio
 from ..summary import check_stats

@@ -5,8 +5,8 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
+from .._sklearn_compat import Interval
 from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from . import _frames

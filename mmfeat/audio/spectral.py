@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.utils._param_validation import StrOptions
 
+from .._sklearn_compat import StrOptions
 from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from . import _frames

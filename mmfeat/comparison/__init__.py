@@ -10,9 +10,9 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.multiclass import type_of_target
 
+from .._sklearn_compat import HasMethods, StrOptions, validate_params
 from ..validation import check_target
 from .candidates import build_candidates
 from .report import chance_levels, markdown_table, write_report
@@ -219,8 +219,7 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
         n_rows=len(X), grouped=groups is not None,
         stacking_report=None if stacking is None else stacking[0].modality_report_)
     if robustness and best is not None:
-        from ..robustness import robustness_report
-        from ..robustness.report import _kind_of
+        from ..robustness import corruption_kind, robustness_report
 
         model, test = first[best]
         # The ranking metric, by scikit-learn's scorer name.
@@ -229,7 +228,7 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
         # ignores one is seen to be unmoved by it.
         result.robustness = robustness_report(
             model, X.iloc[test], y[test], scoring=scoring, random_state=random_state,
-            modalities={name: (column, _kind_of(extractor))
+            modalities={name: (column, corruption_kind(extractor))
                         for name, (column, extractor) in modalities.items()})
     if refit and best is not None:
         result.best_estimator = fit(clone(candidates[best][1]), X, y, groups)

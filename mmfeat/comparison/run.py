@@ -15,17 +15,12 @@ from sklearn.metrics import (
     mean_absolute_error,
     r2_score,
 )
-from sklearn.model_selection import (
-    GroupKFold,
-    KFold,
-    StratifiedGroupKFold,
-    StratifiedKFold,
-    check_cv,
-)
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 
 from ..cache import resolve_cache
-from ..fusion.late import _BaseLateFusion
+from ..folds import make_folds
+from ..fusion import is_late_fusion
 from ..fusion.modality_fit import shared_modality_fits
 from ..introspect import find_extractors
 from ..validation import check_fold_count
@@ -39,24 +34,17 @@ METRICS = {
 
 def make_splits(X, y, groups, cv, task, random_state):
     """The outer folds, shared by every candidate: stratified for classification, by group
-    when ``groups`` are given (no group in both a training and a test fold)."""
-    if isinstance(cv, Integral):
-        if groups is None:
-            check_fold_count(cv, y, task == "classification")
-        if groups is not None:
-            splitter = (StratifiedGroupKFold(cv, shuffle=True, random_state=random_state)
-                        if task == "classification" else GroupKFold(cv))
-        else:
-            splitter = (StratifiedKFold if task == "classification" else KFold)(
-                cv, shuffle=True, random_state=random_state)
-    else:
-        splitter = check_cv(cv, y, classifier=task == "classification")
-    return [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(X, y, groups)]
+    when ``groups`` are given (no group in both a training and a test fold); an int ``cv``
+    shuffles the rows with ``random_state``."""
+    if isinstance(cv, Integral) and groups is None:
+        check_fold_count(cv, y, task == "classification")
+    return make_folds(cv, y, groups, classifier=task == "classification", shuffle=True,
+                      random_state=random_state, X=X)
 
 
 def fit(estimator, X, y, groups):
     """Fit a candidate; with groups, its inner validation is by group too."""
-    if isinstance(estimator, _BaseLateFusion):
+    if is_late_fusion(estimator):
         return estimator.fit(X, y, groups=groups)
     if groups is not None and isinstance(estimator, Pipeline):
         # Early fusion ends in LogisticRegressionCV / RidgeCV: their inner folds become group

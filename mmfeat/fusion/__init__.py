@@ -11,8 +11,8 @@ Both let rows miss modalities (``handle_missing=True``).
 from .blocks import ModalityBlock
 from .early import make_early_fusion
 from .interactions import ModalityInteractions
-from .late import LateFusionClassifier, LateFusionRegressor
+from .late import LateFusionClassifier, LateFusionRegressor, is_late_fusion
 from .tuning import TunedLogisticRegression
 
 __all__ = ["LateFusionClassifier", "LateFusionRegressor", "ModalityBlock", "ModalityInteractions",
-           "TunedLogisticRegression", "make_early_fusion"]
+           "TunedLogisticRegression", "is_late_fusion", "make_early_fusion"]

@@ -6,19 +6,20 @@ from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
-from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
-from sklearn.utils.validation import (
-    FLOAT_DTYPES,
-    _check_feature_names_in,
-    check_array,
-    check_is_fitted,
-)
+from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted
 
+from .._sklearn_compat import (
+    HasMethods,
+    Interval,
+    RealNotInt,
+    _check_feature_names_in,
+    _fit_context,
+)
 from ..validation import check_target
 
 
@@ -28,6 +29,12 @@ def as_feature_matrix(features, *, accept_sparse=False):
     return check_array(features, accept_sparse="csr" if accept_sparse else False,
                        dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan", ensure_min_samples=0,
                        input_name="features")
+
+
+def available_rows(values):
+    """The rows (along the last axis) that are not all NaN: a row missing a modality has all-NaN
+    features, and all-NaN outputs of the modality's model."""
+    return ~np.isnan(values).all(axis=-1)
 
 
 def numpy_output(step):

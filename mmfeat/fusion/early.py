@@ -8,8 +8,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 
+from .._sklearn_compat import HasMethods, StrOptions, validate_params
 from .blocks import ModalityBlock
 from .interactions import ModalityInteractions
 from .specs import parse_modality

@@ -13,9 +13,9 @@ import weakref
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import onnx_runtime
+from .._sklearn_compat import HasMethods, Interval, StrOptions
 from ..base import Extractor
 from ..io import DEFAULT_MAX_PIXELS, load_image
 from ..models import resolve_device

@@ -5,8 +5,8 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
+from .._sklearn_compat import Interval
 from ..base import Extractor
 from ..io import DEFAULT_MAX_PIXELS, load_image
 from ..validation import check_int_tuple

@@ -6,8 +6,8 @@ import hashlib
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
+from .._sklearn_compat import Interval
 from ..base import Extractor
 from ..io import DEFAULT_MAX_PIXELS, load_image
 

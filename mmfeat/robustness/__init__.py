@@ -10,7 +10,7 @@ deep models, for any scikit-learn model that reads a DataFrame of modality colum
 
 from .corrupt import IMAGE_CORRUPTIONS, corrupt_audio, corrupt_image, corrupt_text
 from .plot import plot_robustness
-from .report import DEFAULT_CORRUPTIONS, robustness_report
+from .report import DEFAULT_CORRUPTIONS, corruption_kind, robustness_report
 
 __all__ = ["DEFAULT_CORRUPTIONS", "IMAGE_CORRUPTIONS", "corrupt_audio", "corrupt_image",
-           "corrupt_text", "plot_robustness", "robustness_report"]
+           "corrupt_text", "corruption_kind", "plot_robustness", "robustness_report"]

@@ -239,7 +239,17 @@ def _corrupt_column(items: pd.Series, kind: str, perturbation: str, level, rng, 
     return pd.Series(out, index=items.index, dtype=object), changed
 
 
-def _kind_of(extractor):
+def corruption_kind(extractor):
+    """The kind of corruption (``"image"``, ``"audio"`` or ``"text"``) an extractor's items take,
+    or None (a video, numbers, anything else: removal only).
+
+    Examples
+    --------
+    >>> from mmfeat.image import ColorHistogram
+    >>> from mmfeat.robustness import corruption_kind
+    >>> corruption_kind(ColorHistogram()), corruption_kind("passthrough")
+    ('image', None)
+    """
     if isinstance(extractor, VideoExtractor):  # video paths are keyed like images, not images
         return None
     kind = getattr(extractor, "modality", None)
@@ -250,7 +260,7 @@ def _from_model(model) -> dict:
     """``{name: (column, kind)}`` of an mmfeat fusion model, or None for another model."""
     specs = getattr(model, "modalities", None)
     if isinstance(specs, Mapping):  # late fusion: {name: (column, extractor, ...)}
-        return {name: (spec[0], _kind_of(spec[1])) for name, spec in specs.items()}
+        return {name: (spec[0], corruption_kind(spec[1])) for name, spec in specs.items()}
     union = model.steps[0][1] if isinstance(model, Pipeline) else model
     if not isinstance(union, ColumnTransformer):
         return None
@@ -258,7 +268,7 @@ def _from_model(model) -> dict:
     for name, block, column in getattr(union, "transformers_", union.transformers):
         extractor = getattr(block, "extractor", block)  # a ModalityBlock, or a bare extractor
         if isinstance(extractor, Extractor) and isinstance(column, str):
-            found[name] = (column, _kind_of(extractor))
+            found[name] = (column, corruption_kind(extractor))
     return found or None
 
 

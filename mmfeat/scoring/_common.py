@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import ScoringError  # noqa: F401  (raised by every part of scoring)
+
 JOB_FILE = "_job.json"
 MODEL_COPY = "_model.joblib"
 JOB_FORMAT = "mmfeat-score-job"
@@ -13,21 +15,6 @@ LOCK_FILE = ".mmfeat-lock"
 PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 N_FIRST_ERRORS = 5
 OUTPUT_NAMES = ("row", "prediction", "error", "missing")
-
-
-class ScoringError(RuntimeError):
-    """The scoring job itself failed (bad model, unreadable input, a different job in the output
-    folder, too many failed rows). Failures of single rows never raise: they land in ``error``.
-
-    Attributes
-    ----------
-    summary : dict or None
-        The job summary when the job ran to the end (e.g. the error rate was too high).
-    """
-
-    def __init__(self, message, summary=None):
-        super().__init__(message)
-        self.summary = summary
 
 
 class _Systematic(Exception):

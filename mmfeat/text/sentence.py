@@ -9,9 +9,9 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import onnx_runtime
+from .._sklearn_compat import Interval, StrOptions
 from ..base import Extractor
 from ..io import load_text
 from ..models import resolve_device

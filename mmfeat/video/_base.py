@@ -7,8 +7,8 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.utils._param_validation import HasMethods, Interval
 
+from .._sklearn_compat import HasMethods, Interval
 from ..base import Extractor
 from ..validation import invalid_parameter
 

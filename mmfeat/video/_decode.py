@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import ItemError
+from ..errors import ItemError, PartialDecodeWarning
 from ..io import DEFAULT_MAX_PIXELS, _open_regular, file_error
 from ..optional import import_optional
 
@@ -31,11 +31,6 @@ _STILL_IMAGES = {
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
 }
-
-
-class PartialDecodeWarning(UserWarning):
-    """Some frames (or part of the sound track) of a video could not be decoded; its features
-    come from the rest."""
 
 
 def check_video_path(item) -> str:

@@ -1,0 +1,68 @@
+"""Late fusion's default models: each modality's self-tuning estimator (and the candidates a
+narrow block chooses from) and the meta-learner, for classification and regression."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from .._sklearn_compat import _routing_enabled
+from .specs import auto_classifier
+
+# Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM,
+# when they have at most SVM_MAX_ROWS rows.
+NARROW_BLOCK = 100
+SVM_MAX_ROWS = 5_000
+
+
+def weighted(estimator, request=True):
+    """A default estimator requests ``sample_weight`` under metadata routing (the user cannot
+    reach it to ask, and weights given to the fusion are meant for it); its scaler does not,
+    as without routing."""
+    if _routing_enabled():
+        estimator.set_fit_request(sample_weight=request)
+    return estimator
+
+
+def tuned_logistic():
+    """Standardisation and logistic regression choosing its penalty by inner log loss."""
+    return make_pipeline(weighted(StandardScaler(), False), auto_classifier("neg_log_loss"))
+
+
+def tuned_ridge():
+    """Standardisation and ridge regression choosing its penalty among a wide range (for
+    features with hundreds of dimensions)."""
+    return make_pipeline(weighted(StandardScaler(), False),
+                         weighted(RidgeCV(alphas=np.logspace(-2, 4, 13))))
+
+
+def default_classifiers(n_features, y):
+    """Tuned logistic regression, and for a narrow block with enough rows per class, but not so
+    many that a kernel SVM gets slow (its fit grows with the square of the rows), also an RBF
+    SVM: ``[(label, estimator, inner_cv)]``, ``inner_cv`` naming the parameter of its inner
+    folds. A plain function, as it goes to joblib's workers."""
+    candidates = [("logistic", tuned_logistic(), "logisticregressioncv__cv")]
+    rarest = np.unique(y, return_counts=True)[1].min()
+    if n_features <= NARROW_BLOCK and rarest >= 20 and len(y) <= SVM_MAX_ROWS:
+        # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.
+        svm = weighted(CalibratedClassifierCV(weighted(SVC()), cv=3, ensemble=False))
+        candidates.append(("rbf_svm", make_pipeline(weighted(StandardScaler(), False), svm),
+                           None))
+    return candidates
+
+
+def default_regressors(n_features, y):
+    """RidgeCV tunes its penalty itself (by group k-fold when given groups)."""
+    return [("ridge", tuned_ridge(), "ridgecv__cv")]
+
+
+def default_final_classifier(class_weight=None):
+    return weighted(LogisticRegression(class_weight=class_weight))
+
+
+def default_final_regressor():
+    return weighted(RidgeCV())
