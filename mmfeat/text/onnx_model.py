@@ -78,7 +78,8 @@ class OnnxSentenceModel:
         What the exported graph depends on (the model's digest), for its file name.
     device : str
     int8 : bool
-        Run the graph with int8 weights (onnxruntime's dynamic quantization).
+        Run the graph with int8 weights (onnxruntime's dynamic quantization, configured as
+        :data:`mmfeat.onnx_runtime.DYNAMIC_INT8` says).
     """
 
     def __init__(self, directory, max_length, key, device="cpu", int8=False):
@@ -101,7 +102,8 @@ class OnnxSentenceModel:
         key = {**key, "code": _EXPORT_VERSION}
         if int8:
             self.session = onnx_runtime.session(
-                "sentence-int8", key, onnx_runtime.quantized("sentence", key, self._export), device)
+                "sentence-int8", {**key, "int8": onnx_runtime.DYNAMIC_INT8},
+                onnx_runtime.quantized("sentence", key, self._export), device)
         else:
             self.session = onnx_runtime.session("sentence", key, self._export, device)
         self._inputs = {i.name for i in self.session.get_inputs()}

@@ -138,10 +138,16 @@ class SentenceEmbedder(Extractor):
         made of a Transformer, mean pooling and an optional Normalize (the default model and
         most others); else torch. Both give the same vectors (cosine >= 0.9999, tested) and
         share cache entries.
-    precision : {"float32", "int8"}, default="float32"
-        ``"int8"`` runs ONNX Runtime's dynamically quantized graph (int8 weights): faster on
-        CPU, with vectors close to, not equal to, the float ones (README, Performance), so
-        cached apart from them. Needs the ONNX backend.
+    precision : {"auto", "float32", "int8"}, default="auto"
+        ``"int8"`` runs ONNX Runtime's dynamically quantized graph (int8 MatMul weights per
+        output channel, the AVX-512 VNNI configuration): about twice the float graph's speed on
+        CPU, with vectors close to, not equal to, the float ones (median cosine 0.993), so
+        cached apart from them; it needs the ONNX backend. Activations are quantized per batch,
+        so a text's int8 vector also depends a little on the batch it is computed in (cosine
+        >= 0.98 alone vs batched). ``"auto"`` is int8 where the model runs in ONNX Runtime on
+        the CPU, else float32: on four real tasks (classification with a linear model and
+        retrieval, ``benchmarks/bench_text_int8.py``) int8 stays within 0.5 points of float32.
+        ``"float32"`` gives the float vectors (those of ``SentenceTransformer.encode``).
     cache : None, False, path or FeatureCache, default=None
         Where features are cached; None uses the global setting (see :func:`mmfeat.set_config`).
     on_error : {"raise", "nan"}, default="raise"
@@ -183,19 +189,20 @@ class SentenceEmbedder(Extractor):
     modality = "text"
     feature_prefix = "sbert"
     uses_model = True
-    # The model's identity (a digest of its files) stands for it in the fingerprint.
-    runtime_params = Extractor.runtime_params | {"model", "backend"}
+    # The model's identity (a digest of its files, and the precision it computes in once
+    # "auto" is resolved) stands for them in the fingerprint.
+    runtime_params = Extractor.runtime_params | {"model", "backend", "precision"}
     _parameter_constraints = {
         **Extractor._parameter_constraints,
         "model": [str, os.PathLike],
         "normalize": ["boolean"],
         "max_length": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions({"auto", "onnx", "torch"})],
-        "precision": [StrOptions({"float32", "int8"})],
+        "precision": [StrOptions({"auto", "float32", "int8"})],
     }
 
     def __init__(self, model="all-MiniLM-L6-v2", *, normalize=True, max_length=None, batch_size=64,
-                 device="auto", backend="auto", precision="float32", cache=None, on_error="raise",
+                 device="auto", backend="auto", precision="auto", cache=None, on_error="raise",
                  verbose=False):
         self.model = model
         self.normalize = normalize
@@ -306,6 +313,12 @@ class SentenceEmbedder(Extractor):
             )
         return vectors
 
+    def _int8(self, device: str) -> bool:
+        """Whether the int8 graph computes on ``device`` (``precision`` resolved)."""
+        if self.precision != "auto":
+            return self.precision == "int8"
+        return device == "cpu" and self._runtime(device) == "onnx"
+
     def _half_precision(self) -> bool:
         device = resolve_device(self.device)
         return device.startswith("cuda") and self._runtime(device) == "torch"
@@ -313,8 +326,8 @@ class SentenceEmbedder(Extractor):
     def _model_identity(self):
         source = resolve_model(self.model)
         identity = f"dir:{model_digest(source)}" if Path(source).is_dir() else f"hub:{source}"
-        precision = "int8" if self.precision == "int8" else (
-            "float16" if self._half_precision() else "float32")
+        precision = f"int8:{onnx_runtime.DYNAMIC_INT8}" if self._int8(resolve_device(self.device)) \
+            else "float16" if self._half_precision() else "float32"
         # max_length is set on the loaded model, so it must also tell shared models apart.
         return f"{identity}|{precision}|max_length={self.max_length}"
 
@@ -323,7 +336,7 @@ class SentenceEmbedder(Extractor):
             source = resolve_model(self.model)
             return onnx_model.OnnxSentenceModel(source, self.max_length,
                                                 {"model": model_digest(source)}, device,
-                                                int8=self.precision == "int8")
+                                                int8=self._int8(device))
         SentenceTransformer = import_optional(
             "sentence_transformers", who="SentenceEmbedder(backend='torch')", extra="deep",
             package="sentence-transformers").SentenceTransformer
