@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import real_data  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV  # noqa: E402
 from sklearn.metrics import accuracy_score, balanced_accuracy_score  # noqa: E402
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -144,6 +144,12 @@ def candidates(blocks, chosen):
         ("hand: late (product)", "hand", lambda: HandProduct(columns), False),
     ]
     if "early" in chosen:
+        rows += [
+            # what estimator="auto" was before (and what a user tuning C would write)
+            ("previous default: early, LogisticRegressionCV(cv=3)", "hand",
+             lambda: make_pipeline(StandardScaler(), LogisticRegressionCV(
+                 Cs=np.logspace(-4, 1, 6), cv=3, max_iter=2000, scoring="accuracy")), False),
+        ]
         rows += [
             ("mmfeat: early, C=0.1", "mmfeat",
              lambda: early(columns, LogisticRegression(C=0.1, max_iter=2000)), False),
