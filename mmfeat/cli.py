@@ -15,7 +15,7 @@ DESCRIPTION = ("Image, text and audio features for scikit-learn: run the demo, w
 def _positive_int(text):
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "1e400" is inf, which int() refuses
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1 or value != float(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")

@@ -227,3 +227,21 @@ def test_a_row_has_a_time_budget(hostile):
                 VideoAudio(timeout=1e-9)):
         with pytest.raises(ExtractionError, match=r"took more than timeout=1e-09 s to open and"):
             ext.set_params(cache=False).fit([]).transform([hostile["small"]])
+
+
+def test_a_frame_count_past_the_files_size_is_not_believed(tmp_path):
+    """An AVI of 50 frames whose header (and so duration) claims 2^31-1."""
+    import cv2
+
+    path = tmp_path / "fifty.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for i in range(50):
+        writer.write(np.full((64, 64, 3), 5 * i, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    for chunk, at in ((b"avih", 16), (b"strh", 32)):  # dwTotalFrames, dwLength
+        struct.pack_into("<I", data, data.find(chunk) + 8 + at, 2**31 - 1)
+    (tmp_path / "liar.avi").write_bytes(bytes(data))
+    frames = VideoFrames(ColorHistogram(bins=(1, 1, 4)), n_frames=4, cache=False).fit([])
+    honest, liar = frames.transform([str(path), str(tmp_path / "liar.avi")])
+    np.testing.assert_array_equal(honest, liar)

@@ -27,6 +27,9 @@ class _Input:
         p = self.path
         if not p.exists():
             raise ScoringError(f"input not found: {p}")
+        if not (p.is_dir() or p.is_file()):  # reading a FIFO would wait for a writer forever
+            raise ScoringError(f"input {p} is not a regular file or a folder (a FIFO, device or "
+                               "socket)")
         try:
             if p.is_dir():
                 self.kind = "parquet"
@@ -62,23 +65,45 @@ class _Input:
             self.columns, self.total, self.total_exact = names, total, True
             self.bytes_per_row = nbytes / total if total else 100.0
         else:
-            import pandas as pd
 
             self.sep = "\t" if self.path.suffix in (".tsv", ".tab") else ","
-            self.columns = list(pd.read_csv(self.path, nrows=0, sep=self.sep).columns)
+            self.columns = self._csv_header()
             self.total, self.total_exact = self._count_lines(), False
             size = self.path.stat().st_size
             self.bytes_per_row = size / self.total if self.total else 100.0
-        self.path_cols = path_columns(self._head(), self.base_dir)
+        self.find_path_columns(None)
 
-    def _head(self, n=1000):
+    def _csv_header(self) -> list:
+        """The column names of a CSV. Read with the csv module: pandas takes minutes for the
+        header of a million columns (it builds an empty column for each)."""
+        import csv
+
+        import pandas as pd
+
+        if self.path.suffix not in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+            with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+                names = next(csv.reader(f, delimiter=self.sep), [])
+            if names and len(set(names)) == len(names) and all(names):
+                return names
+        # compressed, or names pandas would rename (duplicates, blanks): pandas' own reading
+        return list(pd.read_csv(self.path, nrows=0, sep=self.sep).columns)
+
+    def find_path_columns(self, columns):
+        """Which of ``columns`` (None: all) hold file paths, from the first rows; called again
+        with the columns a job reads, so that a table of a million columns is never parsed
+        whole."""
+        self.path_cols = path_columns(self._head(columns=columns), self.base_dir)
+
+    def _head(self, n=1000, columns=None):
         import pandas as pd
 
         if self.kind == "csv":
-            return pd.read_csv(self.path, sep=self.sep, nrows=n)
+            if columns is None and len(self.columns) > 1000:
+                return pd.DataFrame()  # the job's own columns are looked at once known
+            return pd.read_csv(self.path, sep=self.sep, nrows=n, usecols=columns)
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(self.files[0]).iter_batches(batch_size=n):
+        for batch in pq.ParquetFile(self.files[0]).iter_batches(batch_size=n, columns=columns):
             return batch.to_pandas()
         return pd.DataFrame(columns=self.columns)
 

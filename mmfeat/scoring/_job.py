@@ -112,6 +112,7 @@ def plan(model, input, output, *, id_cols, chunk_size, proba, max_error_rate, wo
                            f"its columns are {src.columns[:20]}")
     if read_cols is not None:
         read_cols = list(dict.fromkeys([*id_cols, *read_cols]))
+        src.find_path_columns(read_cols)
     job = Job(out=out, scorer=scorer, model_path=None if model_path is None else str(model_path),
               model_desc=model_desc, digest=digest, proba=bool(proba), all_missing=all_missing,
               trusted=tuple(trusted or ()), trust_settings=bool(trust_settings),
@@ -170,6 +171,9 @@ def _resolve_model(model, trusted=None, trust_settings=False):
     """(model object, description for the job file, digest, path or None)."""
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser().absolute()
+        if path.exists() and not path.is_file():
+            what = "a folder" if path.is_dir() else "a FIFO, device or socket"
+            raise ScoringError(f"the model file {path} is not a regular file ({what})")
         if not path.is_file():
             raise ScoringError(f"model file not found: {path}")
         from ..modelfile import load_model

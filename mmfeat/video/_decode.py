@@ -231,13 +231,16 @@ class VideoReader:
             limit = max(1, math.ceil(max_duration * self.fps))
         if max_frames is not None:
             limit = min(limit, max_frames)
-        count = stream.frames
-        if not count:  # as OpenCV counts: from the duration, when the container gives one
-            if container.duration:
-                seconds = container.duration / 1_000_000
-            else:
-                seconds = (stream.duration or 0) * self._time_base
-            count = math.floor(seconds * self.fps + 0.5)
+        if container.duration:
+            seconds = container.duration / 1_000_000
+        else:
+            seconds = (stream.duration or 0) * self._time_base
+        # as OpenCV counts: the header's count, else from the duration
+        count = stream.frames or math.floor(seconds * self.fps + 0.5)
+        # More frames than the file has bytes is a lie (an AVI claiming 2^31-1 frames, and as
+        # long a duration): such a stream's frames are counted by decoding, as without a count.
+        if count > os.path.getsize(self.path):
+            count = 0
         # A stream without an index (a raw H.264 file ...) has no usable count and does not
         # seek: its frames are counted by decoding within the bounds, then read from a fresh start.
         self.seekable = count >= 1
