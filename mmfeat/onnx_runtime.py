@@ -144,6 +144,48 @@ def quantized(name: str, key: dict, export):
     return write
 
 
+#: How :func:`quantized_static` quantizes, part of the int8 graph's key and of the features'
+#: identity: a QDQ graph with int8 weights per output channel and uint8 activations whose
+#: ranges (min to max) were calibrated on real photos.
+STATIC_INT8 = "static-qdq-s8-per-channel-u8-minmax"
+
+
+def quantized_static(name: str, key: dict, export, calibration):
+    """``export`` for the statically quantized int8 version of the graph ``name``/``key``:
+    weights and activations int8 (QDQ format), the activations' ranges measured by running the
+    float graph on ``calibration()``, a list of input feeds (``{input name: array}``)."""
+
+    def write(path):
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        # from the checked bytes of the float graph, copied beside ``path`` (a private folder)
+        source = Path(path).with_name("float-" + Path(path).name)
+        source.write_bytes(_graph(name, key, export)[1])
+        prepared = Path(path).with_name("prepared-" + Path(path).name)
+        quant_pre_process(str(source), str(prepared))  # shapes inferred, graph folded
+
+        class Feeds(CalibrationDataReader):
+            def __init__(self):
+                self._feeds = iter(calibration())
+
+            def get_next(self):
+                return next(self._feeds, None)
+
+        quantize_static(str(prepared), str(path), Feeds(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+
+    return write
+
+
 def session(name: str, key: dict, export, device: str = "cpu"):
     """An ``onnxruntime.InferenceSession`` of the graph ``name``/``key`` (see :func:`ensure_graph`)."""
     import onnxruntime

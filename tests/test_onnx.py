@@ -206,3 +206,22 @@ def test_int8_is_close_cached_apart_and_needs_onnx(graphs, caplog):
     assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
     with pytest.raises(ValueError, match="precision='int8'"):
         SentenceEmbedder(precision="int8", backend="torch").fit(texts)
+
+
+def test_cnn_int8_keeps_the_photos_classes_and_is_cached_apart(photos, graphs):
+    """The statically quantized EfficientNet-Lite0 (calibrated on other crops of the same two
+    photos) gives features close to the float ones, and the same ImageNet class on real photos."""
+    with config_context(cache_dir=graphs):
+        exact = CNNEmbedder(backend="onnx", cache=False).fit([])
+        int8 = CNNEmbedder(precision="int8", cache=False).fit([])
+        a, b = exact.transform(photos), int8.transform(photos)
+        head = exact._load_torch("cpu")._fc  # the ImageNet classifier on the pooled features
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.9 and not np.array_equal(a, b)
+    weight, bias = head.weight.detach().numpy(), head.bias.detach().numpy()
+    np.testing.assert_array_equal((b @ weight.T + bias).argmax(1), (a @ weight.T + bias).argmax(1))
+    assert exact.fingerprint() != int8.fingerprint()
+    assert onnx_runtime.STATIC_INT8 in int8._model_identity()
+    assert list((graphs / "onnx").glob("efficientnet-lite0-int8-*.onnx"))
+    with pytest.raises(ValueError, match="precision='int8'"):
+        CNNEmbedder(precision="int8", backend="torch").fit([])
