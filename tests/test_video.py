@@ -382,6 +382,36 @@ def test_a_long_file_is_sought_never_decoded_whole(odd_clips):
         assert time.perf_counter() - start < whole / 4, (type(ext).__name__, whole)
 
 
+def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
+    """8 frames of 250 (OpenCV's MPEG-4 writes a keyframe every 12 frames): each frame is the
+    one a full decode gives at its index, and far fewer frames are decoded than 250."""
+    import av
+
+    from mmfeat.video._decode import VideoReader, sample_indices
+
+    rng = np.random.default_rng(0)
+    path = write_cv2(tmp_path / "gop.mp4", [np.clip(scene(t) + rng.integers(0, 40, (SIZE, SIZE, 3)),
+                                                    0, 255).astype(np.uint8) for t in range(250)])
+    with av.open(path) as container:
+        every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    decoded = []
+
+    class Counting(VideoReader):
+        def _decoded(self):
+            for item in super()._decoded():
+                decoded.append(item[0])
+                yield item
+
+    with Counting(path) as video:
+        wanted = sample_indices(video.n_frames, video.fps, 8, "uniform")
+        frames = video.read(wanted)
+    assert sorted(frames) == wanted == [15, 46, 78, 109, 140, 171, 203, 234]
+    for index in wanted:
+        np.testing.assert_array_equal(frames[index], every[index])
+    assert len(decoded) < 120  # at most a keyframe interval before each frame, not all 250
+    assert video._key_gap == 12
+
+
 def test_stateful_image_extractor_learns_from_sampled_frames(tmp_path):
     import cv2
 

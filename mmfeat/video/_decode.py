@@ -20,7 +20,8 @@ from ..io import DEFAULT_MAX_PIXELS, _open_regular, file_error
 from ..optional import import_optional
 
 #: Forward gaps up to this many frames are skipped by grabbing (no colour conversion) rather
-#: than seeking: a seek decodes from the previous keyframe, which can be further back.
+#: than seeking, until the spacing of the stream's keyframes is known: a seek decodes from the
+#: keyframe before the frame asked for, so it pays off once the gap spans a keyframe.
 _SEEK_GAP = 32
 
 #: Signatures of still-image files, which FFmpeg would otherwise open as a one-frame "video".
@@ -198,6 +199,8 @@ class VideoReader:
     def __init__(self, path: str, *, max_duration=None, max_frames=None,
                  max_pixels=DEFAULT_MAX_PIXELS, timeout=None):
         self.path, self.max_pixels = path, max_pixels
+        self._key_gap = None   # the longest distance between keyframes decoded one after another
+        self._last_key = None  # index of the last keyframe decoded (None after a seek)
         self.deadline = Deadline(timeout)
         self.container = open_media(path, max_pixels=max_pixels, deadline=self.deadline)
         try:
@@ -308,6 +311,10 @@ class VideoReader:
                     count = round((frame.pts - self._origin) * self._time_base * self.fps)
                 else:
                     count = 0 if count is None else count + 1
+                if frame.key_frame:
+                    if self._last_key is not None and count > self._last_key:
+                        self._key_gap = max(self._key_gap or 0, count - self._last_key)
+                    self._last_key = count
                 yield count, frame
 
     def _refusal(self, packet):
@@ -332,13 +339,21 @@ class VideoReader:
         except Exception:  # noqa: BLE001 - a container that cannot seek is read from where it is
             pass
         self._frames, self._pending, self._next = self._decoded(), None, index
+        self._last_key = None  # the next keyframe decoded does not follow the last one
+
+    def _seek_gap(self) -> int:
+        """Forward gaps longer than this are sought: the keyframe spacing once seen (a seek
+        then lands past where decoding is), :data:`_SEEK_GAP` until then."""
+        return min(self._key_gap, _SEEK_GAP) if self._key_gap else _SEEK_GAP
 
     def read(self, indices, convert=None) -> dict:
         """Frames by index, for the indices that decode: RGB ``uint8`` arrays, or what
         ``convert`` makes of each as soon as it is decoded (a frame shrunk as it is read never
         holds more than one full-size frame in memory).
 
-        Short forward gaps are decoded through, longer ones and backward steps are sought. A
+        Forward gaps shorter than the keyframe spacing are decoded through, longer ones and
+        backward steps are sought (FFmpeg lands on the keyframe before the index, and decoding
+        runs forward from there to the exact frame). A
         frame that does not decode is left out (a corrupt frame, or a file that ends before its
         header says it does), and reading goes on with the next index.
         """
@@ -349,7 +364,7 @@ class VideoReader:
                     self._seek(index)
                 else:
                     self._frames = self._decoded()
-            elif self.seekable and (index < self._next or index - self._next > _SEEK_GAP):
+            elif self.seekable and (index < self._next or index - self._next > self._seek_gap()):
                 self._seek(index)
             while True:
                 item = self._pending or next(self._frames, None)
