@@ -16,7 +16,7 @@ from .._sklearn_compat import HasMethods, StrOptions, validate_params
 from ..validation import check_target
 from .candidates import build_candidates
 from .report import chance_levels, markdown_table, write_report
-from .run import METRICS, fit, make_splits, run_folds, summarise
+from .run import METRICS, fit, make_splits, run_folds, summarise, with_outliers
 
 __all__ = ["ComparisonResult", "compare", "markdown_table"]
 
@@ -50,7 +50,10 @@ class ComparisonResult:
         ``modality_report_`` of the stacking model fitted on the first fold.
     robustness : pandas.DataFrame or None
         :func:`mmfeat.robustness.robustness_report` of the best model, fitted on the first
-        fold's training rows and scored on its test rows (``robustness=True``).
+        fold's training rows and scored on its test rows (``robustness=True``). A fusion
+        winner is fitted again with ``outliers="missing"`` (a strange modality treated as
+        missing), and the report has its rows with the option off (the winner as compared)
+        beside on.
     files : list of Path
         The report's files (``report_dir``).
     """
@@ -222,6 +225,12 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
         from ..robustness import corruption_kind, robustness_report
 
         model, test = first[best]
+        guarded = with_outliers(candidates[best][1])
+        if guarded is not None:  # the same model, which also sets strange modalities aside
+            train = splits[0][0]
+            with threadpool_limits(limits=1, user_api="blas"):  # as the winner was fitted
+                model = fit(guarded, X.iloc[train], y[train],
+                            None if groups is None else groups[train])
         # The ranking metric, by scikit-learn's scorer name.
         scoring = {"macro_f1": "f1_macro", "mae": "neg_mean_absolute_error"}.get(rank_by, rank_by)
         # Every modality of the comparison, not only those the winner reads: a winner that

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from ..cache import resolve_cache
 from ..folds import make_folds
-from ..fusion import is_late_fusion
+from ..fusion import ModalityBlock, is_late_fusion
 from ..fusion.modality_fit import shared_modality_fits
 from ..introspect import find_extractors
 from ..validation import check_fold_count
@@ -52,6 +52,21 @@ def fit(estimator, X, y, groups):
         n = min(3, len(np.unique(groups)))
         estimator.set_params(model__cv=list(GroupKFold(n).split(X, y, groups)))
     return estimator.fit(X, y)
+
+
+def with_outliers(candidate):
+    """A clone of a fusion candidate with ``outliers="missing"`` (late fusion, or each early
+    fusion block that handles missing items), or None for a model without the option. As the
+    option acts at predict time only, the clone fits to the same model otherwise."""
+    model = clone(candidate)
+    if is_late_fusion(model):
+        return model.set_params(outliers="missing") if model.handle_missing else None
+    union = model.steps[0][1] if isinstance(model, Pipeline) else model
+    blocks = [block for _, block, _ in getattr(union, "transformers", [])
+              if isinstance(block, ModalityBlock) and block.handle_missing]
+    for block in blocks:
+        block.set_params(outliers="missing")
+    return model if len(blocks) > 1 else None  # a single modality has nothing to fall back on
 
 
 def _caches(modalities):

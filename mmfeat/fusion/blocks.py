@@ -17,10 +17,13 @@ from .._sklearn_compat import (
     HasMethods,
     Interval,
     RealNotInt,
+    StrOptions,
     _check_feature_names_in,
     _fit_context,
 )
+from ..folds import make_folds
 from ..validation import check_target
+from .novelty import fit_novelty, novelty, report_strange
 
 
 def as_feature_matrix(features, *, accept_sparse=False):
@@ -85,6 +88,14 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         ``on_error="nan"``), and the block ends with a 0/1 column ``{prefix}_missing`` that is 1
         for those rows. A row counts as missing when any of its features is NaN. If False the
         extractor's own ``on_error`` applies.
+    outliers : {"missing"} or None, default=None
+        "missing": a row whose features look unlike the training rows' is treated as missing
+        (imputed, its indicator 1) before imputation and scaling. ``fit`` learns the novelty
+        score of :mod:`mmfeat.fusion.novelty` and its threshold (the 99.5th percentile of the
+        training rows' own scores, out of 5 folds) from the features it extracts anyway; the
+        training rows are used as they are. The rows set aside are reported to
+        :func:`mmfeat.errors.collect_errors` (``mmfeat score`` writes them in ``missing``).
+        Needs ``handle_missing=True``.
 
     Attributes
     ----------
@@ -93,6 +104,8 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         Fitted when ``handle_missing=True``.
     scaler_ : StandardScaler or None
     pca_ : PCA or None
+    novelty_ : dict or None
+        The novelty model and its ``threshold`` (plain arrays), with ``outliers``.
     n_features_in_ : int
         As seen by the extractor (1 for a column of items).
     feature_names_in_ : ndarray of str
@@ -132,14 +145,18 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
                 Interval(RealNotInt, 0, 1, closed="neither")],
         "weight": [Interval(Real, 0, None, closed="left")],
         "handle_missing": ["boolean"],
+        "outliers": [StrOptions({"missing"}), None],
     }
+    outliers = None  # the default for blocks pickled before the parameter existed
 
-    def __init__(self, extractor, *, scale=True, pca=None, weight=1.0, handle_missing=False):
+    def __init__(self, extractor, *, scale=True, pca=None, weight=1.0, handle_missing=False,
+                 outliers=None):
         self.extractor = extractor
         self.scale = scale
         self.pca = pca
         self.weight = weight
         self.handle_missing = handle_missing
+        self.outliers = outliers
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -164,6 +181,9 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
 
     def _fit(self, X, y):
         check_target(y)  # before any item is extracted
+        if self.outliers is not None and not self.handle_missing:
+            raise ValueError(f"outliers={self.outliers!r} treats a strange block as missing, "
+                             "which needs handle_missing=True.")
         extractor = clone(self.extractor)
         if self.handle_missing:
             set_nan_on_error(extractor)
@@ -180,6 +200,15 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
             # indicator is 1 on every row: features from nothing. Late fusion refuses it too.
             raise ValueError(f"{self._name(X)} has no usable row: all {missing.size} items are "
                              "missing or failed. Check the column, or leave the modality out.")
+        self.novelty_ = None
+        if self.outliers is not None:
+            typical = features[~missing]
+            if len(typical) < 2:
+                raise ValueError(f"{self._name(X)}: outliers={self.outliers!r} learns from the "
+                                 f"rows that have the modality, and {len(typical)} has it.")
+            folds = make_folds(min(5, len(typical)), np.zeros(len(typical)), classifier=False,
+                               shuffle=True, random_state=0)
+            self.novelty_ = fit_novelty(typical, folds)[0]
         self.imputer_ = None
         if self.handle_missing:
             # keep_empty_features: a feature never seen (every training row missing) stays, as 0.
@@ -227,6 +256,15 @@ class ModalityBlock(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "extractor_")
         features = as_feature_matrix(self.extractor_.transform(X))
         missing = np.isnan(features).any(axis=1)
+        model = self.__dict__.get("novelty_")
+        if self.outliers == "missing" and model is not None and (~missing).any():
+            scores = np.full(len(features), np.nan)
+            scores[~missing] = novelty(model, features[~missing])
+            strange = ~missing & (scores > model["threshold"])
+            report_strange(type(self.extractor_).__name__, self.extractor_, X, strange, scores,
+                           model)
+            features, missing = features.copy(), missing | strange
+            features[strange] = np.nan  # imputed below, as a missing row is
         for step in (self.imputer_, self.scaler_, self.pca_):
             if step is not None:
                 features = step.transform(features)

@@ -15,7 +15,7 @@ from .interactions import ModalityInteractions
 from .specs import parse_modality
 from .tuning import TunedLogisticRegression
 
-BLOCK_OPTIONS = ("scale", "pca", "weight", "handle_missing")
+BLOCK_OPTIONS = ("scale", "pca", "weight", "handle_missing", "outliers")
 NUMERIC_BLOCK = "numeric"
 
 
@@ -32,6 +32,7 @@ _MODALITY = [tuple, list, None]
         "scale": ["boolean"],
         "pca": ModalityBlock._parameter_constraints["pca"],
         "handle_missing": ["boolean"],
+        "outliers": ModalityBlock._parameter_constraints["outliers"],
         "interactions": ModalityInteractions._parameter_constraints["pairs"],
         "rank": ModalityInteractions._parameter_constraints["rank"],
         "n_jobs": [None, Integral],
@@ -39,8 +40,8 @@ _MODALITY = [tuple, list, None]
     prefer_skip_nested_validation=True,
 )
 def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, estimator=None,
-                      scale=True, pca=None, handle_missing=False, interactions=None, rank=4,
-                      n_jobs=None, **more_modalities):
+                      scale=True, pca=None, handle_missing=False, outliers=None,
+                      interactions=None, rank=4, n_jobs=None, **more_modalities):
     """Build an early-fusion feature union: one :class:`ModalityBlock` per modality.
 
     Each modality is given as ``(column, extractor)`` or ``(column, extractor, options)``,
@@ -66,8 +67,10 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         the groups, so that ``C`` is chosen for unseen groups: ``fit(X, y, model__groups=g)``,
         or ``fit(X, y, groups=g)`` under scikit-learn's metadata routing (it requests them).
         For regression pass e.g. ``RidgeCV()``.
-    scale, pca, handle_missing : default for every block, see :class:`ModalityBlock`
-        (``options`` in a modality's tuple override them).
+    scale, pca, handle_missing, outliers : default for every block, see :class:`ModalityBlock`
+        (``options`` in a modality's tuple override them). ``outliers="missing"`` (with
+        ``handle_missing=True``) turns a block that looks unlike its training rows into a
+        missing one, with late fusion's novelty score and threshold.
     interactions : "all", list of (str, str) or None, default=None
         Add cross-modal interaction features (classical tensor fusion, see
         :class:`ModalityInteractions`): for each pair of modalities, e.g.
@@ -128,7 +131,7 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         if extractor == "passthrough":
             raise ValueError(f"Got {name}=({column!r}, 'passthrough'): use passthrough=[...] for "
                              "numeric columns.")
-        block = ModalityBlock(extractor, **{"scale": scale, "pca": pca,
+        block = ModalityBlock(extractor, **{"scale": scale, "pca": pca, "outliers": outliers,
                                             "handle_missing": handle_missing, **options})
         transformers.append((name, block, column))
     if passthrough:

@@ -89,6 +89,25 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         where it is sure and discount it where it is not (an image that is sometimes blurred,
         a recording that is sometimes noisy). :meth:`modality_weights` shows the weights it
         learned, per row. None: plain stacking.
+    outliers : {"missing", "trust"} or None, default=None
+        What to do with a modality that looks unlike its training rows (a corrupted upload, a
+        covered camera, a noisy microphone): a model's confidence does not drop reliably on
+        such an input, its novelty does. With ``outliers`` set, ``fit`` learns a novelty score
+        per modality from the features it extracts anyway (:mod:`mmfeat.fusion.novelty`: the
+        distance to a PCA of the training features, 0 for a typical row) and a threshold, the
+        99.5th percentile of the training rows' own out-of-fold scores
+        (``modality_report_["novelty_threshold"]``). "missing": at predict time, a modality
+        whose novelty passes its threshold is treated as missing in that row (the others
+        decide; :meth:`modality_weights` gives it 0, and ``mmfeat score`` writes why in its
+        ``missing`` column); training rows are used as they are, so switching it off with
+        ``set_params(outliers=None)`` gives the predictions of a model fitted without it.
+        Needs ``handle_missing=True``. "trust": the meta-learner also sees each modality's
+        novelty over its threshold (capped at 2; 0 where missing) and the modality's outputs'
+        departure from the missing fill times it (``{modality}_novelty``,
+        ``{modality}_{class}_x_novelty``), from out-of-fold scores, to learn how much to
+        discount a strange modality (``rule="stack"`` only). It learns only from the
+        strangeness the training rows have: on clean training data, "missing" is the one that
+        protects (see the robustness report in the user guide). None: neither.
     class_weight : "balanced", dict or None, default=None
         Class weights for the default models, so that a rare class counts in training as much
         as a frequent one ("balanced": each class inversely to its frequency in ``y``; a dict:
@@ -203,10 +222,11 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
-                 passthrough=False, rule="stack", calibrate="auto", trust=None,
+                 passthrough=False, rule="stack", calibrate="auto", trust=None, outliers=None,
                  class_weight=None, handle_missing=True, n_jobs=None, random_state=None):
         super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
-                         handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
+                         outliers=outliers, handle_missing=handle_missing, n_jobs=n_jobs,
+                         random_state=random_state)
         self.stack_method = stack_method
         self.calibrate = calibrate
         self.trust = trust
@@ -218,24 +238,24 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
 
         Not available with ``rule="vote"``, nor with a meta-learner without ``predict_proba``.
         """
-        outputs, X = self._outputs(X)
+        outputs, X, novelties = self._outputs(X)
         if self.rule == "stack":
-            return self.final_estimator_.predict_proba(meta_features(self, outputs, X))
+            return self.final_estimator_.predict_proba(meta_features(self, outputs, X, novelties))
         return self._task.combine(outputs)
 
     @available_if(_estimator_has("decision_function"))
     def decision_function(self, X):
         """The meta-learner's decision function (``rule="stack"`` only)."""
-        outputs, X = self._outputs(X)
-        return self.final_estimator_.decision_function(meta_features(self, outputs, X))
+        outputs, X, novelties = self._outputs(X)
+        return self.final_estimator_.decision_function(meta_features(self, outputs, X, novelties))
 
 
 class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     """Late fusion for regression: one model per modality, stacked by a meta-learner.
 
     The same as :class:`LateFusionClassifier` (see there for ``modalities``, ``cv``,
-    ``passthrough``, ``handle_missing``, ``n_jobs``, ``random_state`` and how missing modalities
-    are handled) with each modality's ``predict`` as its output. A modality missing in a row is
+    ``passthrough``, ``outliers``, ``handle_missing``, ``n_jobs``, ``random_state`` and how
+    missing modalities are handled) with each modality's ``predict`` as its output. A modality missing in a row is
     replaced by the training mean of the target, with its ``{modality}_available`` column 0.
 
     Parameters
@@ -250,6 +270,7 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     passthrough : False or list of str, default=False
     rule : {"stack", "mean"}, default="stack"
         "mean": the mean prediction of the modalities a row has, without a meta-learner.
+    outliers : {"missing", "trust"} or None, default=None
     handle_missing : bool, default=True
     n_jobs : int or None, default=None
     random_state : int, RandomState or None, default=None
@@ -262,7 +283,8 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         Always "predict".
     meta_feature_names_ : list of str
     modality_report_ : pandas.DataFrame
-        ``modality``, ``n_available``, ``model``, ``oof_score`` (out-of-fold R²) and ``weight``.
+        ``modality``, ``n_available``, ``model``, ``oof_score`` (out-of-fold R²) and ``weight``
+        (and ``novelty_threshold`` with ``outliers``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -280,6 +302,8 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, passthrough=False,
-                 rule="stack", handle_missing=True, n_jobs=None, random_state=None):
+                 rule="stack", outliers=None, handle_missing=True, n_jobs=None,
+                 random_state=None):
         super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
-                         handle_missing=handle_missing, n_jobs=n_jobs, random_state=random_state)
+                         outliers=outliers, handle_missing=handle_missing, n_jobs=n_jobs,
+                         random_state=random_state)

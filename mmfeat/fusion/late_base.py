@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._sklearn_compat import (
     HasMethods,
     Options,
+    StrOptions,
     _check_sample_weight,
     _fit_context,
     _raise_for_params,
@@ -93,6 +94,7 @@ class _BaseLateFusion(ModalityComposition):
 
     _rules: tuple = ("stack",)
     _task_type = Regression
+    outliers = None  # the default for models pickled before the parameter existed
 
     # ``groups`` is consumed here (by the inner splits) and requested by default, so that
     # ``cross_validate(..., params={"groups": g})`` and ``GridSearchCV.fit(X, y, groups=g)`` reach
@@ -104,6 +106,7 @@ class _BaseLateFusion(ModalityComposition):
         "final_estimator": [None, HasMethods("fit")],
         "cv": ["cv_object"],
         "passthrough": ["array-like", str, None, Options(bool, {False})],
+        "outliers": [StrOptions({"trust", "missing"}), None],
         "handle_missing": ["boolean"],
         "n_jobs": [None, Integral],
         "random_state": ["random_state"],
@@ -111,12 +114,13 @@ class _BaseLateFusion(ModalityComposition):
 
     @abstractmethod
     def __init__(self, modalities, final_estimator=None, *, cv=5, passthrough=False, rule="stack",
-                 handle_missing=True, n_jobs=None, random_state=None):
+                 outliers=None, handle_missing=True, n_jobs=None, random_state=None):
         self.modalities = modalities
         self.final_estimator = final_estimator
         self.cv = cv
         self.passthrough = passthrough
         self.rule = rule
+        self.outliers = outliers
         self.handle_missing = handle_missing
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -232,17 +236,24 @@ class _BaseLateFusion(ModalityComposition):
                 modality_params[name] = {**params, "sample_weight": weights[name]}
         methods = {m.name: task.method_for(m.name, m.estimator) for m in modalities}
         cv, splits = self._plan_splits(y)
+        learn_novelty = self.outliers is not None
         results = fit_modalities(
             [(m.name, m.column, m.extractor, m.candidates, select(X, m.column), y, task.classes,
               cv, splits, groups, methods[m.name], self.handle_missing, weights[m.name],
-              modality_params[m.name]) for m in modalities], self.n_jobs)
+              modality_params[m.name], learn_novelty) for m in modalities], self.n_jobs)
         self.estimators_, self.stack_method_, self._calibration = {}, methods, {}
-        outputs, report = {}, []
+        # Novelty models (plain arrays) of the modalities, learned when outliers is set; the
+        # meta-learner sees the novelty only with outliers="trust".
+        self._novelty, self._outlier_inputs = {}, self.outliers == "trust"
+        outputs, novelties, report = {}, {}, []
         for m, result in zip(modalities, results):
-            extractor, estimator, available, oof, label, modality_splits = result
+            extractor, estimator, available, oof, label, modality_splits, *novelty = result
             self.estimators_[m.name] = Pipeline([("extractor", extractor),
                                                  ("estimator", estimator)])
             outputs[m.name] = _scatter(oof, available)
+            if learn_novelty:
+                self._novelty[m.name] = novelty[0]
+                novelties[m.name] = _scatter(novelty[1][:, None], available)[:, 0]
             report.append({"modality": m.name, "n_available": int(available.sum()),
                            "model": describe(label, estimator),
                            "oof_score": float(task.oof_score(oof, y[available])),
@@ -254,15 +265,17 @@ class _BaseLateFusion(ModalityComposition):
         self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
         if self.rule == "stack":
             self.meta_feature_names_ = names
-            self.final_estimator_ = clone(self._final()).fit(meta_features(self, outputs, X), y,
-                                                            **final_params)
+            self.final_estimator_ = clone(self._final()).fit(
+                meta_features(self, outputs, X, novelties), y, **final_params)
         # The fusion's weights where nothing is missing: each modality's mean share of the
         # decision over the training rows that have every modality (all rows, if none has).
-        row_shares = shares(self, outputs, X)
+        row_shares = shares(self, outputs, X, novelties)
         complete = np.column_stack([available_rows(out) for out in outputs.values()]).all(axis=1)
         mean_shares = row_shares[complete if complete.any() else slice(None)].mean(axis=0)
         for row, share in zip(report, mean_shares):
             row["weight"] = float(share)
+            if learn_novelty:
+                row["novelty_threshold"] = self._novelty[row["modality"]]["threshold"]
         self._report = report  # plain values, so that skops can save the fitted model
         return self
 
@@ -277,9 +290,9 @@ class _BaseLateFusion(ModalityComposition):
         -------
         ndarray of shape (n_samples,)
         """
-        outputs, X = self._outputs(X)
+        outputs, X, novelties = self._outputs(X)
         if self.rule == "stack":
-            return self.final_estimator_.predict(meta_features(self, outputs, X))
+            return self.final_estimator_.predict(meta_features(self, outputs, X, novelties))
         return self._task.decide(self._task.combine(outputs))
 
     def _check_params(self):
@@ -293,6 +306,13 @@ class _BaseLateFusion(ModalityComposition):
         if clashes:
             raise ValueError(f"Modality names {clashes} are also parameter names of "
                              f"{type(self).__name__}; rename them.")
+        if self.outliers == "missing" and not self.handle_missing:
+            raise ValueError("outliers='missing' treats a strange modality as missing, which "
+                             "needs handle_missing=True.")
+        if self.outliers == "trust" and self.rule != "stack":
+            raise ValueError(f"outliers='trust' gives the meta-learner each modality's novelty, "
+                             f"and rule={self.rule!r} has none: use rule='stack', or "
+                             "outliers='missing'.")
         if self.passthrough is not False and self.passthrough is not None and self.rule != "stack":
             raise ValueError(f"passthrough columns go to the meta-learner, and rule={self.rule!r} "
                              "has none: use rule='stack' or passthrough=False.")
@@ -338,7 +358,10 @@ class _BaseLateFusion(ModalityComposition):
         """Per modality: rows it was available in, the model it uses, its out-of-fold score,
         its weight in the fusion, and (classification) its calibration."""
         check_is_fitted(self, "estimators_")
-        return pd.DataFrame(self._report, columns=list(self._task.report_columns))
+        columns = list(self._task.report_columns)
+        if self.__dict__.get("_novelty"):
+            columns.append("novelty_threshold")
+        return pd.DataFrame(self._report, columns=columns)
 
     def _selections(self):
         """``(what, column)`` for every column selection: the modalities, then passthrough."""
@@ -351,14 +374,27 @@ class _BaseLateFusion(ModalityComposition):
         return check_input(self, X, self._selections(), reset)
 
     def _outputs(self, X):
-        """Each modality's output on new rows: {name: (n, width) with NaN rows where missing}."""
+        """Each modality's output on new rows, ``{name: (n, width)}`` with NaN rows where
+        missing (and, with ``outliers="missing"``, where strange); ``X`` checked; and each
+        modality's novelty per row where the fusion uses it (else an empty dict)."""
         check_is_fitted(self, "estimators_")
         X = self._check_input(X, reset=False)
         calibration, classes = getattr(self, "_calibration", {}), self._task.classes
-        return {m.name: predict_modality(m, select(X, m.column), self.stack_method_[m.name],
-                                         classes, calibration.get(m.name), self.handle_missing,
-                                         self._fill[m.name].shape[0])
-                for m in self._iter(fitted=True)}, X
+        models, drop = self.__dict__.get("_novelty", {}), self.outliers == "missing"
+        if drop and not models:
+            raise ValueError("outliers='missing' needs the novelty of each modality, learned by "
+                             "fit when outliers is set: this model was fitted with "
+                             "outliers=None; fit it again.")
+        use = drop or self.__dict__.get("_outlier_inputs", False)
+        outputs, novelties = {}, {}
+        for m in self._iter(fitted=True):
+            outputs[m.name], scores = predict_modality(
+                m, select(X, m.column), self.stack_method_[m.name], classes,
+                calibration.get(m.name), self.handle_missing, self._fill[m.name].shape[0],
+                models.get(m.name) if use else None, drop)
+            if scores is not None:
+                novelties[m.name] = scores
+        return outputs, X, novelties
 
     def modality_weights(self, X):
         """Each modality's share of the decision on each row.
@@ -385,8 +421,8 @@ class _BaseLateFusion(ModalityComposition):
             One column per modality, rows summing to 1, with ``X``'s index when ``X`` is a
             DataFrame.
         """
-        outputs, X = self._outputs(X)
-        return pd.DataFrame(shares(self, outputs, X), columns=list(self.estimators_),
+        outputs, X, novelties = self._outputs(X)
+        return pd.DataFrame(shares(self, outputs, X, novelties), columns=list(self.estimators_),
                             index=X.index if hasattr(X, "index") else None)
 
 

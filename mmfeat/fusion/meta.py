@@ -11,6 +11,9 @@ from .columns import as_numbers, passthrough_columns, select
 from .task import class_columns
 
 TRUST_MEASURES = ("margin", "max", "entropy")
+# With outliers="trust" the meta-learner sees a modality's novelty over its threshold, capped
+# here: past it a row is strange, and how much more so need not be extrapolated linearly.
+NOVELTY_CAP = 2.0
 
 
 def confidence(proba, measure):
@@ -38,9 +41,11 @@ def meta_layout(fusion):
     """Where each modality's columns lie in the meta-learner's input: ``({name: (the output
     columns it keeps, (start, stop) of its block, trust)}, column names)``, recorded by
     ``fit``. A modality's block is its evidence: its kept outputs and, with ``trust``, its
-    confidence and the outputs' log-odds times it. The ``{name}_available`` column after
+    confidence and the outputs' log-odds times it, and with ``outliers="trust"`` its novelty
+    and the outputs' departure from the fill times it. The ``{name}_available`` column after
     it (with ``handle_missing``) says whether the row has it; passthrough columns come last."""
     trust = getattr(fusion, "trust", None)
+    novelty = fusion.__dict__.get("_outlier_inputs", False)
     layout, names = {}, []
     for name in fusion.estimators_:
         columns, labels = fusion._task.stack_columns(name)
@@ -48,6 +53,8 @@ def meta_layout(fusion):
         names += [f"{name}_{label}" for label in labels]
         if trust is not None:
             names += [f"{name}_trust"] + [f"{name}_{label}_x_trust" for label in labels]
+        if novelty:
+            names += [f"{name}_novelty"] + [f"{name}_{label}_x_novelty" for label in labels]
         layout[name] = (columns, (start, len(names)), trust)
         if fusion.handle_missing:
             names.append(f"{name}_available")
@@ -58,11 +65,15 @@ def _layout(fusion):
     return fusion.__dict__.get("_layout") or meta_layout(fusion)[0]  # saved by an older mmfeat
 
 
-def meta_features(fusion, outputs, X):
+def meta_features(fusion, outputs, X, novelties=None):
     """The meta-learner's input: per modality its output (missing rows filled), with
-    ``trust`` its confidence (0 where missing) and the output's log-odds times it, and with
-    ``handle_missing`` a 0/1 availability column; then the passthrough columns."""
+    ``trust`` its confidence (0 where missing) and the output's log-odds times it, with
+    ``outliers="trust"`` its novelty over its threshold (``novelties``, capped; 0 where
+    missing) and the output's departure from the fill times it, and with ``handle_missing`` a
+    0/1 availability column; then the passthrough columns."""
     layout = _layout(fusion)
+    novelty = fusion.__dict__.get("_outlier_inputs", False)
+    novelties = novelties or {}
     blocks = []
     for name, out in outputs.items():
         columns, _, trust = layout[name]
@@ -73,6 +84,13 @@ def meta_features(fusion, outputs, X):
             sure = np.zeros((len(out), 1))
             sure[available, 0] = confidence(out[available], trust)
             blocks += [sure, sure * log_odds(filled)[:, columns]]
+        if novelty:
+            strange = np.zeros((len(out), 1))
+            if name in novelties:
+                threshold = max(fusion._novelty[name]["threshold"], 1e-12)
+                found = available & ~np.isnan(novelties[name])
+                strange[found, 0] = np.minimum(novelties[name][found] / threshold, NOVELTY_CAP)
+            blocks += [strange, strange * (filled - fusion._fill[name])[:, columns]]
         if fusion.handle_missing:
             blocks.append(available[:, None].astype(np.float64))
     columns = passthrough_columns(fusion.passthrough)
@@ -81,13 +99,13 @@ def meta_features(fusion, outputs, X):
     return np.hstack(blocks)
 
 
-def shares(fusion, outputs, X):
+def shares(fusion, outputs, X, novelties=None):
     """Each modality's share of each row's decision (see ``modality_weights``), as an array
     ``(n_rows, n_modalities)`` from the modalities' outputs on the rows."""
     available = np.column_stack([available_rows(out) for out in outputs.values()])
     moves = available.astype(np.float64)  # the fixed rules: equal shares
     if fusion.final_estimator_ is not None:
-        meta = meta_features(fusion, outputs, X)
+        meta = meta_features(fusion, outputs, X, novelties)
         missing = meta_features(fusion, {name: np.full_like(out, np.nan)
                                          for name, out in outputs.items()}, X)
         scores = final_scores(fusion, meta)

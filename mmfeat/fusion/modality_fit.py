@@ -24,6 +24,7 @@ from .blocks import as_feature_matrix, available_rows, set_nan_on_error
 from .calibration import apply_calibration
 from .columns import as_numbers
 from .meta import confidence as _confidence  # noqa: F401  (its home before meta.py)
+from .novelty import fit_novelty, novelty, report_strange
 from .task import class_columns
 
 # Feature matrices up to this many cells (e.g. 5,000 rows of 1,000 features) are modelled with
@@ -64,7 +65,7 @@ def fit_modalities(jobs, n_jobs):
 
 
 def fit_modality(name, column, extractor, candidates, items, y, classes, cv, splits, groups,
-                  method, handle_missing, sample_weight, routed):
+                  method, handle_missing, sample_weight, routed, learn_novelty=False):
     """Extract a modality's features once, then cross-validate and fit its estimator on them.
 
     ``candidates`` is ``[(label, estimator, inner_cv)]``: the user's estimator, or a function
@@ -72,10 +73,12 @@ def fit_modality(name, column, extractor, candidates, items, y, classes, cv, spl
     (its out-of-fold predictions are those the fusion learns from). ``classes`` are the
     fusion's (None for regression): the out-of-fold output has a column per class.
     ``routed`` holds the fit parameters under metadata routing; else ``sample_weight`` goes to
-    each estimator that accepts it.
+    each estimator that accepts it. ``learn_novelty``: also learn what the modality's features
+    look like (:func:`~mmfeat.fusion.novelty.fit_novelty`, on the same splits).
 
     Returns the fitted extractor and estimator, the availability mask, the out-of-fold output
-    on the available rows, the kept label and the splits over those rows.
+    on the available rows, the kept label, the splits over those rows, and the novelty model
+    and out-of-fold novelty of those rows (None, None without ``learn_novelty``).
     """
     if _is_passthrough(extractor):
         features = extract(name, column, extractor, items)
@@ -121,7 +124,9 @@ def fit_modality(name, column, extractor, candidates, items, y, classes, cv, spl
                 best = (loss, label, estimator, inner_cv, fit_params, oof)
         _, label, estimator, inner_cv, fit_params, oof = best
         estimator = _fit_one(estimator, features, y, fit_params, groups, inner_cv)
-    return extractor, estimator, available, oof, label, splits
+        novelty_model, novelty_oof = fit_novelty(features, splits) if learn_novelty else (None,
+                                                                                        None)
+    return extractor, estimator, available, oof, label, splits, novelty_model, novelty_oof
 
 
 def _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params, groups,
@@ -226,16 +231,28 @@ def available_features(features, handle_missing):
     return available_rows(features)
 
 
-def predict_modality(modality, items, method, classes, calibration, handle_missing, width):
+def predict_modality(modality, items, method, classes, calibration, handle_missing, width,
+                     novelty_model=None, drop_strange=False):
     """A fitted modality's (a :class:`~mmfeat.fusion.late.Modality`) output on new rows, in the
     columns of its out-of-fold output (and calibrated as it was): ``(n, width)``, all-NaN rows
-    where the modality is missing."""
+    where the modality is missing; and, with ``novelty_model``, each row's novelty (NaN where
+    missing; else None). ``drop_strange``: rows whose novelty passes the model's threshold are
+    missing too, and reported to :func:`mmfeat.errors.collect_errors` with the cause."""
     name, estimator = modality.name, modality.estimator
     features = extract(name, modality.column, modality.extractor, items)
     available = available_features(features, handle_missing)
+    scores = None
+    if novelty_model is not None:
+        scores = np.full(available.shape[0], np.nan)
+        if available.any():
+            scores[available] = novelty(novelty_model, features[available])
+        if drop_strange:
+            strange = available & (scores > novelty_model["threshold"])
+            report_strange(name, modality.extractor, items, strange, scores, novelty_model)
+            available = available & ~strange
     out = np.full((available.shape[0], width), np.nan)
     if available.any():
         found = class_columns(name, getattr(estimator, method)(features[available]),
                               getattr(estimator, "classes_", None), classes, method)
         out[available] = apply_calibration(calibration, found)
-    return out
+    return out, scores

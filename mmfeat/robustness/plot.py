@@ -31,7 +31,9 @@ def plot_robustness(report: pd.DataFrame, path, *, title=None, dpi: int = 120) -
     The clean score is a dashed line in every panel, and a modality's score when removed a
     dotted one in its corruption panels. A panel's x axis goes from the clean data to the
     strongest level (for "snr", from the highest SNR to the lowest); failed conditions are left
-    out, and a modality the model cannot score without is marked so.
+    out, and a modality the model cannot score without is marked so. A report with the
+    ``outliers`` column draws the model as it is, and the scores with the option off as a
+    second, grey line in the corruption panels.
 
     Parameters
     ----------
@@ -66,8 +68,13 @@ def plot_robustness(report: pd.DataFrame, path, *, title=None, dpi: int = 120) -
         raise ValueError(f"Got dpi={dpi!r}, expected a positive int.")
     figure_module = import_optional("matplotlib.figure", who="plot_robustness", extra="report")
 
-    clean = float(clean_rows["score"].iloc[0])
     scoring = report.attrs.get("scoring", "score")
+    off = report.iloc[0:0]
+    if "outliers" in report.columns:  # the option on, as fitted; off, for comparison
+        off = report[report["outliers"] == "off"]
+        report = report[report["outliers"] != "off"]
+        clean_rows = report[report["perturbation"] == "none"]
+    clean = float(clean_rows["score"].iloc[0])
     removed = report[report["perturbation"] == "missing"]
     corrupted = report[~report["perturbation"].isin(["none", "missing"])]
     panels = list(dict.fromkeys(zip(corrupted["modality"], corrupted["perturbation"])))
@@ -99,6 +106,13 @@ def plot_robustness(report: pd.DataFrame, path, *, title=None, dpi: int = 120) -
         ax.plot([0, *positions[ok.to_numpy()]], [clean, *rows["score"][ok]], marker="o",
                 color="tab:blue", label="corrupted")
         ax.set_xticks([0, *positions], ["clean", *(f"{v:g}" for v in rows["level"])])
+        plain = off[(off["modality"] == modality) & (off["perturbation"] == perturbation)]
+        if len(plain):
+            plain = plain.set_index("level").loc[rows["level"]]
+            kept = (plain["status"] == "ok").to_numpy()
+            base = off.loc[off["perturbation"] == "none", "score"].iloc[0]
+            ax.plot([0, *positions[kept]], [base, *plain["score"][kept]], marker="s",
+                    color="tab:grey", label="outliers off")
         gone = removed[removed["modality"] == modality]
         if not gone.empty and gone["status"].iloc[0] == "ok":
             ax.axhline(gone["score"].iloc[0], color="tab:orange", linestyle=":",

@@ -9,6 +9,7 @@ import re
 import tempfile
 import zlib
 from collections.abc import Mapping
+from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
 
@@ -109,6 +110,10 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
         <the error's first line>" when the model raised on a removed modality; "failed:
         <the error's first line>" when it raised on a corrupted one; ``score`` is then NaN) and
         ``n_changed`` (the items removed or corrupted). ``attrs["scoring"]`` names the score.
+        A model with ``outliers="missing"`` (a late fusion, or early-fusion blocks) gets every
+        row twice, with a column ``outliers``: "off" with the option switched off (the same
+        model otherwise, as it uses its training rows alike either way), then "missing" as it
+        is; each ``delta`` is against the clean score of its own setting.
 
     See Also
     --------
@@ -131,18 +136,30 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
     seed = _seed(random_state)
     scorer = check_scoring(model, scoring=scoring)
 
-    clean = float(scorer(model, X, y))
-    rows = [dict(modality=None, kind=None, perturbation="none", level=math.nan, score=clean,
-                 status="ok", n_changed=0)]
+    switches = outlier_switches(model)
+    settings = [("off", []), ("missing", switches)] if switches else [(None, switches)]
+
+    def scored(condition, X_condition, failure):
+        """The condition's row under each setting of the outliers option."""
+        for setting, on in settings:
+            with _outliers_only(switches, on):
+                rows.append(dict(condition, outliers=setting,
+                                 **_score(scorer, model, X_condition, y, failure)))
+
+    clean = {}
+    for setting, on in settings:  # an error on the clean rows is the caller's, and raised
+        with _outliers_only(switches, on):
+            clean[setting] = float(scorer(model, X, y))
+    rows = [dict(modality=None, kind=None, perturbation="none", level=math.nan, score=score,
+                 status="ok", n_changed=0, outliers=setting) for setting, score in clean.items()]
     _remove_stale_temporaries()
     with tempfile.TemporaryDirectory(prefix=f"{_TMP_PREFIX}{os.getpid()}-") as tmp:
         root = Path(tmp if work_dir is None else work_dir)
         for index, (name, (column, kind)) in enumerate(specs.items()):
             present = [not is_missing(item) for item in X[column]]
             removed = X.assign(**{column: pd.Series(None, index=X.index, dtype=object)})
-            rows.append(dict(modality=name, kind=kind, perturbation="missing", level=math.nan,
-                             n_changed=sum(present),
-                             **_score(scorer, model, removed, y, "cannot handle missing")))
+            scored(dict(modality=name, kind=kind, perturbation="missing", level=math.nan,
+                        n_changed=sum(present)), removed, "cannot handle missing")
             for perturbation, levels in plan.get(kind, {}).items():
                 for level in levels:
                     rng = np.random.default_rng(
@@ -150,13 +167,12 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
                     folder = root / _folder_name(index, name) / f"{perturbation}-{level:g}"
                     items, changed = _corrupt_column(X[column], kind, perturbation, level, rng,
                                                      folder)
-                    rows.append(dict(modality=name, kind=kind, perturbation=perturbation,
-                                     level=float(level), n_changed=changed,
-                                     **_score(scorer, model, X.assign(**{column: items}), y,
-                                              "failed")))
+                    scored(dict(modality=name, kind=kind, perturbation=perturbation,
+                                level=float(level), n_changed=changed),
+                           X.assign(**{column: items}), "failed")
     report = pd.DataFrame(rows)
-    report["delta"] = report["score"] - clean
-    report = report[COLUMNS]
+    report["delta"] = report["score"] - [clean[setting] for setting in report["outliers"]]
+    report = report[COLUMNS + (["outliers"] if switches else [])]
     report.attrs["scoring"] = scoring if isinstance(scoring, str) else "score"
     return report
 
@@ -205,6 +221,33 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def outlier_switches(model) -> list:
+    """The parts of a fitted model whose ``outliers="missing"`` acts at predict time: the late
+    fusion itself, or the early-fusion blocks that have it (empty for any other model)."""
+    from ..fusion import ModalityBlock, is_late_fusion
+
+    if is_late_fusion(model):
+        return [model] if model.outliers == "missing" else []
+    union = model.steps[0][1] if isinstance(model, Pipeline) else model
+    blocks = getattr(union, "transformers_", []) if isinstance(union, ColumnTransformer) else []
+    return [block for _, block, _ in blocks
+            if isinstance(block, ModalityBlock) and block.outliers == "missing"]
+
+
+@contextmanager
+def _outliers_only(switches, on):
+    """Within the block, ``outliers="missing"`` is on in ``on`` and off in the other
+    ``switches`` (a fitted model's option switched at predict time, then restored)."""
+    for part in switches:
+        if part not in on:
+            part.outliers = None
+    try:
+        yield
+    finally:
+        for part in switches:
+            part.outliers = "missing"
 
 
 def _score(scorer, model, X, y, failure: str) -> dict:

@@ -1,0 +1,207 @@
+"""A modality that is wrong, not missing (``outliers=``): generated numeric views where one view
+is replaced by noise on a share of the rows at predict time. The novelty learned at fit (from
+training rows only) sets those rows' view aside; clean rows are predicted as before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils._param_validation import InvalidParameterError
+
+from mmfeat.errors import collect_errors
+from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, make_early_fusion
+from mmfeat.fusion.novelty import fit_novelty, novelty
+from mmfeat.modelfile import load_model, save_model
+from mmfeat.robustness import robustness_report
+from mmfeat.scoring import score
+
+WIDTH = 6
+A = [f"a{i}" for i in range(WIDTH)]
+B = [f"b{i}" for i in range(WIDTH)]
+# Plain models per view: the behaviour under test is the fusion's, and they fit fast.
+SPEC = {"a": (A, "passthrough", LogisticRegression()),
+        "b": (B, "passthrough", LogisticRegression())}
+
+
+def views(n, seed, n_classes=3):
+    """Two numeric views, each a noisy cue of the class."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % n_classes)
+    cues = np.random.default_rng(100).normal(size=(2, n_classes, WIDTH)) * 1.5
+    a = cues[0][y] + rng.normal(size=(n, WIDTH))
+    b = cues[1][y] + rng.normal(size=(n, WIDTH))
+    return pd.DataFrame(np.hstack([a, b]), columns=A + B), y
+
+
+@pytest.fixture(scope="module")
+def data():
+    train, y_train = views(240, 0)
+    test, y_test = views(240, 1)
+    rng = np.random.default_rng(2)
+    wrong = rng.random(len(test)) < 0.3  # view a of these rows is noise, far from training
+    corrupted = test.copy()
+    corrupted.loc[wrong, A] = rng.normal(size=(wrong.sum(), WIDTH)) * 8
+    return train, y_train, test, y_test, corrupted, wrong
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train, y_train, *_ = data
+    return {outliers: LateFusionClassifier(SPEC, cv=3, outliers=outliers,
+                                           random_state=0).fit(train, y_train)
+            for outliers in (None, "missing")}
+
+
+def accuracy(model, X, y):
+    return float((model.predict(X) == y).mean())
+
+
+def test_missing_recovers_most_of_the_loss_and_says_why(data, fitted):
+    _, _, test, y_test, corrupted, wrong = data
+    plain, guarded = fitted[None], fitted["missing"]
+    clean = accuracy(plain, test, y_test)
+    lost = clean - accuracy(plain, corrupted, y_test)
+    assert lost > 0.1  # the noisy view misleads the plain fusion
+    with collect_errors() as found:
+        recovered = accuracy(guarded, corrupted, y_test)
+    assert clean - recovered < 0.25 * lost
+    flagged = np.zeros(len(test), bool)
+    flagged[[error.row for error in found if error.extractor == "a"]] = True
+    assert flagged[wrong].mean() >= 0.95 and flagged[~wrong].mean() <= 0.02
+    error = next(error for error in found if error.extractor == "a")
+    assert "looks unlike the training items (novelty " in error.cause
+    threshold = guarded.modality_report_.set_index("modality").loc["a", "novelty_threshold"]
+    assert f"threshold {threshold:.3g})" in error.cause
+    # The strange view's share of the decision falls to 0 on those rows only.
+    weights = guarded.modality_weights(corrupted)
+    assert (weights.loc[flagged, "a"] == 0).all()
+    assert weights.loc[~wrong, "a"].mean() > 0.2
+
+
+def test_clean_rows_are_predicted_as_without_the_option(data, fitted):
+    _, _, test, y_test, *_ = data
+    with collect_errors() as found:
+        proba = fitted["missing"].predict_proba(test)
+    set_aside = sorted({error.row for error in found})
+    assert len(set_aside) <= 0.02 * len(test)
+    kept = np.setdiff1d(np.arange(len(test)), set_aside)
+    np.testing.assert_array_equal(proba[kept], fitted[None].predict_proba(test)[kept])
+    # The option acts at predict time only: switched off, the model is the plain one.
+    off = fitted["missing"].set_params(outliers=None)
+    try:
+        np.testing.assert_array_equal(off.predict_proba(test), fitted[None].predict_proba(test))
+    finally:
+        off.set_params(outliers="missing")
+
+
+def test_thresholds_come_from_training_rows_only(data, fitted):
+    train, y_train, _, _, corrupted, _ = data
+    report = fitted["missing"].modality_report_.set_index("modality")
+    before = report["novelty_threshold"].copy()
+    fitted["missing"].predict(corrupted)  # predicting learns nothing
+    after = fitted["missing"].modality_report_.set_index("modality")["novelty_threshold"]
+    pd.testing.assert_series_equal(before, after)
+    # The threshold is the 99.5th percentile of the training rows' out-of-fold novelty, the
+    # same for a fit on the same rows, and a fresh clean row rarely passes it.
+    splits = [(np.setdiff1d(np.arange(240), part), part)
+              for part in np.array_split(np.arange(240), 5)]
+    model, oof = fit_novelty(train[A].to_numpy(), splits)
+    assert model["threshold"] == pytest.approx(np.percentile(oof, 99.5))
+    assert np.mean(oof > model["threshold"]) <= 0.01
+    assert novelty(model, train[A].to_numpy()).min() == 0.0  # 0 for typical rows
+    fresh, _ = views(240, 3)
+    assert np.mean(novelty(model, fresh[A].to_numpy()) > model["threshold"]) <= 0.03
+
+
+def test_trust_gives_the_meta_learner_each_modalitys_novelty(data):
+    train, y_train, test, *_ = data
+    model = LateFusionClassifier(SPEC, cv=3, outliers="trust").fit(train, y_train)
+    assert {"a_novelty", "b_novelty", "a_0_x_novelty"} <= set(model.meta_feature_names_)
+    assert model.final_estimator_.n_features_in_ == len(model.meta_feature_names_)
+    assert model.predict_proba(test).shape == (len(test), 3)
+
+
+def test_regression_and_a_saved_model(data, tmp_path):
+    train, y_train, test, _, corrupted, wrong = data
+    target = train[A[0]] + train[B[0]]
+    spec = {"a": (A, "passthrough", Ridge()), "b": (B, "passthrough", Ridge())}
+    model = LateFusionRegressor(spec, cv=3, outliers="missing").fit(train, target)
+    loaded = load_model(save_model(model, tmp_path / "late.skops"))  # the novelty: plain arrays
+    np.testing.assert_allclose(loaded.predict(corrupted), model.predict(corrupted))
+    shares = model.modality_weights(corrupted)
+    assert (shares.loc[wrong, "a"] == 0).mean() > 0.9
+
+
+def test_early_fusion_turns_a_strange_block_into_a_missing_one(data):
+    train, y_train, test, y_test, corrupted, wrong = data
+
+    def early(outliers):
+        view = FunctionTransformer(feature_names_out="one-to-one")
+        return make_early_fusion(a=(A, view), b=(B, view), handle_missing=True,
+                                 outliers=outliers, estimator=LogisticRegression())
+
+    plain, guarded = early(None).fit(train, y_train), early("missing").fit(train, y_train)
+    clean = accuracy(plain, test, y_test)
+    lost = clean - accuracy(plain, corrupted, y_test)
+    assert lost > 0.1
+    with collect_errors() as found:
+        assert clean - accuracy(guarded, corrupted, y_test) < 0.25 * lost
+    flagged = np.isin(np.arange(len(test)), [error.row for error in found])
+    assert flagged[wrong].mean() >= 0.95 and flagged[~wrong].mean() <= 0.02
+    block = guarded.named_steps["features"].transform(corrupted)
+    missing = guarded.named_steps["features"].get_feature_names_out().tolist().index("a__missing")
+    assert block[wrong, missing].mean() > 0.95 and block[~wrong, missing].mean() <= 0.02
+
+
+def test_robustness_report_rows_with_the_option_off_and_on(data):
+    _, _, test, y_test, *_ = data
+    frame = test[["a0", "b0"]].rename(columns={"a0": "a", "b0": "b"})
+    def column():  # one number per item, NaN for a removed one
+        return FunctionTransformer(lambda items: np.asarray(items, dtype=float).reshape(-1, 1))
+
+    model = LateFusionClassifier({"a": ("a", column()), "b": ("b", column())}, cv=3,
+                                 outliers="missing").fit(frame, y_test)
+    report = robustness_report(model, frame, y_test, modalities={"a": ("a", None),
+                                                                 "b": ("b", None)})
+    assert list(report["outliers"]) == ["off", "missing"] * 3
+    off = report[report["outliers"] == "off"].drop(columns="outliers").reset_index(drop=True)
+    plain = robustness_report(model.set_params(outliers=None), frame, y_test,
+                              modalities={"a": ("a", None), "b": ("b", None)})
+    model.set_params(outliers="missing")
+    pd.testing.assert_frame_equal(off, plain)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"outliers": "drop"}, "The 'outliers' parameter of LateFusionClassifier must be"),
+    ({"outliers": "missing", "handle_missing": False}, "needs handle_missing=True"),
+    ({"outliers": "trust", "rule": "mean"}, "outliers='trust' gives the meta-learner"),
+])
+def test_bad_outliers_are_named(data, params, match):
+    train, y_train, *_ = data
+    with pytest.raises((ValueError, InvalidParameterError), match=match):
+        LateFusionClassifier(SPEC, cv=3, **params).fit(train, y_train)
+
+
+def test_missing_needs_a_model_fitted_with_the_option(data, fitted):
+    _, _, test, *_ = data
+    model = fitted[None]
+    try:
+        with pytest.raises(ValueError, match="fitted with outliers=None; fit it again"):
+            model.set_params(outliers="missing").predict(test)
+    finally:
+        model.set_params(outliers=None)
+
+
+def test_mmfeat_score_writes_why_a_modality_was_set_aside(data, fitted, tmp_path):
+    _, _, _, _, corrupted, wrong = data
+    rows = corrupted.iloc[:20]
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    score(fitted["missing"], tmp_path / "rows.csv", tmp_path / "out", progress=False)
+    out = pd.read_parquet(tmp_path / "out")
+    causes = out["missing"].fillna("")
+    assert causes[wrong[:20]].str.startswith("a: row ").all()
+    assert causes[wrong[:20]].str.contains(r"looks unlike the training items \(novelty ").all()
+    assert out["prediction"].notna().all() and out["error"].isna().all()
