@@ -38,6 +38,7 @@ import numpy as np
 from .config import get_config
 from .errors import CacheError, CacheWarning, ItemError
 from .keys import FINGERPRINT_HEX, item_digest
+from .permissions import others_may_write
 
 STORE_NAME = "features.sqlite"
 # 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
@@ -79,6 +80,8 @@ COMMIT;
 # disturb SQLite's lock bookkeeping, so it is parked here and never used or closed.
 _INHERITED = []
 _INSTANCES = {}  # (directory, pid) -> FeatureCache, for resolve_cache
+
+_OWNER_WARNED: set = set()  # stores already checked for who may write them, per process
 
 
 class FeatureCache:
@@ -450,10 +453,24 @@ class FeatureCache:
                 _INHERITED.append(self._conn)
             self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
 
+    def _check_owner(self):
+        """Warn once per store and process when others may write its folder: its vectors (with
+        valid checksums) could be anyone's."""
+        if self.path in _OWNER_WARNED:
+            return
+        _OWNER_WARNED.add(self.path)
+        with suppress(OSError):
+            cause = others_may_write(self.path)
+            if cause is not None:
+                warnings.warn(f"The feature cache {self.path} {cause}: the features it serves could "
+                              "have been written by anyone. Use a cache directory of your own, or "
+                              "one shared with your group only.", CacheWarning, stacklevel=5)
+
     def _connect_read_only_aware(self) -> bool:
         """Open the store (writable, or read-only when this process cannot write it); return
         whether it is read-only."""
         if self._conn is None:
+            self._check_owner()
             if self.file.is_file() and not _writable(self.file):
                 self._conn, self._read_only = _open_read_only(self.file), True
             else:

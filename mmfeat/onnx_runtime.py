@@ -38,6 +38,7 @@ from pathlib import Path
 
 from .atomic import atomic_write, create_temporary
 from .errors import CacheError, CacheWarning
+from .permissions import others_may_write
 
 OPSET = 17
 _SESSIONS: dict = {}  # (path, threads, providers) -> InferenceSession, per process
@@ -234,16 +235,8 @@ def _graph_folder(folder: Path) -> int:
 def _refuse_untrusted(folder: Path, what: str) -> None:
     """Refuse a folder that a user other than this one, root or a member of one of this user's
     groups may write: a graph or digest found there could be anyone's."""
-    st = os.stat(folder)
-    groups = set(os.getgroups()) | {os.getegid()}
-    group_shared = bool(st.st_mode & stat.S_IWGRP) and st.st_gid in groups
-    if st.st_mode & stat.S_IWOTH:
-        cause = "is world-writable"
-    elif st.st_mode & stat.S_IWGRP and st.st_gid not in groups:
-        cause = f"is writable by group {st.st_gid}, which is not one of this user's"
-    elif st.st_uid not in (os.geteuid(), 0) and not group_shared:
-        cause = f"is owned by another user (uid {st.st_uid})"
-    else:
+    cause = others_may_write(folder)
+    if cause is None:
         return
     raise CacheError(f"the {what} {folder} {cause}: ONNX graphs are only run from folders that "
                      "others cannot write. Use a cache directory of your own (mmfeat.set_config("
