@@ -54,6 +54,10 @@ _BOOKKEEPING_WAIT_MS = 100  # access times and hit counts: skipped rather than w
 _CHUNK = 500  # keys per statement: well under SQLite's limit on bound parameters
 _DISK_DTYPE = np.dtype("<f4")  # fixed byte order, so a store can move between machines
 _STORE_ERRORS = (sqlite3.Error, OSError)
+#: The tables of a store of this format and their columns, as ``_SCHEMA`` makes them.
+_COLUMNS = {"features": ["key", "dim", "vec", "checksum", "size", "last_access"],
+            "meta": ["name", "value"], "claims": ["key", "host", "pid", "since"],
+            "extractors": ["prefix", "name"]}
 _SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS features (
@@ -599,9 +603,14 @@ def _wipe(db):
         db.execute("DELETE FROM features")
         db.execute("UPDATE meta SET value = 0")
     _shrink(db)
-    # An emptied file can still be damaged (a broken page list): then clear() recreates it.
+    # An emptied file can still be damaged (a broken page list), or not be a store of this
+    # format (tables missing or of other columns): then clear() recreates it.
     if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
         raise sqlite3.DatabaseError("the emptied store failed its integrity check")
+    for table, columns in _COLUMNS.items():
+        found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        if found != columns:
+            raise sqlite3.DatabaseError(f"the store's {table} table is not of this format")
 
 
 def _shrink(db):

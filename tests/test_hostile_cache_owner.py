@@ -48,3 +48,27 @@ def test_a_store_of_ones_own_is_silent(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
         assert FeatureCache(tmp_path / "mine").get_many([key])
+
+
+@pytest.mark.parametrize("damage", [
+    "DROP TABLE claims; CREATE TABLE claims (key TEXT)",           # a table of other columns
+    "DROP TABLE features; CREATE TABLE features (key TEXT, vec BLOB)",
+])
+def test_clearing_a_store_of_the_wrong_schema_resets_it_for_real(tmp_path, damage):
+    import sqlite3
+
+    key = poisoned_store(tmp_path / "odd")
+    with sqlite3.connect(tmp_path / "odd" / "features.sqlite") as db:
+        db.executescript(damage)
+    store = FeatureCache(tmp_path / "odd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)  # the damage is reported while it is read
+        store.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)  # a store that works, not one that warns
+        store.put_many({key: np.ones(3, np.float32)})
+        assert store.get_many([key])[key].tolist() == [1.0, 1.0, 1.0]
+        assert store.stats()["entries"] == 1
+        other = make_key("f" * 32, "e" * 32)
+        store.claim_many([other])  # every table works, claims too
+        store.release([other])
