@@ -47,7 +47,7 @@ def check_stats(stats, owner=None) -> tuple:
            if not isinstance(s, str) or (s not in _NAMED and _percentile(s) is None)]
     if not stats or bad or len(set(stats)) != len(stats):
         who = type(owner).__name__ if owner is not None else "the summary"
-        from .._sklearn_compat import InvalidParameterError
+        from ._sklearn_compat import InvalidParameterError
 
         raise InvalidParameterError(
             f"The 'stats' parameter of {who} must be a non-empty sequence of distinct names among "
