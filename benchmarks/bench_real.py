@@ -136,13 +136,13 @@ def late(blocks, **params):
 def candidates(blocks, chosen):
     """(row name, kind, model factory, takes groups): kind "hand" or "mmfeat"."""
     columns = {m: list(df.columns) for m, df in blocks.items()}
-    rows = [(f"hand: {m} alone" + (" (SVC)" if m == "audio" else ""), "hand",
-             lambda m=m: OneBlock(m, columns[m]), False) for m in columns]
-    rows += [
-        ("hand: early (concatenation)", "hand",
-         lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)), False),
-        ("hand: late (product)", "hand", lambda: HandProduct(columns), False),
-    ]
+    rows = [] if chosen == {"rules"} else [
+        (f"hand: {m} alone" + (" (SVC)" if m == "audio" else ""), "hand",
+         lambda m=m: OneBlock(m, columns[m]), False) for m in columns]
+    if chosen != {"rules"}:
+        rows.append(("hand: early (concatenation)", "hand", lambda: make_pipeline(
+            StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)), False))
+    rows.append(("hand: late (product)", "hand", lambda: HandProduct(columns), False))
     if "early" in chosen:
         rows += [
             # what estimator="auto" was before (and what a user tuning C would write)
@@ -161,6 +161,16 @@ def candidates(blocks, chosen):
             ("mmfeat: late, rule='product'", "mmfeat", lambda: late(columns, rule="product"), True),
             ("mmfeat: late, rule='mean'", "mmfeat", lambda: late(columns, rule="mean"), True),
         ]
+    if "rules" in chosen:
+        # One fit per fold gives the four fixed-rule rows: both rules' weights are learned in
+        # every fit, and rule and rule_weights are switched with set_params for prediction.
+        rows += [("mmfeat: late, rule='product', rule_weights='learned'", "mmfeat",
+                  lambda: late(columns, rule="product", rule_weights="learned"), True, {
+                      "mmfeat: late, rule='product', rule_weights='equal'":
+                          {"rule_weights": "equal"},
+                      "mmfeat: late, rule='mean', rule_weights='learned'": {"rule": "mean"},
+                      "mmfeat: late, rule='mean', rule_weights='equal'":
+                          {"rule": "mean", "rule_weights": "equal"}})]
     return rows
 
 
@@ -172,6 +182,15 @@ def fit_model(model, X, y, groups, takes_groups):
     if takes_groups and groups is not None:
         return model.fit(X, y, groups=groups)
     return model.fit(X, y)
+
+
+def _predict_with(model, params, X):
+    """The fitted model's predictions with ``params`` set, then its parameters restored."""
+    before = {key: model.get_params()[key] for key in params}
+    try:
+        return model.set_params(**params).predict(X)
+    finally:
+        model.set_params(**before)
 
 
 def _fit_parameters(estimator):
@@ -194,12 +213,14 @@ def run(name, quick, chosen, n_max=None):
     groups = df["group"].to_numpy()
     splits = list(splitter.split(X, y, groups if grouped else None))
     rows = candidates(blocks, chosen)
-    predicted = {row: np.empty(len(y), dtype=object) for row, *_ in rows}
-    seconds = {row: [] for row, *_ in rows}
+    # A row's variants: further rows predicted by the same fitted model after set_params.
+    names = [name for row in rows for name in (row[0], *(row[4] if len(row) > 4 else ()))]
+    predicted = {name: np.empty(len(y), dtype=object) for name in names}
+    seconds = {name: [] for name in names}
     for fold, (train, test) in enumerate(splits):
         # Fold by fold, every model in turn: on a shared machine the load drifts, and the
         # ratios of fit times are only fair between fits made at about the same time.
-        for row, _, factory, takes_groups in rows:
+        for row, _, factory, takes_groups, *variants in rows:
             model = factory()
             start = time.perf_counter()
             with warnings.catch_warnings(), threadpool_limits(1):
@@ -208,10 +229,13 @@ def run(name, quick, chosen, n_max=None):
                           takes_groups)
             seconds[row].append(time.perf_counter() - start)
             predicted[row][test] = model.predict(X.iloc[test])
+            for variant, params in (variants[0] if variants else {}).items():
+                seconds[variant].append(seconds[row][-1])
+                predicted[variant][test] = _predict_with(model, params, X.iloc[test])
         print(f"  fold {fold + 1}/{len(splits)} done", flush=True)
     results = [{"model": row, "accuracy": accuracy_score(y, predicted[row].astype(str)),
                 "balanced_accuracy": balanced_accuracy_score(y, predicted[row].astype(str)),
-                "fit_s": float(np.mean(seconds[row]))} for row, *_ in rows]
+                "fit_s": float(np.mean(seconds[row]))} for row in names]
     table = pd.DataFrame(results)
     print()
     print("| model | accuracy | balanced accuracy | fit s / fold |")
@@ -224,7 +248,9 @@ def run(name, quick, chosen, n_max=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated data sets: " + ",".join(DATASETS))
-    parser.add_argument("--models", default="early,late", help="mmfeat rows: early, late")
+    parser.add_argument("--models", default="early,late",
+                        help="mmfeat rows: early, late, rules (the fixed rules, learned and "
+                             "equal weights, beside the hand-written product alone)")
     parser.add_argument("--quick", action="store_true",
                         help="gradient histogram instead of the CNN")
     parser.add_argument("--n-max", type=int, help="subsample each data set to this many rows")

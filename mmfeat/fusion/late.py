@@ -69,6 +69,16 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         "product": their normalised product (the posterior if the modalities are independent
         given the class and the classes equally likely). "vote": the majority of the
         modalities' predicted labels, ties going to the more frequent class in training.
+    rule_weights : {"learned", "equal"}, default="equal"
+        How much each modality counts in ``rule="mean"`` and ``"product"``. "learned": one
+        weight per modality, fitted by ``fit`` on the modalities' out-of-fold (calibrated)
+        probabilities, those minimising the log loss of ``softmax(sum_m w_m log p_m)``
+        (product) or of ``sum_m w_m p_m / sum_m w_m`` (mean), ``w_m >= 0``
+        (:mod:`mmfeat.fusion.rules`): a modality that adds nothing to the others gets little
+        or 0 (it is then left out). "equal": every modality the same. Both rules' weights are
+        learned in every fit with either rule, so this and ``rule`` can be switched between
+        mean and product with ``set_params`` without refitting. The weights show in
+        ``modality_report_["weight"]`` and :meth:`modality_weights`.
     calibrate : {"auto", "temperature", "sigmoid", "isotonic"} or None, default="auto"
         Calibrate each modality's probabilities on its out-of-fold predictions (no extra
         extraction) before they are combined: "temperature" scales the log-probabilities by
@@ -150,7 +160,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         ``temperature (T=1.8)`` or ``none``), ``calibrated_log_loss`` and ``calibrated_ece``
         (each row calibrated by a map fitted without it), and ``weight`` (its mean share of the
         decision, see :meth:`modality_weights`, over the training rows that have every
-        modality; equal shares for fixed rules).
+        modality; for fixed rules, the modalities' rule weights normalised to sum to 1).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Every column of the frame given to ``fit`` (as ``ColumnTransformer`` records them),
@@ -216,18 +226,21 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         **_BaseLateFusion._common_constraints,
         "stack_method": [StrOptions(set(STACK_METHODS))],
         "rule": [StrOptions(set(_rules))],
+        "rule_weights": [StrOptions({"learned", "equal"})],
         "calibrate": [StrOptions({"auto", *CALIBRATION_METHODS}), None],
         "trust": [StrOptions(set(TRUST_MEASURES)), None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
     }
 
     def __init__(self, modalities, final_estimator=None, *, cv=5, stack_method="auto",
-                 passthrough=False, rule="stack", calibrate="auto", trust=None, outliers=None,
-                 class_weight=None, handle_missing=True, n_jobs=None, random_state=None):
+                 passthrough=False, rule="stack", rule_weights="equal", calibrate="auto",
+                 trust=None, outliers=None, class_weight=None, handle_missing=True, n_jobs=None,
+                 random_state=None):
         super().__init__(modalities, final_estimator, cv=cv, passthrough=passthrough, rule=rule,
                          outliers=outliers, handle_missing=handle_missing, n_jobs=n_jobs,
                          random_state=random_state)
         self.stack_method = stack_method
+        self.rule_weights = rule_weights
         self.calibrate = calibrate
         self.trust = trust
         self.class_weight = class_weight

@@ -261,6 +261,9 @@ class _BaseLateFusion(ModalityComposition):
                                             modality_splits, weights[m.name])})
         self._fill = {name: task.fill_value(name, out) for name, out in outputs.items()}
         self._layout, names = meta_layout(self)
+        # The fixed rules' weights, from the out-of-fold probabilities (plain lists for skops).
+        self._rule_weights = task.learn_rule_weights(outputs, y, task.model_weights(
+            sample_weight, y))
         self.final_estimator_ = None
         self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
         if self.rule == "stack":
@@ -406,8 +409,9 @@ class _BaseLateFusion(ModalityComposition):
         the sum of these moves over the modalities. For a linear meta-learner a move is the
         modality's exact additive part of the decision, ``coef @ (features - fill)``; with
         ``trust`` it follows, row by row, how sure each modality is. With a fixed rule the
-        modalities a row has share equally. A modality missing in a row gets 0; a row whose
-        decision no modality moves is shared equally by the modalities it has (by all when it
+        modalities a row has share by the rule's weights (equally unless
+        ``rule_weights="learned"``). A modality missing in a row gets 0; a row whose decision
+        no modality moves is shared equally by the modalities it has (by all when it
         has none). ``modality_report_["weight"]`` is the mean share over the training rows
         (out of fold) that have every modality.
 

@@ -103,7 +103,10 @@ def shares(fusion, outputs, X, novelties=None):
     """Each modality's share of each row's decision (see ``modality_weights``), as an array
     ``(n_rows, n_modalities)`` from the modalities' outputs on the rows."""
     available = np.column_stack([available_rows(out) for out in outputs.values()])
-    moves = available.astype(np.float64)  # the fixed rules: equal shares
+    moves = available.astype(np.float64)  # the fixed rules: by their weights
+    weights = fusion._task.rule_weights() if fusion.final_estimator_ is None else None
+    if weights is not None:
+        moves = moves * weights[None, :]
     if fusion.final_estimator_ is not None:
         meta = meta_features(fusion, outputs, X, novelties)
         missing = meta_features(fusion, {name: np.full_like(out, np.nan)

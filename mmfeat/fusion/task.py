@@ -24,6 +24,7 @@ from .defaults import (
     tuned_logistic,
     tuned_ridge,
 )
+from .rules import PROBABILITY_RULES, combine_probabilities, fit_rule_weights
 
 STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
 
@@ -118,6 +119,14 @@ class Regression:
     def decide(self, scores):
         """The prediction from a fixed rule's scores."""
         return scores[:, 0]
+
+    def learn_rule_weights(self, outputs, y, sample_weight):
+        """The fixed rules' learned modality weights (none for regression)."""
+        return {}
+
+    def rule_weights(self):
+        """One weight per modality for the fixed rule in use, or None for equal weights."""
+        return None
 
 
 class Classification(Regression):
@@ -241,22 +250,38 @@ class Classification(Regression):
             return [0 if method == "decision_function" else 1], [label]
         return list(range(len(classes))), [str(c) for c in classes]
 
+    def learn_rule_weights(self, outputs, y, sample_weight):
+        """Per probability rule ("mean", "product"), one weight per modality fitted on the
+        modalities' out-of-fold (calibrated) probabilities ``outputs``: both are learned, so
+        that ``set_params(rule=..., rule_weights=...)`` between them needs no refit. Plain
+        lists, so that skops saves them."""
+        fusion = self.fusion
+        if fusion.rule not in PROBABILITY_RULES:
+            return {}
+        stacked = np.stack(list(outputs.values()))
+        available = available_rows(stacked)
+        codes = np.searchsorted(fusion.classes_, y)
+        return {rule: [float(w) for w in fit_rule_weights(stacked, available, codes, rule,
+                                                          sample_weight)]
+                for rule in PROBABILITY_RULES}
+
+    def rule_weights(self):
+        fusion = self.fusion
+        if getattr(fusion, "rule_weights", "equal") != "learned":
+            return None
+        learned = fusion.__dict__.get("_rule_weights", {}).get(fusion.rule)
+        return None if learned is None else np.asarray(learned)
+
     def combine(self, outputs):
         """Class scores of the fixed rules; rows without any modality get the prior."""
         prior, rule = self.fusion.class_prior_, self.fusion.rule
         stacked = np.stack(list(outputs.values()))  # (n_modalities, n, n_classes)
         available = available_rows(stacked)
-        n_available = available.sum(axis=0)[:, None]
-        if rule == "mean":
-            scores = np.nansum(stacked, axis=0) / np.maximum(n_available, 1)
-        elif rule == "product":
-            logs = np.log(np.clip(stacked, 1e-12, 1.0))
-            logs = np.where(available[..., None], logs, 0.0).sum(axis=0)
-            scores = np.exp(logs - logs.max(axis=1, keepdims=True))
-            scores /= scores.sum(axis=1, keepdims=True)
-        else:  # vote: a fraction of a vote for the prior breaks ties
-            scores = np.nansum(stacked, axis=0) + 1e-3 * prior
-        return np.where(n_available > 0, scores, prior)
+        if rule in PROBABILITY_RULES:
+            return combine_probabilities(stacked, available, rule, self.rule_weights(), prior)
+        # vote: a fraction of a vote for the prior breaks ties
+        scores = np.nansum(stacked, axis=0) + 1e-3 * prior
+        return np.where(available.any(axis=0)[:, None], scores, prior)
 
     def decide(self, scores):
         return self.fusion.classes_[scores.argmax(axis=1)]

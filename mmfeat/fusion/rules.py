@@ -1,0 +1,89 @@
+"""Late fusion's fixed probability rules, weighted: the mean and the normalised product of the
+modalities' probabilities, each modality counting by one weight.
+
+The weights are learned by ``fit`` on the out-of-fold (calibrated) probabilities it computes
+anyway: for "product" the weights ``w_m >= 0`` minimising the log loss of
+``softmax(sum_m w_m log p_m)``, for "mean" those of ``sum_m w_m p_m / sum_m w_m``; both are
+small fits over one number per modality, started from equal weights. A weight of 0 leaves the
+modality out; a modality whose probabilities add nothing to the others' gets little. Only the
+modalities a row has are combined, so a missing one takes no part.
+The product's weights also scale its sharpness (weights of 2 square the product), so they are
+reported as they are; the mean's sum to 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+PROBABILITY_RULES = ("mean", "product")
+# The product rule's fit adds this times the sum of squared weights: a modality whose
+# log-probabilities do not vary between classes (it says nothing) would keep any weight, and
+# this sends it to 0 at a negligible cost to the others.
+_RIDGE = 1e-4
+# Below this a weight is reported (and used) as 0: the optimiser's bound is approached, not hit.
+_NEGLIGIBLE = 1e-3
+
+
+def combine_probabilities(stacked, available, rule, weights, prior):
+    """Class scores of ``rule`` ("mean" or "product") from ``stacked`` probabilities
+    ``(n_modalities, n, n_classes)`` (rows of a missing modality: anything), ``available``
+    ``(n_modalities, n)`` and one weight per modality (None: equal); rows whose modalities all
+    weigh 0, or that have none, get ``prior``."""
+    k = stacked.shape[0]
+    weights = np.ones(k) if weights is None else np.asarray(weights, dtype=np.float64)
+    counted = available * weights[:, None]  # (k, n)
+    total = counted.sum(axis=0)[:, None]
+    if rule == "mean":
+        probabilities = np.where(available[..., None], stacked, 0.0)
+        scores = (counted[..., None] * probabilities).sum(axis=0) / np.maximum(total, 1e-300)
+    else:
+        logs = np.where(available[..., None], np.log(np.clip(stacked, 1e-12, 1.0)), 0.0)
+        logs = (counted[..., None] * logs).sum(axis=0)
+        scores = np.exp(logs - logs.max(axis=1, keepdims=True))
+        scores /= scores.sum(axis=1, keepdims=True)
+    return np.where(total > 0, scores, prior)
+
+
+def fit_rule_weights(stacked, available, codes, rule, sample_weight=None):
+    """One weight per modality minimising the log loss of ``rule`` on the rows (see the module's
+    docstring): ``(n_modalities,)``, the mean rule's summing to 1. Rows with no modality are
+    left out; with none left, equal weights."""
+    k = stacked.shape[0]
+    rows = available.any(axis=0)
+    if not rows.any():
+        return np.full(k, 1.0 / k if rule == "mean" else 1.0)
+    stacked, available, codes = stacked[:, rows], available[:, rows], codes[rows]
+    row_weight = np.ones(len(codes)) if sample_weight is None else \
+        np.asarray(sample_weight, dtype=np.float64)[rows]
+    row_weight = row_weight / row_weight.sum()
+    n = np.arange(len(codes))
+    if rule == "mean":
+        truth = np.where(available, stacked[:, n, codes], 0.0)  # (k, n)
+
+        def loss(w):  # and its gradient
+            counted = available * w[:, None]
+            total = np.maximum(counted.sum(axis=0), 1e-12)
+            p = np.clip((counted * truth).sum(axis=0) / total, 1e-12, None)
+            gradient = -(available * (truth - p) / total * (row_weight / p)).sum(axis=1)
+            return -(row_weight * np.log(p)).sum(), gradient
+    else:
+        logs = np.where(available[..., None], np.log(np.clip(stacked, 1e-12, 1.0)), 0.0)
+
+        def loss(w):  # and its gradient
+            z = np.tensordot(w, logs, axes=1)  # (n, n_classes)
+            z = z - z.max(axis=1, keepdims=True)
+            softmax = np.exp(z)
+            normaliser = softmax.sum(axis=1)
+            softmax /= normaliser[:, None]
+            log_p = z[n, codes] - np.log(normaliser)
+            expected = (logs * softmax[None]).sum(axis=2)  # (k, n)
+            gradient = -((logs[:, n, codes] - expected) * row_weight).sum(axis=1) + 2 * _RIDGE * w
+            return -(row_weight * log_p).sum() + _RIDGE * (w ** 2).sum(), gradient
+
+    found = minimize(loss, np.ones(k), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k)
+    weights = found.x if found.success or loss(found.x)[0] <= loss(np.ones(k))[0] else np.ones(k)
+    weights = np.where(weights < _NEGLIGIBLE * max(weights.max(), 1e-12), 0.0, weights)
+    if not weights.any():
+        weights = np.ones(k)
+    return weights / weights.sum() if rule == "mean" else weights
