@@ -13,16 +13,11 @@ A subclass implements only:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import math
 import os
-import threading
 import warnings
-from collections.abc import Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from numbers import Integral
 from typing import NamedTuple
 
@@ -31,17 +26,14 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import models
 from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names_in
 from .cache import FeatureCache, resolve_cache
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
-from .keys import item_digest, make_key
-from .models import check_device, resolve_device, shared_model
-
-# The model an extractor is computing with, per thread, for the length of one computation:
-# resolved (device, identity, registry) once, not once per batch.
-_IN_USE = threading.local()
+from .items import as_items
+from .keys import item_digest, make_key, stable_form
 
 
 class LoadedBatch(NamedTuple):
@@ -52,120 +44,6 @@ class LoadedBatch(NamedTuple):
     positions: list
     n: int
     errors: dict
-
-def _stable(value):
-    """A JSON-able, address-free form of a parameter value for the fingerprint.
-
-    Numbers are normalised so that equal settings share keys: ``224.0`` is ``224`` and ``0.0``
-    is ``0`` (bools stay bools).
-    """
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_stable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _stable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, np.ndarray):
-        return "array:" + hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
-    if isinstance(value, functools.partial):
-        return {"partial": _stable(value.func), "args": _stable(list(value.args)),
-                "keywords": _stable(value.keywords)}
-    if callable(value) and hasattr(value, "__qualname__"):
-        name = f"{getattr(value, '__module__', '')}.{value.__qualname__}"
-        code = getattr(value, "__code__", None)
-        # The code itself, so that two lambdas, or a function edited between runs, never share keys.
-        return name + (":" + _code_digest(code) if code is not None else "")
-    return repr(value)
-
-
-def _code_digest(code) -> str:
-    h = hashlib.blake2b(digest_size=8)
-    h.update(code.co_code)
-    h.update(repr(code.co_names).encode())
-    for const in code.co_consts:
-        h.update((_code_digest(const) if hasattr(const, "co_code") else repr(const)).encode())
-    return h.hexdigest()
-
-
-def _as_items(X, modality: str) -> list:
-    """Turn the accepted 1-D inputs into a list of items; refuse what would be misread.
-
-    A single item (a string, bytes, one image array, one ``(waveform, sr)`` pair) is refused
-    rather than read as a batch of its characters, rows or samples; so is an iterator, which
-    ``fit`` would use up and leave ``transform`` nothing (0 rows), and a set, which has no order.
-    """
-    if isinstance(X, (str, bytes)):
-        raise TypeError(
-            f"Expected a 1-D sequence of items (list, Series, 1-column DataFrame), got a single "
-            f"{type(X).__name__}. Wrap it in a list."
-        )
-    if isinstance(X, Iterator):
-        raise TypeError(
-            f"Expected a 1-D sequence of items, got an iterator ({type(X).__name__}), which can be "
-            "read only once: fit would use it up and leave nothing to transform. Pass a list: "
-            "list(X)."
-        )
-    if isinstance(X, Set):
-        raise TypeError(
-            f"Expected a 1-D sequence of items, got a {type(X).__name__}, which has no order: the "
-            "rows of the output could not be matched to it. Pass a list."
-        )
-    if isinstance(X, Mapping):
-        raise TypeError(
-            f"Expected a 1-D sequence of items, got a {type(X).__name__}, which would be read as "
-            "its keys. Pass a list of its values, or a DataFrame column."
-        )
-    if hasattr(X, "columns") and hasattr(X, "iloc"):  # DataFrame
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"Expected one column of items, got a DataFrame with {X.shape[1]} columns "
-                f"{list(X.columns)[:5]}. Select the column (e.g. in a ColumnTransformer)."
-            )
-        return X.iloc[:, 0].tolist()
-    if hasattr(X, "columns") and hasattr(X, "to_series"):  # polars DataFrame: iterating gives columns
-        if X.width != 1:
-            raise ValueError(
-                f"Expected one column of items, got a DataFrame with {X.width} columns "
-                f"{list(X.columns)[:5]}. Select the column (e.g. in a ColumnTransformer)."
-            )
-        return X.to_series(0).to_list()
-    if hasattr(X, "iloc"):  # Series
-        return X.tolist()
-    if isinstance(X, np.ndarray):
-        if modality == "image" and X.ndim == 4:  # an explicit stack of images
-            return list(X)
-        if modality == "image" and X.ndim in (2, 3) and X.dtype != object:
-            raise TypeError(
-                f"Expected a 1-D sequence of images, got one array of shape {X.shape}, which would "
-                "be read as a batch of its rows. Wrap a single image in a list ([image]), or pass "
-                "a stack of images as a 4-D array (n_images, height, width, channels)."
-            )
-        if X.ndim == 1 and X.dtype.kind in "biufc" and modality != "text":
-            raise TypeError(
-                f"Expected a 1-D sequence of {modality} items, got a numeric array of shape "
-                f"{X.shape}, which would be read as {len(X)} items of one number each."
-                + (" Pass a waveform as [(waveform, sr)]." if modality == "audio" else "")
-            )
-        if X.ndim == 1:
-            return list(X)
-        if X.ndim == 2 and X.shape[1] == 1 and X.dtype == object:
-            return list(X[:, 0])
-        raise ValueError(f"Expected a 1-D array of items, got an array of shape {X.shape}.")
-    if modality == "audio" and isinstance(X, tuple) and len(X) == 2 and isinstance(X[1], (Integral, float)) \
-            and not isinstance(X[0], (str, os.PathLike)):
-        raise TypeError(
-            "Expected a 1-D sequence of audio items, got a single (waveform, sr) pair, which would "
-            "be read as two items. Wrap it in a list: [(waveform, sr)]."
-        )
-    try:
-        return list(X)
-    except TypeError:
-        raise TypeError(f"Expected a 1-D sequence of items, got {type(X).__name__}.") from None
-
 
 def _run_batch(extractor, items):
     """Load and featurise one batch in a worker process; returns (features, {position: cause})."""
@@ -255,8 +133,8 @@ class Extractor(TransformerMixin, BaseEstimator):
         self._validate_params()
         self._validate()
         if self.uses_model:
-            check_device(getattr(self, "device", "auto"), type(self).__name__)
-        items = _as_items(X, self.modality)
+            models.check_device(getattr(self, "device", "auto"), type(self).__name__)
+        items = as_items(X, self.modality)
         self.n_features_in_ = 1
         if hasattr(X, "columns") and isinstance(X.columns[0], str):
             self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
@@ -279,7 +157,7 @@ class Extractor(TransformerMixin, BaseEstimator):
             Rows that failed under ``on_error="nan"`` are all NaN.
         """
         check_is_fitted(self, "n_features_out_")
-        return self._extract(_as_items(X, self.modality))
+        return self._extract(as_items(X, self.modality))
 
     def get_feature_names_out(self, input_features=None):
         """Output column names: ``{feature_prefix}_{suffix}``.
@@ -319,18 +197,40 @@ class Extractor(TransformerMixin, BaseEstimator):
 
     def fingerprint(self) -> str:
         """Digest of everything that changes this extractor's output (part of every cache key)."""
+        return self._fingerprint(self._model_identity() if self.uses_model else "")
+
+    def _fingerprint(self, model_identity: str) -> str:
         params = {
             k: v for k, v in self.get_params(deep=False).items() if k not in self.runtime_params
         }
         payload = {
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "version": self.algorithm_version,
-            "params": _stable(params),
-            "model": self._model_identity() if self.uses_model else "",
+            "params": stable_form(params),
+            "model": model_identity,
             "state": self._state_digest(),
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+    def _plan(self) -> models.Plan:
+        """Device, runtime, fingerprint and model key, resolved once per parameter set in this
+        process (see :func:`mmfeat.models.plan_of`) and passed down to every batch."""
+        return models.plan_of(self, self._plan_key())
+
+    def _plan_key(self):
+        """The parameter set a plan is remembered for: every parameter and the fitted state.
+        None (resolve every time) for a model given as an object, whose weights may change in
+        place, and for wrappers of other estimators, which resolve theirs."""
+        params = self.get_params(deep=False)
+        if self._model_source() is not None or any(isinstance(v, BaseEstimator) for v in params.values()):
+            return None
+        return (type(self), json.dumps(stable_form(params), sort_keys=True), self._state_digest())
+
+    def _target(self) -> tuple:
+        """``(device, runtime)`` the model computes with in this process (the plan's, while one
+        is resolved or in use)."""
+        return models.target(self)
 
     def _runtime(self, device: str) -> str:
         """Which runtime computes the model's features (e.g. ``"torch"`` or ``"onnx"``), when an
@@ -345,28 +245,11 @@ class Extractor(TransformerMixin, BaseEstimator):
 
     def _get_model(self):
         """The model, loaded on first use and shared by clones in this process; never pickled."""
-        in_use = getattr(_IN_USE, "models", {})
-        if id(self) in in_use:
-            return in_use[id(self)]
-        device = resolve_device(getattr(self, "device", "auto"))
-        key = (type(self).__qualname__, self._model_identity(), device, self._runtime(device))
-        return shared_model(key, lambda: self._load_model(device), self._model_source())
+        return models.model_of(self, self._plan_key())
 
-    @contextmanager
     def _model_in_use(self):
-        """Resolve the model once for a whole computation (every batch of it, in this thread)."""
-        if not self.uses_model:
-            yield
-            return
-        in_use = _IN_USE.__dict__.setdefault("models", {})
-        outer = id(self) in in_use
-        if not outer:
-            in_use[id(self)] = self._get_model()  # a model that cannot load fails once, not per row
-        try:
-            yield
-        finally:
-            if not outer:
-                in_use.pop(id(self), None)
+        """Resolve the plan and the model once for a whole computation (every batch of it)."""
+        return models.model_in_use(self, self._plan_key())
 
     def _featurise(self, batch: LoadedBatch):
         """Features for the loaded items of a batch of ``n``; a failing batch is retried item by
@@ -445,13 +328,13 @@ class Extractor(TransformerMixin, BaseEstimator):
         return LoadedBatch(loaded, positions, len(items), errors)
 
     def _extract(self, items: list) -> np.ndarray:
-        """Check every item, look it up, compute the misses (each distinct item once), store
-        them, and assemble the rows in order."""
+        """Check every item, key it, let the cache fetch or compute each distinct item once,
+        and assemble the rows in order."""
         n, d = len(items), self.n_features_out_
         out = np.full((n, d), np.nan, dtype=np.float32)
         failed: dict[int, str] = {}
         cache = resolve_cache(self.cache)
-        fingerprint = self.fingerprint() if cache is not None else ""
+        fingerprint = self._plan().fingerprint if cache is not None else ""
         file_keys = get_config()["file_keys"]
         items = list(items)
         groups: dict = {}  # key -> rows holding that item
@@ -470,56 +353,35 @@ class Extractor(TransformerMixin, BaseEstimator):
             groups.setdefault(key, []).append(row)
 
         bar = self._progress(len(groups))
+        from_cache = 0
+
+        def found(count):
+            nonlocal from_cache
+            from_cache += count
+            bar.set_postfix_str(f"{from_cache} from the cache", refresh=False)
+            bar.update(count)
+
+        def compute(keys):
+            """Compute each key's item once; ``{key: vector}`` of those that succeeded."""
+            keys = sorted(keys, key=lambda k: self._batch_key(items[groups[k][0]]))
+            features, errors = self._compute([items[groups[k][0]] for k in keys], bar)
+            for i, key in enumerate(keys):
+                if i in errors:
+                    failed.update({row: errors[i] for row in groups[key]})
+            return {key: features[i] for i, key in enumerate(keys) if i not in errors}
+
         try:
-            hits = cache.get_many(list(groups)) if cache is not None else {}
-            found = 0
-            for key, vector in hits.items():
-                if vector.shape == (d,):
-                    out[groups[key]] = vector
-                    found += 1
-            if cache is not None:
-                bar.set_postfix_str(f"{found} from the cache", refresh=False)
-                bar.update(found)
-            misses = [k for k in groups if k not in hits or hits[k].shape != (d,)]
             if cache is None:
-                self._compute_into(misses, groups, items, out, failed, None, bar)
-            elif misses:
-                # Claim the misses so that parallel workers (GridSearchCV n_jobs, Dask) never
-                # compute the same item twice; wait for the ones another process is computing.
-                claimed, busy = cache.claim_many(misses)
-                try:
-                    self._compute_into(claimed, groups, items, out, failed, cache, bar)
-                finally:
-                    cache.release(claimed)
-                arrived = cache.wait_for(busy) if busy else {}
-                for key, vector in arrived.items():
-                    out[groups[key]] = vector
-                bar.update(len(arrived))
-                leftover = [k for k in busy if k not in arrived or arrived[k].shape != (d,)]
-                self._compute_into(leftover, groups, items, out, failed, cache, bar)
+                vectors = compute(list(groups))
+            else:
+                vectors = cache.fetch_or_compute(list(groups), compute, dim=d, on_found=found,
+                                                 extractor=self._cache_label)
         finally:
             bar.close()
-        if failed:
-            if self.on_error == "raise":
-                self._raise(items, failed)
-            self._report(items, failed)
+        for key, vector in vectors.items():
+            out[groups[key]] = vector
+        self.handle_failures(items, failed)
         return out
-
-    def _compute_into(self, keys, groups, items, out, failed, cache, bar=None):
-        """Compute each key's item once, write it to every row holding it, and store it."""
-        if not keys:
-            return
-        keys = sorted(keys, key=lambda k: self._batch_key(items[groups[k][0]]))
-        features, errors = self._compute([items[groups[k][0]] for k in keys], bar)
-        fresh = {}
-        for i, key in enumerate(keys):
-            if i in errors:
-                failed.update({row: errors[i] for row in groups[key]})
-            else:
-                out[groups[key]] = features[i]
-                fresh[key] = features[i]
-        if cache is not None and fresh:
-            cache.put_many(fresh, extractor=self._cache_label())
 
     def _error(self, items, row, cause) -> ExtractionError:
         return ExtractionError(row, describe(items[row]), cause, type(self).__name__)

@@ -1,11 +1,15 @@
-"""Item keys: the only place that decides what an item's content is and whether a file has
-changed. ``make_key(fingerprint, item_digest(item, modality))`` is the key of an item's
-features under an extractor, in every cache and every process.
+"""Keys: the only place that decides what an item's content is, whether a file has changed,
+and how an extractor's settings are written into its fingerprint.
+``make_key(fingerprint, item_digest(item, modality))`` is the key of an item's features under
+an extractor, in every cache tier and every process; :func:`file_digest` is the one hasher of
+files (items, model weights, model files).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import os
 import stat
 import threading
@@ -147,4 +151,60 @@ def file_digest(path) -> str:
     memo as items' digests): model weights, model files."""
     h = hashlib.blake2b(digest_size=32)
     _digest_file(h, path, "content")
+    return h.hexdigest()
+
+
+# How an item may have been keyed: as a text, or as a file (by content or by stat); bytes and
+# arrays are keyed the same way under every modality.
+_KEYINGS = (("text", "content"), ("image", "content"), ("image", "stat"))
+
+
+def item_digests(item) -> set:
+    """Every digest ``item`` may have been stored under, whatever extractor keyed it: a string
+    is both a text and, when it names a file, that file (under both ``file_keys`` settings).
+    Empty for an item that cannot be keyed (a missing value, an unreadable file)."""
+    digests = set()
+    for modality, file_keys in _KEYINGS:
+        try:
+            digests.add(item_digest(item, modality, file_keys))
+        except (ItemError, ValueError):
+            pass
+    return digests
+
+
+def stable_form(value):
+    """A JSON-able, address-free form of a parameter value for a fingerprint.
+
+    Numbers are normalised so that equal settings share keys: ``224.0`` is ``224`` and ``0.0``
+    is ``0`` (bools stay bools).
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [stable_form(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): stable_form(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, np.ndarray):
+        return "array:" + hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
+    if isinstance(value, functools.partial):
+        return {"partial": stable_form(value.func), "args": stable_form(list(value.args)),
+                "keywords": stable_form(value.keywords)}
+    if callable(value) and hasattr(value, "__qualname__"):
+        name = f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+        code = getattr(value, "__code__", None)
+        # The code itself, so that two lambdas, or a function edited between runs, never share keys.
+        return name + (":" + _code_digest(code) if code is not None else "")
+    return repr(value)
+
+
+def _code_digest(code) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        h.update((_code_digest(const) if hasattr(const, "co_code") else repr(const)).encode())
     return h.hexdigest()

@@ -1,5 +1,6 @@
 """Models and devices: the per-process registry of loaded models, shared by clones and never
-pickled, and the choice of device (``"auto"``: CUDA, then Apple MPS, then the CPU).
+pickled; the choice of device (``"auto"``: CUDA, then Apple MPS, then the CPU); and the plan of
+an extractor, the facts about its model resolved once per parameter set and passed down.
 
 torch is imported only when a device other than the CPU may exist or is asked for.
 """
@@ -12,6 +13,8 @@ import shutil
 import sys
 import threading
 import weakref
+from contextlib import contextmanager
+from typing import NamedTuple
 
 _MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
 _MODELS_LOCK = threading.RLock()  # re-entrant: a wrapping extractor loads its inner model within its own
@@ -35,9 +38,104 @@ def shared_model(key, load, source=None):
 
 
 def clear_model_cache() -> None:
-    """Forget every model loaded in this process (they reload lazily on next use)."""
+    """Forget every model loaded in this process, and every resolved plan (they are resolved
+    and reloaded lazily on next use: after model files were rewritten in place, say)."""
     with _MODELS_LOCK:
         _MODELS.clear()
+        _PLANS.clear()
+
+
+class Plan(NamedTuple):
+    """What an extractor computes with in this process: the device, the runtime (``"torch"``,
+    ``"onnx"`` ...), the fingerprint (with the model's identity) and the model's key in the
+    registry of loaded models. Empty strings and ``()`` for extractors without a model."""
+
+    device: str
+    runtime: str
+    fingerprint: str
+    model_key: tuple
+
+
+_PLANS: dict = {}  # parameter set -> Plan, per process: resolved once, shared by clones
+_PLANS_MAX = 10_000
+_CURRENT = threading.local()  # id(extractor) -> (Plan, model or None), during one computation
+
+
+def plan_of(extractor, memo_key) -> Plan:
+    """The extractor's plan: the one of the computation under way in this thread, else the one
+    remembered for ``memo_key`` (its parameter set; None: resolve every time), else resolved
+    now. A cache hit then looks up a dict; the device, runtime and model identity (a digest of
+    the weights) are worked out once."""
+    current = getattr(_CURRENT, "map", {}).get(id(extractor))
+    if current is not None:
+        return current[0]
+    plan = _PLANS.get(memo_key) if memo_key is not None else None
+    if plan is None:
+        plan = _resolve(extractor)
+        if memo_key is not None:
+            with _MODELS_LOCK:
+                if len(_PLANS) >= _PLANS_MAX:
+                    _PLANS.pop(next(iter(_PLANS)), None)
+                _PLANS[memo_key] = plan
+    return plan
+
+
+def _resolve(extractor) -> Plan:
+    if not extractor.uses_model:
+        return Plan("", "", extractor._fingerprint(""), ())
+    device = resolve_device(getattr(extractor, "device", "auto"))
+    partial = Plan(device, extractor._runtime(device), "", ())
+    with _current(extractor, partial, None):  # the identity reads the device and runtime here
+        identity = extractor._model_identity()
+    return partial._replace(fingerprint=extractor._fingerprint(identity),
+                            model_key=(type(extractor).__qualname__, identity, device, partial.runtime))
+
+
+def target(extractor) -> tuple:
+    """``(device, runtime)`` of the plan under way, or resolved now outside a computation."""
+    current = getattr(_CURRENT, "map", {}).get(id(extractor))
+    if current is not None:
+        return current[0].device, current[0].runtime
+    device = resolve_device(getattr(extractor, "device", "auto"))
+    return device, extractor._runtime(device)
+
+
+def model_of(extractor, memo_key):
+    """The extractor's model, loaded on first use and shared by clones in this process."""
+    current = getattr(_CURRENT, "map", {}).get(id(extractor))
+    if current is not None and current[1] is not None:
+        return current[1]
+    plan = plan_of(extractor, memo_key)
+    with _current(extractor, plan, None):  # the loader sees the plan it loads for
+        return shared_model(plan.model_key, lambda: extractor._load_model(plan.device),
+                            extractor._model_source())
+
+
+@contextmanager
+def model_in_use(extractor, memo_key):
+    """The plan and the model, resolved once for a whole computation (every batch of it, in
+    this thread): a model that cannot load fails the call once, not every row."""
+    if not extractor.uses_model or id(extractor) in getattr(_CURRENT, "map", {}):
+        yield
+        return
+    plan = plan_of(extractor, memo_key)
+    model = model_of(extractor, memo_key)
+    with _current(extractor, plan, model):
+        yield
+
+
+@contextmanager
+def _current(extractor, plan, model):
+    current = _CURRENT.__dict__.setdefault("map", {})
+    saved = current.get(id(extractor))
+    current[id(extractor)] = (plan, model)
+    try:
+        yield
+    finally:
+        if saved is None:
+            current.pop(id(extractor), None)
+        else:
+            current[id(extractor)] = saved
 
 
 def _may_have_accelerator() -> bool:

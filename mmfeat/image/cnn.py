@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import warnings
 import weakref
 from numbers import Integral
@@ -18,7 +17,7 @@ from .. import onnx_runtime
 from .._sklearn_compat import HasMethods, Interval, StrOptions
 from ..base import Extractor
 from ..io import DEFAULT_MAX_PIXELS, load_image
-from ..models import resolve_device
+from ..keys import file_digest
 from ..optional import import_optional, require
 from ..validation import invalid_parameter
 
@@ -32,7 +31,6 @@ _LITE_DIM = 1280  # the Lite models fix their head at 1280 channels whatever the
 _MODEL_CODE = "efficientnet_lite_pytorch"
 _EXPORT_VERSION = 1  # of _export_named below: a change makes every process export anew
 
-_FILE_DIGESTS: dict = {}  # (path, size, mtime) -> digest: the weights are hashed once per process
 _MODULE_DIGESTS = weakref.WeakKeyDictionary()  # user module -> (version stamp, digest)
 
 
@@ -44,18 +42,6 @@ def _weights_path(name: str) -> str:
     package, cls, _ = NAMED_MODELS[name]
     module = import_optional(package, who=f"CNNEmbedder(model={name!r})", package=_pip_name(package))
     return getattr(module, cls).get_model_file_path()
-
-
-def _file_digest(path: str) -> str:
-    stat = os.stat(path)
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        digest = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_DIGESTS[key] = digest.hexdigest()
-    return _FILE_DIGESTS[key]
 
 
 _SAMPLES_PER_TENSOR = 16
@@ -274,8 +260,8 @@ class CNNEmbedder(Extractor):
     def _input_size(self) -> int:
         return int(self.image_size or NAMED_MODELS[self.model][2])
 
-    def _use_half(self, device: str) -> bool:
-        return self._runtime(device) == "torch" and device.startswith("cuda") and self.half in ("auto", True)
+    def _use_half(self, device: str, runtime: str) -> bool:
+        return runtime == "torch" and device.startswith("cuda") and self.half in ("auto", True)
 
     def _runtime(self, device: str) -> str:
         if not isinstance(self.model, str) or self.backend == "torch":
@@ -290,10 +276,10 @@ class CNNEmbedder(Extractor):
 
     def _model_identity(self):
         if isinstance(self.model, str):
-            identity = f"{self.model}:{_file_digest(_weights_path(self.model))}"
+            identity = f"{self.model}:{file_digest(_weights_path(self.model))}"
         else:
             identity = f"{type(self.model).__qualname__}:{_module_digest(self.model)}"
-        if self._use_half(resolve_device(self.device)):
+        if self._use_half(*self._target()):
             identity += ":float16"
         if self.precision == "int8":
             identity += f":int8:{onnx_runtime.STATIC_INT8}"
@@ -303,8 +289,8 @@ class CNNEmbedder(Extractor):
         return None if isinstance(self.model, str) else self.model
 
     def _load_model(self, device):
-        if self._runtime(device) == "onnx":
-            key = {"model": self.model, "weights": _file_digest(_weights_path(self.model)),
+        if self._target()[1] == "onnx":
+            key = {"model": self.model, "weights": file_digest(_weights_path(self.model)),
                    "code": _EXPORT_VERSION}
             if self.precision == "int8":
                 return onnx_runtime.session(
@@ -368,7 +354,7 @@ class CNNEmbedder(Extractor):
         else:
             net = copy.deepcopy(self.model)
         net = net.eval().to(device=device, memory_format=torch.channels_last)
-        return net.half() if self._use_half(device) else net
+        return net.half() if self._use_half(device, "torch") else net
 
     # ------------------------------------------------------------------ features
 
@@ -387,13 +373,13 @@ class CNNEmbedder(Extractor):
 
     def _features(self, loaded):
         net = self._get_model()
-        if self._runtime(resolve_device(self.device)) == "onnx":
+        device, runtime = self._target()
+        if runtime == "onnx":
             # a stack of HWC arrays, transposed to the NCHW the graph takes
             x = np.ascontiguousarray(np.stack(loaded).transpose(0, 3, 1, 2), dtype=np.float32)
             return np.asarray(net.run(None, {"pixels": x})[0], dtype=np.float32)
         import torch
 
-        device = resolve_device(self.device)
         if self.preprocess is None:
             # a stack of HWC arrays seen as NCHW is already in the channels_last layout
             x = torch.from_numpy(np.stack(loaded)).permute(0, 3, 1, 2)

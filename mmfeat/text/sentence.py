@@ -14,7 +14,7 @@ from .. import onnx_runtime
 from .._sklearn_compat import Interval, StrOptions
 from ..base import Extractor
 from ..io import load_text
-from ..models import resolve_device
+from ..keys import file_digest
 from ..optional import import_optional, require
 from ..validation import invalid_parameter
 from . import onnx_model
@@ -26,7 +26,6 @@ _MODEL_FILE_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model"}
 # Exports of the same model in other formats, which sentence-transformers does not load here.
 _SKIPPED_DIRS = {"onnx", "openvino"}
 
-_FILE_DIGESTS: dict = {}  # (path, size, mtime_ns) -> digest: hash each weight file once per process
 # Texts longer than this many characters per token the model reads are cut before tokenising.
 # English WordPiece tokens average about 4 characters; 32 leaves room for long words and spaces.
 _CHARS_PER_TOKEN = 32
@@ -50,18 +49,6 @@ def resolve_model(model) -> str:
     return str(path.resolve()) if path.is_dir() else model
 
 
-def _file_digest(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_DIGESTS[key] = h.hexdigest()
-    return _FILE_DIGESTS[key]
-
-
 def model_digest(directory) -> str:
     """Digest of a model directory's content (weights, tokenizer, configs), not of its path,
     so that the same model installed anywhere shares cache entries."""
@@ -71,7 +58,7 @@ def model_digest(directory) -> str:
         rel = path.relative_to(directory)
         if (path.suffix in _MODEL_FILE_SUFFIXES and path.is_file() and rel.name != "README.md"
                 and not any(p.startswith(".") or p in _SKIPPED_DIRS for p in rel.parts)):
-            h.update(f"{rel.as_posix()}={_file_digest(path)};".encode())
+            h.update(f"{rel.as_posix()}={file_digest(path)};".encode())
     return h.hexdigest()
 
 
@@ -320,8 +307,8 @@ class SentenceEmbedder(Extractor):
         return device == "cpu" and self._runtime(device) == "onnx"
 
     def _half_precision(self) -> bool:
-        device = resolve_device(self.device)
-        return device.startswith("cuda") and self._runtime(device) == "torch"
+        device, runtime = self._target()
+        return device.startswith("cuda") and runtime == "torch"
 
     def _model_identity(self):
         source = resolve_model(self.model)
@@ -332,7 +319,7 @@ class SentenceEmbedder(Extractor):
         return f"{identity}|{precision}|max_length={self.max_length}"
 
     def _load_model(self, device):
-        if self._runtime(device) == "onnx":
+        if self._target()[1] == "onnx":
             source = resolve_model(self.model)
             return onnx_model.OnnxSentenceModel(source, self.max_length,
                                                 {"model": model_digest(source)}, device,

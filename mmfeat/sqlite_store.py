@@ -1,0 +1,481 @@
+"""The local tier of the feature cache: one SQLite file per directory.
+
+Everything SQLite-specific lives here, apart from the cache's protocol (``cache.py``), as
+joblib keeps ``memory.py`` apart from ``_store_backends.py``: the connection (one per process,
+never used across a fork), WAL mode, the schema and its migration, read-only stores, a writer
+stuck on the lock, and turning store errors into one warning.
+
+The store is one file in WAL mode: nothing to start, readers never block the writer, several
+processes may write at once, and every write is one transaction, so a crash leaves whole
+entries or none. A damaged store never fails the user's job: it warns once and acts as an
+empty store. Lookups never wait for another process's write: a store whose write lock is held
+(a paused writer) still serves its hits, and writes give up after a few seconds.
+
+Directories mmfeat creates are private (0700) and the store's files owner-only (0600); to
+share a store, make its directory yourself and group-writable (e.g. ``chmod 2770``): the files
+are then made 0660.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import stat
+import threading
+import time
+import warnings
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from .errors import CacheError, CacheWarning
+from .keys import FINGERPRINT_HEX
+from .vectors import decode
+
+STORE_NAME = "features.sqlite"
+# 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
+# extractor. A version-1 store's entries can never be looked up again and are dropped on open.
+FORMAT_VERSION = 2
+_WRITE_WAIT_MS = 10_000  # how long a write waits for another process's write lock
+# After one write gave up, the lock's holder is likely stuck (a paused process): later writes
+# of this process try without waiting for a while, so that a stuck writer costs one wait, not
+# one per batch.
+_STUCK_BACKOFF_S = 60.0
+_STUCK_WAIT_MS = 50
+_BOOKKEEPING_WAIT_MS = 100  # access times and hit counts: skipped rather than waited for
+_CHUNK = 500  # keys per statement: well under SQLite's limit on bound parameters
+_STORE_ERRORS = (sqlite3.Error, OSError)
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS features (
+    key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL,
+    checksum INTEGER NOT NULL, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS features_by_access ON features (last_access);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    since INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('hits', 0), ('misses', 0);
+PRAGMA user_version = 2;
+COMMIT;
+"""
+_MIGRATE_FROM_1 = """
+BEGIN IMMEDIATE;
+DELETE FROM features;
+DELETE FROM claims;
+CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NULL);
+PRAGMA user_version = 2;
+COMMIT;
+"""
+# A connection inherited through fork() belongs to the parent; closing it in the child can
+# disturb SQLite's lock bookkeeping, so it is parked here and never used or closed.
+_INHERITED = []
+
+
+class SQLiteStore:
+    """The SQLite file ``<path>/features.sqlite``: the primitives the cache's protocol is
+    written with (read, write, claim, release, count, prune, forget, clear).
+
+    Every primitive goes through :meth:`run`, which turns a store error into one warning and
+    a fallback answer (or, for explicit requests, a :class:`~mmfeat.errors.CacheError`).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = path / STORE_NAME
+        self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
+        self._read_only = self._warned = self._busy_warned = False
+        self._stuck_until = 0.0
+
+    @property
+    def read_only(self) -> bool:
+        self.run(lambda db: None, None)
+        return self._read_only
+
+    # ------------------------------------------------------------------ primitives
+
+    def read(self, keys, *, refresh_before_ns: int, count: bool = True):
+        """``{key: vector}`` of the keys present (damaged entries deleted), or None when the
+        store cannot be read. Hits older than ``refresh_before_ns`` get their access time
+        rewritten; ``count`` adds to the hit/miss totals."""
+        return self.run(lambda db: self._read(db, keys, refresh_before_ns, count), None)
+
+    def write(self, rows, *, named=None, release=()):
+        """Store ``[(key, dim, blob, checksum)]`` and drop this process's claims on
+        ``release``, in one transaction; ``named`` is ``(fingerprint digest, extractor name)``."""
+        if rows or release:
+            self.run(lambda db: None if self._read_only else self._write(db, rows, named, release),
+                     None)
+
+    def claim(self, keys, stale_after: float):
+        """``(claimed, busy)``: see :meth:`FeatureCache.claim_many`."""
+        return self.run(
+            lambda db: (keys, []) if self._read_only else self._claim(db, keys, stale_after),
+            (keys, []))
+
+    def live_claims(self, keys, stale_after: float):
+        return self.run(lambda db: _live_claims(db, keys, stale_after), set())
+
+    def release(self, keys):
+        self.write([], release=keys)
+
+    def count(self, *, strict=False):
+        return self.run(self._count, {"entries": 0, "bytes": 0, "hits": 0, "misses": 0},
+                        strict=strict)
+
+    def by_extractor(self):
+        def query(db):
+            names = dict(db.execute("SELECT prefix, name FROM extractors"))
+            groups = db.execute(
+                f"SELECT substr(key, 1, {FINGERPRINT_HEX}), COUNT(*), SUM(size) FROM features "
+                "GROUP BY 1 ORDER BY 3 DESC").fetchall()
+            return [(names.get(p, f"unnamed {p[:12]}"), n, b) for p, n, b in groups]
+        return self.run(query, strict=True)
+
+    def prune(self, max_bytes, older_than):
+        return self.run(lambda db: self._prune(db, max_bytes, older_than), strict=True)
+
+    def forget(self, digests):
+        return self.run(lambda db: self._forget(db, digests), strict=True)
+
+    def clear(self) -> None:
+        """Remove every entry and reset the totals; a damaged store is deleted and recreated."""
+        self._check_process()
+        with self._lock:
+            try:
+                if not self._connect_read_only_aware():
+                    return _wipe(self._conn)
+            except _STORE_ERRORS as exc:
+                self._disconnect()
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    # in use, not damaged: never delete files another process has open
+                    raise CacheError(f"The feature cache {self.file} is busy (another process "
+                                     "holds its write lock): nothing was cleared; try again.") from exc
+            if self._read_only:
+                raise CacheError(f"The feature cache {self.file} is read-only: it cannot be cleared.")
+            try:  # damaged: start afresh, so the user always has a way out
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+                self._connect()
+                _wipe(self._conn)
+                self._warned = False  # a later problem deserves its own warning
+            except _STORE_ERRORS as exc:
+                self._disconnect()
+                raise CacheError(f"The feature cache {self.file} could not be reset: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._check_process()
+        with self._lock:
+            self._disconnect()
+
+    # ------------------------------------------------------------------ statements
+
+    def _read(self, db, keys, refresh_before_ns, count):
+        found, damaged, stale = {}, [], []
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, dim, vec, checksum, last_access FROM features WHERE key IN ({marks})"
+            for key, dim, blob, check, last_access in db.execute(query, chunk):
+                vector = decode(key, dim, blob, check)
+                if vector is None:
+                    damaged.append(key)
+                    continue
+                found[key] = vector
+                if last_access < refresh_before_ns:
+                    stale.append(key)
+        if self._read_only or (not count and not damaged):
+            return found
+        # Bookkeeping only: when another process holds the write lock, skip it rather than
+        # wait; the hits already read are served either way.
+        try:
+            with _transaction(db, wait_ms=_BOOKKEEPING_WAIT_MS):
+                now = time.time_ns()
+                for chunk in _chunks(stale):
+                    marks = ",".join("?" * len(chunk))
+                    db.execute(f"UPDATE features SET last_access = ? WHERE key IN ({marks})",
+                               [now, *chunk])
+                _delete(db, damaged)
+                if count:
+                    db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
+                                   [(len(found), "hits"), (len(keys) - len(found), "misses")])
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        return found
+
+    def _write_wait_ms(self) -> int:
+        return _STUCK_WAIT_MS if time.monotonic() < self._stuck_until else _WRITE_WAIT_MS
+
+    def _write(self, db, rows, named, release):
+        now = time.time_ns()
+        with _transaction(db, wait_ms=self._write_wait_ms()):
+            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)",
+                           [(key, dim, blob, check, len(blob), now) for key, dim, blob, check in rows])
+            if named and rows:
+                db.execute("INSERT OR REPLACE INTO extractors VALUES (?, ?)", named)
+            for chunk in _chunks(list(release)):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM claims WHERE pid = ? AND host = ? AND key IN ({marks})",
+                           [os.getpid(), socket.gethostname(), *chunk])
+
+    def _claim(self, db, keys, stale_after):
+        host, pid = socket.gethostname(), os.getpid()
+        now = time.time_ns()
+        with _transaction(db, wait_ms=self._write_wait_ms()):
+            busy = _live_claims(db, keys, stale_after)
+            claimed = [k for k in keys if k not in busy]
+            db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
+                           [(k, host, pid, now) for k in claimed])
+        return claimed, [k for k in keys if k in busy]
+
+    def _count(self, db):
+        entries, nbytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM features").fetchone()
+        totals = dict(db.execute("SELECT name, value FROM meta"))
+        return {"entries": entries, "bytes": nbytes,
+                "hits": totals.get("hits", 0), "misses": totals.get("misses", 0)}
+
+    def _prune(self, db, max_bytes, older_than):
+        self._refuse_read_only("pruned")
+        with _transaction(db):
+            removed = 0
+            if older_than is not None:
+                before = time.time_ns() - int(older_than * 1e9)
+                removed += db.execute("DELETE FROM features WHERE last_access < ?", (before,)).rowcount
+            if max_bytes is not None:
+                total = db.execute("SELECT COALESCE(SUM(size), 0) FROM features").fetchone()[0]
+                victims = []
+                for key, size in db.execute("SELECT key, size FROM features ORDER BY last_access"):
+                    if total <= max_bytes:
+                        break
+                    victims.append(key)
+                    total -= size
+                _delete(db, victims)
+                removed += len(victims)
+        _shrink(db)
+        return removed
+
+    def _forget(self, db, digests):
+        self._refuse_read_only("changed")
+        removed = 0
+        with _transaction(db):
+            for chunk in _chunks(digests):
+                marks = ",".join("?" * len(chunk))
+                removed += db.execute(
+                    f"DELETE FROM features WHERE substr(key, {FINGERPRINT_HEX + 1}) IN ({marks})",
+                    chunk).rowcount
+        _shrink(db)
+        return removed
+
+    def _refuse_read_only(self, what):
+        if self._read_only:
+            raise CacheError(f"The feature cache {self.file} is read-only: it cannot be {what}.")
+
+    # ------------------------------------------------------------------ connection
+
+    def run(self, operation, fallback=None, *, strict=False):
+        """Run ``operation(connection)``; on any store error warn once and return ``fallback``.
+
+        A write lock held by another process for longer than ``_WRITE_WAIT_MS`` is not an
+        error of the store: the connection is kept and one warning says so. ``strict`` is for
+        a user's explicit request (info, prune, forget): errors are raised as
+        :class:`~mmfeat.errors.CacheError`, never turned into an empty answer."""
+        self._check_process()
+        with self._lock:
+            try:
+                self._connect_read_only_aware()
+                return operation(self._conn)
+            except _STORE_ERRORS as exc:
+                busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                if busy and self._conn is not None and not strict:
+                    self._warn_busy()
+                    return fallback
+                self._disconnect()  # the next call starts from a fresh connection
+                if strict:
+                    raise CacheError(f"The feature cache {self.file} cannot be used: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+                self._warn(exc)
+                return fallback
+
+    def _check_process(self):
+        if self._pid != os.getpid():  # forked: the connection and the lock are the parent's
+            if self._conn is not None:
+                _INHERITED.append(self._conn)
+            self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
+
+    def _connect_read_only_aware(self) -> bool:
+        """Open the store (writable, or read-only when this process cannot write it); return
+        whether it is read-only."""
+        if self._conn is None:
+            if self.file.is_file() and not _writable(self.file):
+                self._conn, self._read_only = _open_read_only(self.file), True
+            else:
+                self._connect()
+        return self._read_only
+
+    def _connect(self):
+        if self._conn is None:
+            _make_private_dir(self.path)
+            _create_file(self.file, _file_mode(self.path))
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) and short.
+            conn = sqlite3.connect(self.file, timeout=_WRITE_WAIT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {_WRITE_WAIT_MS}")
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes on a new file
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: crash-safe, fewer fsyncs
+                conn.execute("PRAGMA journal_size_limit = 67108864")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > FORMAT_VERSION:
+                    raise sqlite3.DatabaseError(f"written by a newer mmfeat (format {version})")
+                if version == 0:  # a new file: its tables, in one transaction
+                    conn.executescript(_SCHEMA)
+                elif version == 1:
+                    conn.executescript(_MIGRATE_FROM_1)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn, self._read_only = conn, False
+        return self._conn
+
+    def _disconnect(self):
+        if self._conn is not None:
+            with suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _warn_busy(self):
+        self._stuck_until = time.monotonic() + _STUCK_BACKOFF_S
+        if not self._busy_warned:
+            self._busy_warned = True
+            warnings.warn(
+                f"The feature cache {self.file} is busy: another process has held its write lock "
+                f"for over {_WRITE_WAIT_MS / 1000:g} s. Features are computed and served; those "
+                "that could not be stored will be computed again next time (for the next "
+                f"{_STUCK_BACKOFF_S:g} s, writes do not wait for the lock).",
+                CacheWarning, stacklevel=6)
+
+    def _warn(self, exc):
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"The feature cache {self.file} cannot be used ({type(exc).__name__}: {exc}); "
+                f"features are computed without it. FeatureCache({str(self.path)!r}).clear() "
+                "starts it afresh.", CacheWarning, stacklevel=6)
+
+
+@contextmanager
+def _transaction(db, wait_ms=_WRITE_WAIT_MS):
+    # IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades
+    # can fail at once with "database is locked" instead of waiting for busy_timeout.
+    db.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:  # SQLite rolls back by itself after some errors
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _is_busy(exc) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _writable(path) -> bool:
+    return os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK)
+
+
+def _open_read_only(file):
+    """A connection that never writes: ``mode=ro`` needs the write-ahead log's index file to
+    exist or be creatable; a store on a read-only mount may have neither, and then nobody
+    can be writing it, so it is opened as immutable."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.fspath(file))}"
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("SELECT COUNT(*) FROM meta").fetchone()
+    except sqlite3.Error:
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != FORMAT_VERSION:
+        conn.close()
+        raise sqlite3.DatabaseError(f"a read-only store of format {version}, expected {FORMAT_VERSION}")
+    return conn
+
+
+def _make_private_dir(path: Path):
+    """Create ``path`` (and missing parents) owner-only: the cache reveals which items were
+    featurised. An existing directory keeps the permissions its owner chose."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _file_mode(directory: Path) -> int:
+    """0600, or 0660 in a directory its owner made group-writable to share the store."""
+    return 0o600 | (0o060 if directory.stat().st_mode & stat.S_IWGRP else 0)
+
+
+def _create_file(file: Path, mode: int):
+    """Create the store file with ``mode`` before SQLite opens it (SQLite would use 0644 and
+    gives its -wal and -shm files the mode of the main file)."""
+    with suppress(FileExistsError):
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+        os.chmod(file, mode)  # the umask may have taken bits away; never add beyond ``mode``
+
+
+def _wipe(db):
+    with _transaction(db):
+        db.execute("DELETE FROM features")
+        db.execute("UPDATE meta SET value = 0")
+    _shrink(db)
+    # An emptied file can still be damaged (a broken page list): then clear() recreates it.
+    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        raise sqlite3.DatabaseError("the emptied store failed its integrity check")
+
+
+def _shrink(db):
+    # Give freed pages back to the file system. executescript() runs the vacuum pragma to
+    # the end (execute() would free one page); the checkpoint truncates the write-ahead log.
+    db.executescript("PRAGMA incremental_vacuum")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _live_claims(db, keys, stale_after):
+    """The keys claimed by a live process other than this one (a claim on another host is
+    taken as live until ``stale_after`` seconds old)."""
+    host, pid, now = socket.gethostname(), os.getpid(), time.time_ns()
+    live = set()
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT key, host, pid, since FROM claims WHERE key IN ({marks})"
+        for key, c_host, c_pid, since in db.execute(query, chunk):
+            alive = c_host != host or (c_pid != pid and _pid_alive(c_pid))
+            if alive and now - since < stale_after * 1e9:
+                live.add(key)
+    return live
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _chunks(keys):
+    return (keys[i:i + _CHUNK] for i in range(0, len(keys), _CHUNK))
+
+
+def _delete(db, keys):
+    for chunk in _chunks(keys):
+        db.execute(f"DELETE FROM features WHERE key IN ({','.join('?' * len(chunk))})", chunk)
