@@ -17,37 +17,23 @@ import hashlib
 import json
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
-from typing import NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import models
+from . import batching, models
 from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names_in
 from .cache import FeatureCache, resolve_cache
 from .config import get_config
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
 from .items import as_items
-from .keys import item_digest, make_key, stable_form
+from .keys import checked_key, stable_form
 
-
-class LoadedBatch(NamedTuple):
-    """A batch of items after loading: the loaded objects, their positions in the batch, the
-    batch's size, and ``{position: cause}`` for the items that failed to load."""
-
-    loaded: list
-    positions: list
-    n: int
-    errors: dict
-
-def _run_batch(extractor, items):
-    """Load and featurise one batch in a worker process; returns (features, {position: cause})."""
-    return extractor._featurise(extractor.load_items(items))
+# Parameters of these types key a plan by their values: nothing else to look at on a hit.
+_IMMUTABLE = (type(None), bool, int, float, str, FeatureCache)
 
 
 class Extractor(TransformerMixin, BaseEstimator):
@@ -216,14 +202,21 @@ class Extractor(TransformerMixin, BaseEstimator):
     def _plan(self) -> models.Plan:
         """Device, runtime, fingerprint and model key, resolved once per parameter set in this
         process (see :func:`mmfeat.models.plan_of`) and passed down to every batch."""
-        return models.plan_of(self, self._plan_key())
+        key = self._plan_key()
+        return (models._PLANS.get(key) if key is not None else None) or models.plan_of(self, key)
 
     def _plan_key(self):
         """The parameter set a plan is remembered for: every parameter and the fitted state.
-        None (resolve every time) for a model given as an object, whose weights may change in
-        place, and for wrappers of other estimators, which resolve theirs."""
+        Plain values (numbers, strings, a cache) key it as they are, so that a hit looks at
+        nothing else. None (resolve every time) for a model given as an object, whose weights
+        may change in place, and for wrappers of other estimators, which resolve theirs."""
         params = self.get_params(deep=False)
-        if self._model_source() is not None or any(isinstance(v, BaseEstimator) for v in params.values()):
+        if all(isinstance(v, _IMMUTABLE) for v in params.values()):
+            # with their types: True and 1 are equal, but not as parameters
+            return (type(self), tuple((k, type(v), v) for k, v in params.items()),
+                    self._state_digest())
+        if self._model_source() is not None or any(isinstance(v, BaseEstimator)
+                                                   for v in params.values()):
             return None
         return (type(self), json.dumps(stable_form(params), sort_keys=True), self._state_digest())
 
@@ -251,25 +244,15 @@ class Extractor(TransformerMixin, BaseEstimator):
         """Resolve the plan and the model once for a whole computation (every batch of it)."""
         return models.model_in_use(self, self._plan_key())
 
-    def _featurise(self, batch: LoadedBatch):
-        """Features for the loaded items of a batch of ``n``; a failing batch is retried item by
-        item so that one bad item costs only its own row."""
-        loaded, positions, n, errors = batch
-        out = np.full((n, self.n_features_out_), np.nan, dtype=np.float32)
-        if loaded:
-            try:
-                out[positions] = self._features(loaded)
-            except Exception:
-                for pos, obj in zip(positions, loaded):
-                    try:
-                        out[pos] = self._features([obj])[0]
-                    except Exception as exc:
-                        errors[pos] = f"{type(exc).__name__}: {exc}"
-        for pos in positions:
-            if pos not in errors and not np.isfinite(out[pos]).all():
-                errors[pos] = "features are not finite (NaN or inf)"
-                out[pos] = np.nan
-        return out, errors
+    def _compute(self, items: list, bar=None):
+        """Load and featurise ``items`` in batches (see :mod:`mmfeat.batching`)."""
+        return batching.compute(self, items, bar)
+
+    def load_items(self, items) -> batching.LoadedBatch:
+        """Load each item (``_load_item``); a failure costs only that item's position, whose
+        cause is in ``errors``. For subclasses that read items themselves (e.g. in ``_fit``);
+        :meth:`handle_failures` then applies the error policy."""
+        return batching.load_items(self, items)
 
     def _progress(self, total: int):
         """The progress bar of one transform (disabled unless ``verbose``)."""
@@ -277,75 +260,26 @@ class Extractor(TransformerMixin, BaseEstimator):
 
         return tqdm(total=total, desc=type(self).__name__, disable=not self.verbose, unit="item")
 
-    def _compute(self, items: list, bar=None):
-        """Load and featurise ``items`` in batches: processes for CPU feature code (``n_jobs``),
-        a background loader thread for model-backed extractors so the model never waits on disk."""
-        bs = self.batch_size
-        batches = [items[i : i + bs] for i in range(0, len(items), bs)]
-        n_jobs = getattr(self, "n_jobs", None)
-        own_bar = bar is None
-        if own_bar:
-            bar = self._progress(len(items))
-        results = []
-        if not self.uses_model and len(batches) > 1 and effective_n_jobs(n_jobs) > 1:
-            for res in Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_run_batch)(self, b) for b in batches
-            ):
-                results.append(res)
-                bar.update(len(res[0]))
-        else:
-            with self._model_in_use(), ThreadPoolExecutor(max_workers=2) as pool:
-                pending = [pool.submit(self.load_items, batches[0])] if batches else []
-                for k in range(len(batches)):
-                    loaded = pending.pop().result()
-                    if k + 1 < len(batches):
-                        pending.append(pool.submit(self.load_items, batches[k + 1]))
-                    results.append(self._featurise(loaded))
-                    bar.update(len(batches[k]))
-        if own_bar:
-            bar.close()
-        features = [r[0] for r in results]
-        errors = {}
-        for b, (_, errs) in enumerate(results):
-            errors.update({b * bs + pos: cause for pos, cause in errs.items()})
-        if not features:
-            return np.empty((0, self.n_features_out_), np.float32), errors
-        return np.concatenate(features), errors
-
-    def load_items(self, items) -> LoadedBatch:
-        """Load each item (``_load_item``); a failure costs only that item's position, whose
-        cause is in ``errors``. For subclasses that read items themselves (e.g. in ``_fit``);
-        :meth:`handle_failures` then applies the error policy."""
-        errors, loaded, positions = {}, [], []
-        for i, item in enumerate(items):
-            try:
-                loaded.append(self._load_item(item))
-                positions.append(i)
-            except ItemError as exc:
-                errors[i] = str(exc)
-            except Exception as exc:  # a loader bug or an odd file must not kill the batch
-                errors[i] = f"{type(exc).__name__}: {exc}"
-        return LoadedBatch(loaded, positions, len(items), errors)
-
     def _extract(self, items: list) -> np.ndarray:
         """Check every item, key it, let the cache fetch or compute each distinct item once,
         and assemble the rows in order."""
         n, d = len(items), self.n_features_out_
         out = np.full((n, d), np.nan, dtype=np.float32)
         failed: dict[int, str] = {}
-        cache = resolve_cache(self.cache)
-        fingerprint = self._plan().fingerprint if cache is not None else ""
-        file_keys = get_config()["file_keys"]
+        settings = get_config()
+        cache = resolve_cache(self.cache, settings)
+        prefix = self._plan().key_prefix if cache is not None else ""
+        file_keys = settings["file_keys"]
         items = list(items)
         groups: dict = {}  # key -> rows holding that item
         for row, item in enumerate(items):
             # Checked before keying: a bad item gets the same answer with the cache on or off,
             # cold or warm, and never the cached vector of a valid twin.
             try:
-                items[row] = item = check_item(item, self.modality)
                 if cache is not None:
-                    key = make_key(fingerprint, item_digest(item, self.modality, file_keys))
+                    items[row], key = checked_key(item, self.modality, prefix, file_keys)
                 else:  # without a cache, still embed repeated texts and paths only once
+                    items[row] = item = check_item(item, self.modality)
                     key = item if isinstance(item, str) else ("row", row)
             except ItemError as exc:
                 failed[row] = str(exc)
@@ -374,7 +308,8 @@ class Extractor(TransformerMixin, BaseEstimator):
             if cache is None:
                 vectors = compute(list(groups))
             else:
-                vectors = cache.fetch_or_compute(list(groups), compute, dim=d, on_found=found,
+                vectors = cache.fetch_or_compute(list(groups), compute, dim=d,
+                                                 on_found=None if bar.disable else found,
                                                  extractor=self._cache_label)
         finally:
             bar.close()

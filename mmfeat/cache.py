@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import get_config
+from .config import get_config, shared_cache_url
 from .keys import FINGERPRINT_HEX, item_digests
 from .sqlite_store import STORE_NAME, SQLiteStore  # noqa: F401  (STORE_NAME: the CLI's)
 from .vectors import encode
@@ -36,6 +36,12 @@ class FeatureCache:
     ----------
     path : str or PathLike
         Directory of the store; it and its parents are created on first use.
+    shared : str, False or None, default=None
+        The shared second tier, a Redis URL (``redis://host:port/db``, ``rediss://`` for TLS,
+        ``?ttl=SECONDS`` for a life per entry; see :mod:`mmfeat.redis_store`): a local miss is
+        looked up there (and the local store filled), and what is computed goes to both.
+        None takes the global setting (``set_config(shared_cache=...)``, else
+        ``MMFEAT_SHARED_CACHE``); False: local only.
 
     Attributes
     ----------
@@ -59,11 +65,14 @@ class FeatureCache:
 
     access_resolution_s = 60.0
 
-    def __init__(self, path):
+    def __init__(self, path, *, shared=None):
         self.path = Path(path).expanduser().resolve()
         self.session_hits = self.session_misses = 0
         self._store = SQLiteStore(self.path)
         self._counts_lock = threading.Lock()
+        self._shared_arg = shared
+        url = shared_cache_url() if shared is None else (shared or None)
+        self.shared = _shared_store(url) if url else None
 
     @property
     def read_only(self) -> bool:
@@ -81,18 +90,23 @@ class FeatureCache:
                             lambda self, value: setattr(self._store, "_stuck_until", value))
 
     def __repr__(self):
-        return f"FeatureCache({str(self.path)!r})"
+        shared = "" if self._shared_arg is None else f", shared={self._shared_arg!r}"
+        return f"FeatureCache({str(self.path)!r}{shared})"
 
     def __getstate__(self):
-        return {"path": str(self.path)}
+        # an explicit shared tier travels; the global one is each process's own setting
+        return {"path": str(self.path), "shared": self._shared_arg}
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
+        self.__init__(state["path"], shared=state.get("shared"))
 
     def __deepcopy__(self, memo):
         # clone() deep-copies an extractor's parameters: its clones share this process's one
         # store object (one connection, one set of session counters) as resolve_cache does.
-        return _INSTANCES.setdefault((str(self.path), os.getpid()), self)
+        return _INSTANCES.setdefault(self._instance_key(), self)
+
+    def _instance_key(self):
+        return (str(self.path), self.shared.url if self.shared else None, os.getpid())
 
     # ------------------------------------------------------------------ the protocol
 
@@ -131,18 +145,22 @@ class FeatureCache:
         if not misses:
             return found
         claimed, busy = self.claim_many(misses)
+        remote = []  # claimed here, but computed on another machine: waited for
+        if self.shared is not None and claimed:
+            claimed, remote = self.shared.claim(claimed)
         try:
             found.update(self._compute_and_store(claimed, compute, extractor, release=claimed))
             claimed = []
+            if busy or remote:
+                arrived = self._usable(self.wait_for(busy + remote), dim)
+                if on_found is not None and arrived:
+                    on_found(len(arrived))
+                found.update(arrived)
+                found.update(self._compute_and_store(
+                    [k for k in busy + remote if k not in arrived], compute, extractor))
         finally:
-            self.release(claimed)  # after a failure (an exception) only: else released on write
-        if busy:
-            arrived = self._usable(self.wait_for(busy), dim)
-            if on_found is not None and arrived:
-                on_found(len(arrived))
-            found.update(arrived)
-            found.update(self._compute_and_store([k for k in busy if k not in arrived],
-                                                 compute, extractor))
+            # claimed: only after a failure (else released by the write); remote: ours locally
+            self.release(claimed + remote)
         return found
 
     def _compute_and_store(self, keys, compute, extractor, release=()):
@@ -160,14 +178,21 @@ class FeatureCache:
         """Return ``{key: float32 1-D array}`` for the keys present; absent keys are left out.
 
         Entries whose checksum fails are misses and are deleted. One write per call records
-        the access time of the hits (for :meth:`prune`) and the hit/miss totals.
+        the access time of the hits (for :meth:`prune`) and the hit/miss totals. With a shared
+        tier, the local misses are looked up there in one batch and copied to the local tier.
         """
         keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
         found = self._store.read(keys, refresh_before_ns=self._refresh_before())
         if found is None:
-            return {}
+            found = {}
+        if self.shared is not None and len(found) < len(keys):
+            # a local miss is looked up in the shared tier, and the local tier filled with it
+            from_shared = self.shared.read([k for k in keys if k not in found])
+            if from_shared:
+                self._store.write([(k, *encode(k, v)) for k, v in from_shared.items()])
+                found.update(from_shared)
         with self._counts_lock:
             self.session_hits += len(found)
             self.session_misses += len(keys) - len(found)
@@ -184,6 +209,10 @@ class FeatureCache:
             extractor = extractor()
         named = (rows[0][0][:FINGERPRINT_HEX], str(extractor)) if rows and extractor else None
         self._store.write(rows, named=named, release=list(release))
+        if self.shared is not None:
+            self.shared.write(rows)
+            if release:
+                self.shared.release(list(release))
 
     def _refresh_before(self) -> int:
         return time.time_ns() - int(self.access_resolution_s * 1e9)
@@ -211,22 +240,28 @@ class FeatureCache:
         keys = list(keys)
         if keys:
             self._store.release(keys)
+            if self.shared is not None:
+                self.shared.release(keys)
 
     def wait_for(self, keys, *, poll: float = 0.05, timeout: float = 3600.0,
                  stale_after: float = 3600.0) -> dict:
         """Wait until other processes finish the claimed ``keys``; return ``{key: vector}`` for
         those that arrived. Keys whose claim ended without a result (the item failed) or whose
-        owner died meanwhile (same liveness rule as :meth:`claim_many`) are left out at once
-        for the caller to compute."""
+        owner died meanwhile (same liveness rule as :meth:`claim_many`; in the shared tier, a
+        lease not renewed) are left out at once for the caller to compute."""
         pending, found = list(keys), {}
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             arrived = self._store.read(pending, refresh_before_ns=0, count=False)
             if arrived is None:
                 break
+            if self.shared is not None:
+                arrived.update(self.shared.read([k for k in pending if k not in arrived]))
             found.update(arrived)
             rest = [k for k in pending if k not in arrived]
             live = self._store.live_claims(rest, stale_after)
+            if self.shared is not None:
+                live |= self.shared.live_claims([k for k in rest if k not in live])
             pending = [k for k in rest if k in live]
             if pending:
                 time.sleep(poll)
@@ -251,7 +286,9 @@ class FeatureCache:
         """Delete entries not used for ``older_than`` seconds, then least-recently-used ones
         until the vectors take at most ``max_bytes``; return how many were removed.
 
-        Access times are recorded to the minute (see ``access_resolution_s``).
+        Access times are recorded to the minute (see ``access_resolution_s``). ``older_than``
+        reaches the shared tier too (its server's idle clock); its size is bounded by the
+        server's ``maxmemory`` instead of ``max_bytes``.
         """
         if max_bytes is not None and (
                 not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool)
@@ -263,7 +300,10 @@ class FeatureCache:
             raise ValueError(f"Got older_than={older_than!r}, expected a non-negative number of seconds.")
         if max_bytes is None and older_than is None:
             raise ValueError("Give max_bytes, older_than or both.")
-        return self._store.prune(max_bytes, older_than)
+        removed = self._store.prune(max_bytes, older_than)
+        if self.shared is not None and older_than is not None:
+            removed += self.shared.prune(older_than)
+        return removed
 
     def forget(self, items) -> int:
         """Delete the entries of ``items`` under every extractor; return how many were removed.
@@ -271,9 +311,24 @@ class FeatureCache:
         An item is what an extractor takes (a path, a text, bytes, an array, ``(waveform,
         sr)``). A string is forgotten both as a text and, when it names a file, as that file's
         content (under both ``file_keys`` settings). Items that cannot be read are skipped.
+        The shared tier's entries are deleted too.
         """
-        digests = set().union(*map(item_digests, items))
-        return self._store.forget(sorted(digests))
+        digests = sorted(set().union(*map(item_digests, items)))
+        removed = self._store.forget(digests)
+        if self.shared is not None:  # forgetting an item forgets it on every machine
+            removed += self.shared.forget(digests)
+        return removed
+
+    def shared_info(self) -> dict | None:
+        """The shared tier's ``url`` (no password), ``entries`` (this mmfeat version's),
+        ``bytes`` (the server's memory in use), ``maxmemory`` and ``policy``; None without one.
+
+        Raises
+        ------
+        CacheError
+            The shared tier is configured but cannot be reached.
+        """
+        return None if self.shared is None else self.shared.info()
 
     def clear(self) -> None:
         """Remove every entry and reset the totals; a damaged store is deleted and recreated.
@@ -290,26 +345,38 @@ class FeatureCache:
         self._store.close()
 
 
-def resolve_cache(cache):
+def resolve_cache(cache, settings=None):
     """Turn an estimator's ``cache=`` argument into a :class:`FeatureCache` or ``None`` (off).
 
-    ``None`` means the global default (``mmfeat.config``), ``False`` off, a path the store
-    in that directory. Instances are shared per directory and process, so that repeated
-    ``transform`` calls reuse one connection.
+    ``None`` means the global default (``settings``, else ``mmfeat.get_config()``), ``False``
+    off, a path the store in that directory. Instances are shared per directory and process,
+    so that repeated ``transform`` calls reuse one connection.
     """
     if isinstance(cache, FeatureCache):
         return cache
     if cache is False:
         return None
     if cache is None:
-        cache = get_config()["cache_dir"]
+        cache = (settings or get_config())["cache_dir"]
         if cache is None:
             return None
     if not isinstance(cache, (str, os.PathLike)):
         raise TypeError(f"Got cache={cache!r}, expected None (the global default), "
                         "False (off), a directory path or a FeatureCache.")
     path = Path(cache).expanduser().resolve()
-    key = (str(path), os.getpid())
+    key = (str(path), shared_cache_url() or None, os.getpid())
     if key not in _INSTANCES:
         _INSTANCES.setdefault(key, FeatureCache(path))
     return _INSTANCES[key]
+
+
+_SHARED: dict = {}  # (url, pid) -> RedisStore: one connection and one warning per process
+
+
+def _shared_store(url):
+    from .redis_store import RedisStore
+
+    key = (url, os.getpid())
+    if key not in _SHARED:
+        _SHARED[key] = RedisStore.from_url(url)
+    return _SHARED[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import UsageError
@@ -81,6 +82,15 @@ def cmd_cache(args) -> int:
             print(f"misses    {stats['misses']:,}")
             for name, entries, nbytes in cache.entries_by_extractor():
                 print(f"  {entries:>10,} entries  {_human_bytes(nbytes):>9}  {name}")
+            if args.shared:
+                shared = cache.shared_info()
+                if shared is None:
+                    raise UsageError("no shared tier: set MMFEAT_SHARED_CACHE or pass --shared-cache")
+                print(f"shared    {shared['url']}")
+                print(f"  entries {shared['entries']:,} (this mmfeat version's)")
+                print(f"  memory  {_human_bytes(shared['bytes'])} in use on the server"
+                      + (f" of {_human_bytes(shared['maxmemory'])}" if shared["maxmemory"] else "")
+                      + f", eviction {shared['policy']}")
         elif args.action == "prune":
             if args.max_bytes is None and args.older_than is None:
                 raise UsageError("give --max-bytes (e.g. 2e9), --older-than (e.g. 30d) or both")
@@ -241,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refit the best model on all rows and save it (.skops or .joblib)")
     p.add_argument("--report-dir", default="reports/compare", help="where the report is written")
     p.add_argument("--random-state", type=int, default=0, help="seed of the folds")
+    _shared_option(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("extract", formatter_class=fmt,
@@ -252,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extractor parameter, a Python literal (repeatable), e.g. n_mfcc=13")
     p.add_argument("--dir", help="cache directory (default: the global cache)")
     p.add_argument("--output", help="also write the features, with the id (or row) column, to this Parquet file")
+    _shared_option(p)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("cache", formatter_class=fmt, help="inspect, shrink or clear the feature cache",
@@ -265,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="cache directory (default: the global cache)")
     p.add_argument("--max-bytes", type=_byte_count, help="prune: keep at most this many bytes of vectors, e.g. 2e9")
     p.add_argument("--older-than", type=_duration, help="prune: drop entries unused for this long, e.g. 30d, 12h, 3600")
+    p.add_argument("--shared", action="store_true", help="info: also report the shared tier (Redis)")
+    _shared_option(p)
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("score", formatter_class=fmt,
@@ -298,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "Exit status 2 when the job fails (bad model or input, another job in OUTPUT, every "
                 "row failed, error rate above --max-error-rate). .joblib model files are pickles: "
                 "load only trusted ones; .skops files load only safe types.")
+    _shared_option(p)
     p.set_defaults(func=cmd_score)
     return parser
 
@@ -308,9 +323,27 @@ def _version() -> str:
     return f"mmfeat {__version__}"
 
 
+def _shared_option(p) -> None:
+    p.add_argument("--shared-cache", metavar="URL",
+                   help="the shared cache tier, e.g. redis://host:6379/0 (default: MMFEAT_SHARED_CACHE)")
+
+
+def _use_shared_cache(url) -> None:
+    """``--shared-cache URL``: the shared tier of this command and of every worker process it
+    starts (they read ``MMFEAT_SHARED_CACHE``)."""
+    from .config import ENV_SHARED_CACHE, _check_shared_url
+
+    try:
+        os.environ[ENV_SHARED_CACHE] = _check_shared_url(url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "shared_cache", None):
+            _use_shared_cache(args.shared_cache)
         return args.func(args)
     except UsageError as exc:
         print(f"mmfeat {args.command}: error: {exc}", file=sys.stderr)

@@ -3,7 +3,7 @@
 As scikit-learn's configuration, the settings are thread-local: :func:`set_config` and
 :func:`config_context` change the calling thread's settings only, and every other thread
 (a new one included) keeps the defaults. The defaults come from the environment variables
-``MMFEAT_CACHE_DIR`` and ``MMFEAT_FILE_KEYS``, read when a setting is needed, which is also how
+``MMFEAT_CACHE_DIR``, ``MMFEAT_FILE_KEYS`` and ``MMFEAT_SHARED_CACHE``, read when a setting is needed, which is also how
 worker processes (GridSearchCV ``n_jobs``, Dask workers) are configured: they do not see a
 parent's ``set_config``. Give an extractor ``cache=DIR`` to use one store everywhere.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 ENV_CACHE_DIR = "MMFEAT_CACHE_DIR"
 ENV_FILE_KEYS = "MMFEAT_FILE_KEYS"
+ENV_SHARED_CACHE = "MMFEAT_SHARED_CACHE"
 _OFF = {"", "0", "off", "false", "none", "no"}
 _FILE_KEY_MODES = ("content", "stat")
 
@@ -52,6 +53,19 @@ def _default_file_keys() -> str:
     return raw
 
 
+def _default_shared_cache():
+    raw = os.environ.get(ENV_SHARED_CACHE, "").strip()
+    return None if raw.lower() in _OFF else raw
+
+
+def _check_shared_url(url):
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"Got shared_cache={url!r}, expected a Redis URL "
+                         "(redis://host:port/db, rediss:// for TLS), False (off) or None (the "
+                         f"default: {ENV_SHARED_CACHE}).")
+    return url
+
+
 def get_config() -> dict:
     """Return the current thread's settings.
 
@@ -72,7 +86,14 @@ def get_config() -> dict:
     return {"cache_dir": cache_dir, "file_keys": file_keys}
 
 
-def set_config(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED) -> None:
+def shared_cache_url():
+    """The current thread's shared cache tier: a Redis URL, or ``None`` when there is none
+    (``set_config(shared_cache=...)``, else ``MMFEAT_SHARED_CACHE``)."""
+    overrides = _overrides()
+    return overrides["shared_cache"] if "shared_cache" in overrides else _default_shared_cache()
+
+
+def set_config(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED, shared_cache=_UNCHANGED) -> None:
     """Change the settings of the calling thread.
 
     Parameters
@@ -85,6 +106,11 @@ def set_config(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED) -> None:
         How items given as file paths are keyed: by a digest of their bytes (default, safe),
         or by ``(path, size, mtime)`` (fast for very large files; trusts the file system).
         ``None`` restores the default (``MMFEAT_FILE_KEYS``, else ``"content"``).
+    shared_cache : str, False or None, optional
+        The shared second tier of the cache, a Redis URL (``redis://host:port/db``,
+        ``rediss://`` for TLS, ``?ttl=SECONDS`` for a life per entry); ``False`` switches it off
+        and ``None`` restores the default (``MMFEAT_SHARED_CACHE``, else none). Worker
+        processes read the environment variable, not this setting.
 
     Examples
     --------
@@ -112,10 +138,15 @@ def set_config(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED) -> None:
             overrides["file_keys"] = file_keys
         else:
             raise ValueError(f"Got file_keys={file_keys!r}, expected one of {_FILE_KEY_MODES} or None.")
+    if shared_cache is not _UNCHANGED:
+        if shared_cache is None:
+            overrides.pop("shared_cache", None)
+        else:
+            overrides["shared_cache"] = None if shared_cache is False else _check_shared_url(shared_cache)
 
 
 @contextmanager
-def config_context(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED):
+def config_context(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED, shared_cache=_UNCHANGED):
     """Change the calling thread's settings inside a ``with`` block (see :func:`set_config`).
 
     Yields
@@ -125,7 +156,7 @@ def config_context(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED):
     """
     saved = dict(_overrides())
     try:
-        set_config(cache_dir=cache_dir, file_keys=file_keys)
+        set_config(cache_dir=cache_dir, file_keys=file_keys, shared_cache=shared_cache)
         yield get_config()
     finally:
         _local.overrides = saved

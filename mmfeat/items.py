@@ -45,7 +45,7 @@ def as_items(X, modality: str) -> list:
                 f"{list(X.columns)[:5]}. Select the column (e.g. in a ColumnTransformer)."
             )
         return X.iloc[:, 0].tolist()
-    if hasattr(X, "columns") and hasattr(X, "to_series"):  # polars DataFrame: iterating gives columns
+    if hasattr(X, "columns") and hasattr(X, "to_series"):  # polars: iterating gives its columns
         if X.width != 1:
             raise ValueError(
                 f"Expected one column of items, got a DataFrame with {X.width} columns "
@@ -74,8 +74,8 @@ def as_items(X, modality: str) -> list:
         if X.ndim == 2 and X.shape[1] == 1 and X.dtype == object:
             return list(X[:, 0])
         raise ValueError(f"Expected a 1-D array of items, got an array of shape {X.shape}.")
-    if modality == "audio" and isinstance(X, tuple) and len(X) == 2 and isinstance(X[1], (Integral, float)) \
-            and not isinstance(X[0], (str, os.PathLike)):
+    if modality == "audio" and isinstance(X, tuple) and len(X) == 2 \
+            and isinstance(X[1], (Integral, float)) and not isinstance(X[0], (str, os.PathLike)):
         raise TypeError(
             "Expected a 1-D sequence of audio items, got a single (waveform, sr) pair, which would "
             "be read as two items. Wrap it in a list: [(waveform, sr)]."

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .errors import ItemError
-from .io import file_error, is_missing
+from .io import check_item, file_error, is_missing
 
 FINGERPRINT_HEX = 32  # hex characters of the fingerprint part of a key
 _MODALITIES = ("image", "audio", "text")
@@ -50,6 +50,23 @@ def item_digest(item, modality: str, file_keys: str = "content") -> str:
         raise ValueError(f"Got file_keys={file_keys!r}, expected 'content' or 'stat'.")
     if is_missing(item):
         raise ItemError("missing value")
+    return _digest(item, modality, file_keys)
+
+
+def checked_key(item, modality: str, prefix: str, file_keys: str) -> tuple:
+    """``(item in its canonical form, its key)``: the item checked (:func:`~mmfeat.io.check_item`)
+    and keyed under an extractor's ``key_prefix(fingerprint)``, in one call per item.
+
+    Raises
+    ------
+    ItemError
+        As :func:`~mmfeat.io.check_item` and :func:`item_digest`.
+    """
+    item = check_item(item, modality)
+    return item, prefix + _digest(item, modality, file_keys)
+
+
+def _digest(item, modality, file_keys):
     h = hashlib.blake2b(digest_size=32)
     # Each kind is tagged, so a text and the same bytes (or a file) never share a key.
     if isinstance(item, str) and modality == "text":
@@ -142,8 +159,12 @@ def make_key(fingerprint: str, digest: str) -> str:
     The fingerprint's digest comes first and the item's digest after it, so that
     :meth:`FeatureCache.forget` finds an item's entries under every extractor.
     """
-    fp = hashlib.blake2b(fingerprint.encode(), digest_size=FINGERPRINT_HEX // 2).hexdigest()
-    return fp + digest
+    return key_prefix(fingerprint) + digest
+
+
+def key_prefix(fingerprint: str) -> str:
+    """The first part of every key under an extractor's fingerprint (computed once per call)."""
+    return hashlib.blake2b(fingerprint.encode(), digest_size=FINGERPRINT_HEX // 2).hexdigest()
 
 
 def file_digest(path) -> str:

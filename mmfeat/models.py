@@ -54,6 +54,7 @@ class Plan(NamedTuple):
     runtime: str
     fingerprint: str
     model_key: tuple
+    key_prefix: str = ""  # of every cache key: a digest of the fingerprint
 
 
 _PLANS: dict = {}  # parameter set -> Plan, per process: resolved once, shared by clones
@@ -81,13 +82,17 @@ def plan_of(extractor, memo_key) -> Plan:
 
 
 def _resolve(extractor) -> Plan:
+    from .keys import key_prefix
+
     if not extractor.uses_model:
-        return Plan("", "", extractor._fingerprint(""), ())
+        fingerprint = extractor._fingerprint("")
+        return Plan("", "", fingerprint, (), key_prefix(fingerprint))
     device = resolve_device(getattr(extractor, "device", "auto"))
     partial = Plan(device, extractor._runtime(device), "", ())
     with _current(extractor, partial, None):  # the identity reads the device and runtime here
         identity = extractor._model_identity()
-    return partial._replace(fingerprint=extractor._fingerprint(identity),
+    fingerprint = extractor._fingerprint(identity)
+    return partial._replace(fingerprint=fingerprint, key_prefix=key_prefix(fingerprint),
                             model_key=(type(extractor).__qualname__, identity, device, partial.runtime))
 
 
@@ -119,7 +124,7 @@ def model_in_use(extractor, memo_key):
         yield
         return
     plan = plan_of(extractor, memo_key)
-    model = model_of(extractor, memo_key)
+    model = extractor._get_model()  # a wrapper's is its inner extractor's
     with _current(extractor, plan, model):
         yield
 

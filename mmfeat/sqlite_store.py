@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-import stat
 import threading
 import time
 import warnings
@@ -30,12 +29,10 @@ from pathlib import Path
 
 from .errors import CacheError, CacheWarning
 from .keys import FINGERPRINT_HEX
+from .sqlite_schema import open_read_only, open_store, writable
 from .vectors import decode
 
 STORE_NAME = "features.sqlite"
-# 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
-# extractor. A version-1 store's entries can never be looked up again and are dropped on open.
-FORMAT_VERSION = 2
 _WRITE_WAIT_MS = 10_000  # how long a write waits for another process's write lock
 # After one write gave up, the lock's holder is likely stuck (a paused process): later writes
 # of this process try without waiting for a while, so that a stuck writer costs one wait, not
@@ -45,28 +42,6 @@ _STUCK_WAIT_MS = 50
 _BOOKKEEPING_WAIT_MS = 100  # access times and hit counts: skipped rather than waited for
 _CHUNK = 500  # keys per statement: well under SQLite's limit on bound parameters
 _STORE_ERRORS = (sqlite3.Error, OSError)
-_SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS features (
-    key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL,
-    checksum INTEGER NOT NULL, size INTEGER NOT NULL, last_access INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS features_by_access ON features (last_access);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
-    since INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('hits', 0), ('misses', 0);
-PRAGMA user_version = 2;
-COMMIT;
-"""
-_MIGRATE_FROM_1 = """
-BEGIN IMMEDIATE;
-DELETE FROM features;
-DELETE FROM claims;
-CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NULL);
-PRAGMA user_version = 2;
-COMMIT;
-"""
 # A connection inherited through fork() belongs to the parent; closing it in the child can
 # disturb SQLite's lock bookkeeping, so it is parked here and never used or closed.
 _INHERITED = []
@@ -149,10 +124,12 @@ class SQLiteStore:
                 self._disconnect()
                 if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                     # in use, not damaged: never delete files another process has open
-                    raise CacheError(f"The feature cache {self.file} is busy (another process "
-                                     "holds its write lock): nothing was cleared; try again.") from exc
+                    raise CacheError(
+                        f"The feature cache {self.file} is busy (another process holds its "
+                        "write lock): nothing was cleared; try again.") from exc
             if self._read_only:
-                raise CacheError(f"The feature cache {self.file} is read-only: it cannot be cleared.")
+                raise CacheError(
+                    f"The feature cache {self.file} is read-only: it cannot be cleared.")
             try:  # damaged: start afresh, so the user always has a way out
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{self.file}{suffix}").unlink(missing_ok=True)
@@ -175,7 +152,8 @@ class SQLiteStore:
         found, damaged, stale = {}, [], []
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT key, dim, vec, checksum, last_access FROM features WHERE key IN ({marks})"
+            query = ("SELECT key, dim, vec, checksum, last_access FROM features "
+                     f"WHERE key IN ({marks})")
             for key, dim, blob, check, last_access in db.execute(query, chunk):
                 vector = decode(key, dim, blob, check)
                 if vector is None:
@@ -211,7 +189,8 @@ class SQLiteStore:
         now = time.time_ns()
         with _transaction(db, wait_ms=self._write_wait_ms()):
             db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)",
-                           [(key, dim, blob, check, len(blob), now) for key, dim, blob, check in rows])
+                           [(key, dim, blob, check, len(blob), now)
+                            for key, dim, blob, check in rows])
             if named and rows:
                 db.execute("INSERT OR REPLACE INTO extractors VALUES (?, ?)", named)
             for chunk in _chunks(list(release)):
@@ -230,7 +209,8 @@ class SQLiteStore:
         return claimed, [k for k in keys if k in busy]
 
     def _count(self, db):
-        entries, nbytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM features").fetchone()
+        entries, nbytes = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM features").fetchone()
         totals = dict(db.execute("SELECT name, value FROM meta"))
         return {"entries": entries, "bytes": nbytes,
                 "hits": totals.get("hits", 0), "misses": totals.get("misses", 0)}
@@ -241,7 +221,8 @@ class SQLiteStore:
             removed = 0
             if older_than is not None:
                 before = time.time_ns() - int(older_than * 1e9)
-                removed += db.execute("DELETE FROM features WHERE last_access < ?", (before,)).rowcount
+                removed += db.execute("DELETE FROM features WHERE last_access < ?",
+                                      (before,)).rowcount
             if max_bytes is not None:
                 total = db.execute("SELECT COALESCE(SUM(size), 0) FROM features").fetchone()[0]
                 victims = []
@@ -307,36 +288,15 @@ class SQLiteStore:
         """Open the store (writable, or read-only when this process cannot write it); return
         whether it is read-only."""
         if self._conn is None:
-            if self.file.is_file() and not _writable(self.file):
-                self._conn, self._read_only = _open_read_only(self.file), True
+            if self.file.is_file() and not writable(self.file):
+                self._conn, self._read_only = open_read_only(self.file), True
             else:
                 self._connect()
         return self._read_only
 
     def _connect(self):
         if self._conn is None:
-            _make_private_dir(self.path)
-            _create_file(self.file, _file_mode(self.path))
-            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) and short.
-            conn = sqlite3.connect(self.file, timeout=_WRITE_WAIT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {_WRITE_WAIT_MS}")
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes on a new file
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: crash-safe, fewer fsyncs
-                conn.execute("PRAGMA journal_size_limit = 67108864")
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > FORMAT_VERSION:
-                    raise sqlite3.DatabaseError(f"written by a newer mmfeat (format {version})")
-                if version == 0:  # a new file: its tables, in one transaction
-                    conn.executescript(_SCHEMA)
-                elif version == 1:
-                    conn.executescript(_MIGRATE_FROM_1)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn, self._read_only = conn, False
+            self._conn, self._read_only = open_store(self.path, self.file, _WRITE_WAIT_MS), False
         return self._conn
 
     def _disconnect(self):
@@ -383,51 +343,6 @@ def _transaction(db, wait_ms=_WRITE_WAIT_MS):
 def _is_busy(exc) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
-
-
-def _writable(path) -> bool:
-    return os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK)
-
-
-def _open_read_only(file):
-    """A connection that never writes: ``mode=ro`` needs the write-ahead log's index file to
-    exist or be creatable; a store on a read-only mount may have neither, and then nobody
-    can be writing it, so it is opened as immutable."""
-    from urllib.parse import quote
-
-    uri = f"file:{quote(os.fspath(file))}"
-    try:
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("SELECT COUNT(*) FROM meta").fetchone()
-    except sqlite3.Error:
-        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
-                               check_same_thread=False)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != FORMAT_VERSION:
-        conn.close()
-        raise sqlite3.DatabaseError(f"a read-only store of format {version}, expected {FORMAT_VERSION}")
-    return conn
-
-
-def _make_private_dir(path: Path):
-    """Create ``path`` (and missing parents) owner-only: the cache reveals which items were
-    featurised. An existing directory keeps the permissions its owner chose."""
-    if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _file_mode(directory: Path) -> int:
-    """0600, or 0660 in a directory its owner made group-writable to share the store."""
-    return 0o600 | (0o060 if directory.stat().st_mode & stat.S_IWGRP else 0)
-
-
-def _create_file(file: Path, mode: int):
-    """Create the store file with ``mode`` before SQLite opens it (SQLite would use 0644 and
-    gives its -wal and -shm files the mode of the main file)."""
-    with suppress(FileExistsError):
-        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
-        os.chmod(file, mode)  # the umask may have taken bits away; never add beyond ``mode``
 
 
 def _wipe(db):

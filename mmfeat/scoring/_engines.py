@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from ..config import config_context, get_config
+from ..config import config_context, get_config, shared_cache_url
 from ..manifest import resolve_paths
 from ..optional import import_optional
 from ._common import ScoringError, _exc_text
@@ -57,12 +57,19 @@ def _exit_with_parent(parent_pid: int, poll: float = 0.5):
 
 
 
+def _job_config() -> dict:
+    """The settings every worker of the job uses: the cache directory (a relative one is each
+    worker's own, under its working directory), how files are keyed, the shared tier."""
+    return {**get_config(), "shared_cache": shared_cache_url()}
+
+
 def _pool_init(model_path, digest, proba, trusted, all_missing, trust_settings, parent_pid, config):
     from ..config import set_config
 
     _exit_with_parent(parent_pid)
     # mmfeat's settings are per thread, not in the environment: the job's travel with it
-    set_config(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"])
+    set_config(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"],
+               shared_cache=config.get("shared_cache") or False)
     _scorer_for(model_path, digest, proba, trusted, all_missing, trust_settings)
 
 
@@ -87,7 +94,7 @@ def run_pool(job, src, tracker):
     pool = ProcessPoolExecutor(max_workers=job.workers, mp_context=ctx, initializer=_pool_init,
                                initargs=(job.model_path, job.digest, job.proba, job.trusted,
                                          job.all_missing, job.trust_settings, os.getpid(),
-                                         get_config()))
+                                         _job_config()))
     light = dataclasses.replace(job, scorer=None)  # workers load the model from its file
     done, pending = set(tracker.stats), set()
 
@@ -187,7 +194,7 @@ def _run_dask(client, job, src, tracker):
         "trusted": job.trusted, "all_missing": job.all_missing,
         "trust_settings": job.trust_settings, "out": str(job.out), "id_types": job.id_types,
         "columns": job.read_cols, "base_dir": str(src.base_dir), "path_cols": src.path_cols,
-        "config": get_config(),
+        "config": _job_config(),
     }, pure=True)
     meta = pd.DataFrame({"part": pd.Series([], dtype="int64"), "rows": pd.Series([], dtype="int64"),
                          "failed": pd.Series([], dtype="int64"),
@@ -218,7 +225,8 @@ def _dask_partition(df, spec, partition_info=None):
         df = df[[c for c in spec["columns"] if c in df.columns]]
     df = resolve_paths(df, spec["base_dir"], spec["path_cols"])
     config = spec["config"]
-    with config_context(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"]):
+    with config_context(cache_dir=config["cache_dir"] or False, file_keys=config["file_keys"],
+                        shared_cache=config.get("shared_cache") or False):
         scorer = _scorer_for(spec["model_path"], spec["digest"], spec["proba"], spec["trusted"],
                              spec["all_missing"], spec["trust_settings"])
         stats = scorer.score_part(df, index, offset, spec["out"], spec["id_types"])
