@@ -8,7 +8,7 @@ three Markdown tables:
    tiers plus one shared tier (target: 1.0 with the shared tier);
 2. lookup cost per item of 1280-d float32 vectors (a CNN's) in batches of 1,000: a local hit
    (SQLite), a shared hit (Redis, one MGET per batch), and the raw client calls they are built
-   on (SQLite SELECT ... IN, redis-py MGET), side by side;
+   on (SQLite SELECT ... IN, redis-py MGET), side by side; and the server memory per entry;
 3. a warm scoring job (``mmfeat.scoring.score``) on a table of image paths: served by its own
    warm local tier, versus a new machine (empty local tier) served by the shared tier.
 
@@ -108,10 +108,12 @@ def lookup_costs(tmp: Path, url: str, n: int, rounds: int = 3) -> dict:
     keys = [f"{i:032x}{rng.integers(2**63):064x}" for i in range(n)]
     vectors = {k: rng.standard_normal(1280).astype(np.float32) for k in keys}
     writer = FeatureCache(tmp / "lookup", shared=url)
+    client = redis.Redis.from_url(url)
+    before = client.info("memory")["used_memory"]
     writer.put_many(vectors)
+    per_entry = (client.info("memory")["used_memory"] - before) / n
     local = FeatureCache(tmp / "lookup", shared=False)
     shared = writer.shared
-    client = redis.Redis.from_url(url)
     names = [shared.namespace + k for k in keys]
     db = sqlite3.connect(local.file)
     batches = [keys[i:i + 1000] for i in range(0, n, 1000)]
@@ -141,7 +143,7 @@ def lookup_costs(tmp: Path, url: str, n: int, rounds: int = 3) -> dict:
             start = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - start)
-    return {name: seconds / n * 1e6 for name, seconds in best.items()}  # microseconds per item
+    return {name: seconds / n * 1e6 for name, seconds in best.items()}, per_entry  # µs per item
 
 
 def warm_scoring(tmp: Path, url: str, paths: list, rounds: int = 3) -> dict:
@@ -184,12 +186,14 @@ def main():
             print("| tiers | computed / distinct |\n|---|---|")
             for label, ratio in counts.items():
                 print(f"| {label} | {ratio:.2f} |")
-            costs = lookup_costs(tmp, url, args.lookups)
+            costs, per_entry = lookup_costs(tmp, url, args.lookups)
             print(f"\n2. Lookup cost per item, {args.lookups} vectors of 1280 float32, batches of "
                   "1,000 (best of 3)\n")
             print("| lookup | µs / item |\n|---|---|")
             for label, micro in costs.items():
                 print(f"| {label} | {micro:.1f} |")
+            print(f"\nRedis memory per 1280-d entry (used_memory delta / entries): "
+                  f"{per_entry:,.0f} bytes")
             times = warm_scoring(tmp, url, paths)
             print(f"\n3. Warm scoring job, {args.n} image paths, ColorHistogram + logistic "
                   "regression (best of 3)\n")
