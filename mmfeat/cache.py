@@ -23,7 +23,10 @@ from pathlib import Path
 
 from .config import get_config, shared_cache_url
 from .keys import FINGERPRINT_HEX, item_digests
-from .sqlite_store import STORE_NAME, SQLiteStore  # noqa: F401  (STORE_NAME: the CLI's)
+
+# STORE_NAME for the CLI; _OWNER_WARNED (the stores already checked for who may write them)
+# for the tests that reset it
+from .sqlite_store import _OWNER_WARNED, STORE_NAME, SQLiteStore  # noqa: F401
 from .vectors import encode
 
 _INSTANCES = {}  # (directory, pid) -> FeatureCache, for resolve_cache

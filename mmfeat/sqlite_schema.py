@@ -12,6 +12,10 @@ from pathlib import Path
 FORMAT_VERSION = 2
 # 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
 # extractor. A version-1 store's entries can never be looked up again and are dropped on open.
+#: The tables of a store of this format and their columns, as ``_SCHEMA`` makes them.
+COLUMNS = {"features": ["key", "dim", "vec", "checksum", "size", "last_access"],
+           "meta": ["name", "value"], "claims": ["key", "host", "pid", "since"],
+           "extractors": ["prefix", "name"]}
 _SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS features (

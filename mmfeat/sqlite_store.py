@@ -29,7 +29,8 @@ from pathlib import Path
 
 from .errors import CacheError, CacheWarning
 from .keys import FINGERPRINT_HEX
-from .sqlite_schema import open_read_only, open_store, writable
+from .permissions import others_may_write
+from .sqlite_schema import COLUMNS, open_read_only, open_store, writable
 from .vectors import decode
 
 STORE_NAME = "features.sqlite"
@@ -45,6 +46,7 @@ _STORE_ERRORS = (sqlite3.Error, OSError)
 # A connection inherited through fork() belongs to the parent; closing it in the child can
 # disturb SQLite's lock bookkeeping, so it is parked here and never used or closed.
 _INHERITED = []
+_OWNER_WARNED: set = set()  # stores already checked for who may write them, per process
 
 
 class SQLiteStore:
@@ -284,10 +286,25 @@ class SQLiteStore:
                 _INHERITED.append(self._conn)
             self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
 
+    def _check_owner(self):
+        """Warn once per store and process when others may write its folder: its vectors (with
+        valid checksums) could be anyone's."""
+        if self.path in _OWNER_WARNED:
+            return
+        _OWNER_WARNED.add(self.path)
+        with suppress(OSError):
+            cause = others_may_write(self.path)
+            if cause is not None:
+                warnings.warn(f"The feature cache {self.path} {cause}: the features it serves "
+                              "could have been written by anyone. Use a cache directory of your "
+                              "own, or one shared with your group only.", CacheWarning,
+                              stacklevel=7)
+
     def _connect_read_only_aware(self) -> bool:
         """Open the store (writable, or read-only when this process cannot write it); return
         whether it is read-only."""
         if self._conn is None:
+            self._check_owner()
             if self.file.is_file() and not writable(self.file):
                 self._conn, self._read_only = open_read_only(self.file), True
             else:
@@ -350,9 +367,14 @@ def _wipe(db):
         db.execute("DELETE FROM features")
         db.execute("UPDATE meta SET value = 0")
     _shrink(db)
-    # An emptied file can still be damaged (a broken page list): then clear() recreates it.
+    # An emptied file can still be damaged (a broken page list), or not be a store of this
+    # format (tables missing or of other columns): then clear() recreates it.
     if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
         raise sqlite3.DatabaseError("the emptied store failed its integrity check")
+    for table, columns in COLUMNS.items():
+        found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        if found != columns:
+            raise sqlite3.DatabaseError(f"the store's {table} table is not of this format")
 
 
 def _shrink(db):

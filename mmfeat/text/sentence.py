@@ -300,11 +300,12 @@ class SentenceEmbedder(Extractor):
             )
         return vectors
 
-    def _int8(self, device: str) -> bool:
-        """Whether the int8 graph computes on ``device`` (``precision`` resolved)."""
+    def _int8(self) -> bool:
+        """Whether the int8 graph computes here (``precision`` resolved on the plan's device)."""
         if self.precision != "auto":
             return self.precision == "int8"
-        return device == "cpu" and self._runtime(device) == "onnx"
+        device, runtime = self._target()
+        return device == "cpu" and runtime == "onnx"
 
     def _half_precision(self) -> bool:
         device, runtime = self._target()
@@ -313,7 +314,7 @@ class SentenceEmbedder(Extractor):
     def _model_identity(self):
         source = resolve_model(self.model)
         identity = f"dir:{model_digest(source)}" if Path(source).is_dir() else f"hub:{source}"
-        precision = f"int8:{onnx_runtime.DYNAMIC_INT8}" if self._int8(resolve_device(self.device)) \
+        precision = f"int8:{onnx_runtime.DYNAMIC_INT8}" if self._int8() \
             else "float16" if self._half_precision() else "float32"
         # max_length is set on the loaded model, so it must also tell shared models apart.
         return f"{identity}|{precision}|max_length={self.max_length}"
@@ -323,7 +324,7 @@ class SentenceEmbedder(Extractor):
             source = resolve_model(self.model)
             return onnx_model.OnnxSentenceModel(source, self.max_length,
                                                 {"model": model_digest(source)}, device,
-                                                int8=self._int8(device))
+                                                int8=self._int8())
         SentenceTransformer = import_optional(
             "sentence_transformers", who="SentenceEmbedder(backend='torch')", extra="deep",
             package="sentence-transformers").SentenceTransformer
