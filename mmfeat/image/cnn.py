@@ -146,8 +146,9 @@ class CNNEmbedder(Extractor):
         ``"int8"`` runs a named model in ONNX Runtime as a statically quantized graph (QDQ:
         int8 weights per output channel, uint8 activations whose ranges were calibrated on
         crops of scikit-learn's two sample photos): faster on a CPU with VNNI, with features
-        close to, not equal to, the float ones, so cached apart from them
-        (``benchmarks/bench_image_int8.py`` measures both on real images).
+        close to, not equal to, the float ones, so cached apart from them. Not the default:
+        on real images it lost 0.72 points of accuracy and changed the ImageNet top-1 class of
+        15 % of photo crops (``benchmarks/bench_image_int8.py``), for 1.7x the float speed.
     half : {"auto", True, False}, default="auto"
         Run the model in float16 on CUDA ("auto" and True; ignored elsewhere). Features then
         differ from float32 ones by about 0.5% of their norm (measured with the float16 model
