@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import batching, models
 from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names_in
 from .cache import FeatureCache, resolve_cache
-from .config import get_config
+from .config import cache_settings
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
 from .io import check_item, describe
 from .items import as_items
@@ -266,7 +266,7 @@ class Extractor(TransformerMixin, BaseEstimator):
         n, d = len(items), self.n_features_out_
         out = np.full((n, d), np.nan, dtype=np.float32)
         failed: dict[int, str] = {}
-        settings = get_config()
+        settings = cache_settings()
         cache = resolve_cache(self.cache, settings)
         prefix = self._plan().key_prefix if cache is not None else ""
         file_keys = settings["file_keys"]

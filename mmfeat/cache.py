@@ -367,7 +367,8 @@ def resolve_cache(cache, settings=None):
         raise TypeError(f"Got cache={cache!r}, expected None (the global default), "
                         "False (off), a directory path or a FeatureCache.")
     path = Path(cache).expanduser().resolve()
-    key = (str(path), shared_cache_url() or None, os.getpid())
+    shared = settings["shared_cache"] if settings and "shared_cache" in settings else shared_cache_url()
+    key = (str(path), shared or None, os.getpid())
     if key not in _INSTANCES:
         _INSTANCES.setdefault(key, FeatureCache(path))
     return _INSTANCES[key]

@@ -86,6 +86,11 @@ def get_config() -> dict:
     return {"cache_dir": cache_dir, "file_keys": file_keys}
 
 
+def cache_settings() -> dict:
+    """:func:`get_config` and ``shared_cache`` (:func:`shared_cache_url`), read in one call."""
+    return {**get_config(), "shared_cache": shared_cache_url()}
+
+
 def shared_cache_url():
     """The current thread's shared cache tier: a Redis URL, or ``None`` when there is none
     (``set_config(shared_cache=...)``, else ``MMFEAT_SHARED_CACHE``)."""
