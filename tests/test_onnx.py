@@ -20,6 +20,7 @@ from mmfeat import (
 )
 from mmfeat.cache import FeatureCache  # noqa: E402
 from mmfeat.image import CNNEmbedder  # noqa: E402
+from mmfeat.models import clear_model_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +189,9 @@ def test_int8_is_close_cached_apart_and_needs_onnx(graphs, caplog):
 
     texts = ["A cat sleeps on the mat.", "A kitten naps on a rug.", "Stocks fell sharply today.",
              "Markets dropped in early trading."]
+    # int8 is the CPU default, so an earlier test may have loaded this graph in this process
+    # from another folder: forget loaded models, so that the export into this folder is seen.
+    clear_model_cache()
     with config_context(cache_dir=graphs):
         exact = SentenceEmbedder(backend="onnx", precision="float32", cache=False).fit(texts)
         int8 = SentenceEmbedder(precision="int8", cache=False).fit(texts)
