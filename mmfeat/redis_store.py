@@ -288,10 +288,6 @@ class RedisStore:
             self._run(op, None)
 
 
-def pack(dim: int, blob: bytes, check: int) -> bytes:
-    return _HEADER.pack(dim, check) + blob
-
-
 def _unpack(key, value):
     if len(value) < _HEADER.size:
         return None
