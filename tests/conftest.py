@@ -169,27 +169,3 @@ def odd_but_valid(tmp_path_factory):
         "flac": write_wav(d / "tone.flac", sine(330)),
         "ogg": write_wav(d / "tone.ogg", sine(330)),
     }
-
-
-# The fast tier (`pytest -m "not slow"`, well under a minute) leaves out what starts processes,
-# clusters or grid searches, loads both models, or builds the full demo: listed here, in one
-# place, by module and by test.
-_SLOW_MODULES = {"test_demo", "test_cache_gridsearch", "test_pipelines", "test_fusion_groups",
-                 "test_onnx", "test_scoring", "test_readme", "test_video", "test_hostile_model_files"}
-_SLOW_TESTS = ("test_a_second_job_on_the_same_folder_is_refused", "test_workers_exit_when_the_job_is_killed",
-               "test_worker_processes_use_the_jobs_cache_settings", "test_a_stuck_writer",
-               "test_a_waiter_takes_over", "test_a_read_only_store", "test_two_processes",
-               "test_clear_never_deletes", "test_score_trusted_names",
-               "test_kill_during_put_many", "test_grid_search", "test_parallel", "[cnn]", "[sentence]",
-               "test_every_fusion_estimator_works_under_global_pandas_output", "check_estimators_dtypes",
-               "test_a_fifo_or_a_device", "test_forked_child", "test_claims_split_work",
-               "test_late_fusion_report_covers_every_modality", "test_the_plot_is_a_png_with_a_panel",
-               "test_gated_stacking_on_demo_data_with_corrupted_cells",
-               "trust='margin')-check_")  # the estimator checks of gated, class-weighted fusion
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module in _SLOW_MODULES or any(part in item.name for part in _SLOW_TESTS):
-            item.add_marker(pytest.mark.slow)

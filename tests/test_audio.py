@@ -219,6 +219,7 @@ def test_a_file_that_is_not_audio_is_named_so(audio_paths, not_audio, cls):
     np.testing.assert_allclose(out[::2], cls(cache=False).fit([]).transform(audio_paths), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", [MFCCStats, SpectralStats])
 def test_two_processes_give_the_same_numbers(audio_paths, cls):
     items = audio_paths * 2

@@ -151,6 +151,7 @@ def test_duplicates_are_computed_once_without_a_cache(tmp_path):
     np.testing.assert_array_equal(out[0], out[2])
 
 
+@pytest.mark.slow
 def test_parallel_jobs_match_sequential(tmp_path):
     texts = [f"text number {i} " * (i % 7 + 1) for i in range(200)]
     one = CountingText(cache=False, batch_size=8).fit(texts).transform(texts)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from counting import count_lines
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 N = 60
 
 SEARCH = textwrap.dedent(

@@ -76,6 +76,7 @@ def test_prune_older_than(tmp_path):
         cache.prune()
 
 
+@pytest.mark.slow
 def test_a_waiter_takes_over_when_the_claim_owner_dies(tmp_path):
     """A process waiting for another's claim must not stay blocked when that owner dies."""
     owner = subprocess.Popen([sys.executable, "-c", (
@@ -117,6 +118,7 @@ def write_lock_held_elsewhere(file):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_stuck_writer_never_blocks_lookups_and_writes_give_up(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put_many({"warm": np.arange(4.0)})
@@ -156,6 +158,7 @@ print(cache.read_only, sorted(got), float(got["a"].sum()), cache.check()["entrie
 """
 
 
+@pytest.mark.slow
 def test_a_read_only_store_serves_hits(tmp_path):
     root = Path(tempfile.mkdtemp())  # outside pytest's owner-only folders, for another user
     try:
@@ -225,6 +228,7 @@ def test_a_version_1_store_is_emptied_on_open(tmp_path):
     assert FeatureCache(tmp_path).check()["entries"] == 0
 
 
+@pytest.mark.slow
 def test_clear_never_deletes_a_store_another_process_is_writing(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put_many({"keep": np.ones(2)})

@@ -183,6 +183,7 @@ def test_checksum_mismatch_is_a_miss_and_deleted(tmp_path):
     assert cache.stats()["entries"] == 1
 
 
+@pytest.mark.slow
 def test_forked_child_opens_its_own_connection(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put_many({"parent": np.ones(2)})  # the parent's connection is open when it forks
@@ -209,6 +210,7 @@ def test_threads_share_one_instance(tmp_path):
     assert len(got) == 800 and all(np.array_equal(got[k], expected(k)) for k in keys)
 
 
+@pytest.mark.slow
 def test_two_processes_write_overlapping_keys(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=write_range, args=(tmp_path, start, start + 2000, 100))
@@ -225,6 +227,7 @@ def test_two_processes_write_overlapping_keys(tmp_path):
         np.testing.assert_array_equal(got[key], expected(key))
 
 
+@pytest.mark.slow
 def test_kill_during_put_many_leaves_whole_entries(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     started = ctx.Event()
@@ -336,6 +339,7 @@ def _claim_and_exit(path, keys):
     FeatureCache(path).claim_many(keys)  # claims, then the process ends without releasing
 
 
+@pytest.mark.slow
 def test_claims_split_work_and_are_taken_over_from_dead_processes(tmp_path):
     store = FeatureCache(tmp_path)
     claimed, busy = store.claim_many(["a", "b"])

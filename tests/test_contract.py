@@ -32,6 +32,9 @@ CASES = {
     "mfcc": ({"n_mfcc": 13}, "audio", ("n_mfcc", 8)),
     "spectral": ({}, "audio", None),
 }
+# The model extractors load whole models: their cases are in the slow tier.
+MODELS = [pytest.param(n, marks=pytest.mark.slow) for n in CASES if make_extractor(n).uses_model]
+NAMES = [next((p for p in MODELS if p.values == (n,)), n) for n in CASES]
 BAD = {
     "image": ["missing", "zero_bytes", "truncated_jpeg", "truncated_png", "wrong_extension"],
     "audio": ["missing", "zero_bytes", "zero_samples_wav", "nan_wav", "wrong_extension_wav"],
@@ -48,7 +51,7 @@ def data(image_paths, audio_paths, texts):
     }
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+@pytest.fixture(scope="module", params=NAMES)
 def case(request, data, tmp_path_factory):
     """A fitted extractor, its items and labels, and its clean output."""
     params, modality, changer = CASES[request.param]
@@ -137,6 +140,7 @@ def test_pandas_input_and_output(case):
     np.testing.assert_allclose(ext.transform(frame["col"]), out, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_grid_search_with_two_processes(case):
     _, ext, _, items, y, _, _ = case
     pipe = make_pipeline(clone(ext), LogisticRegression(max_iter=500))
@@ -247,7 +251,7 @@ BAD_PARAMS = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_has_a_sklearn_constraint(name):
     ext = make_extractor(name)
     missing = set(ext.get_params(deep=False)) - set(ext._parameter_constraints)
@@ -265,7 +269,7 @@ def test_bad_parameters_are_refused_in_fit_with_sklearn_messages(name, params, m
     assert not hasattr(ext, "n_features_out_")
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if make_extractor(n).uses_model])
+@pytest.mark.parametrize("name", MODELS)
 def test_a_device_that_is_not_here_is_refused_in_fit_naming_the_devices(name, data):
     import torch
 

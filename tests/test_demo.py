@@ -12,6 +12,8 @@ import pytest
 
 from mmfeat.cache import FeatureCache
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 

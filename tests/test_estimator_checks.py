@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from checks import parametrize_with_checks_marked
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mmfeat.base import Extractor
@@ -77,7 +77,8 @@ EXPECTED_FAILED = {
 }
 
 
-@parametrize_with_checks([RowFeatures()], expected_failed_checks=lambda est: EXPECTED_FAILED)
+@parametrize_with_checks_marked([RowFeatures()], expected_failed_checks=lambda est: EXPECTED_FAILED,
+                                slow=lambda est, name: name == "check_estimators_dtypes")
 def test_extractor_machinery_passes_sklearns_common_checks(estimator, check):
     check(estimator)
 

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
+from checks import parametrize_with_checks_marked
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification
@@ -26,7 +27,6 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from mmfeat import ExtractionError, ExtractionWarning
@@ -235,6 +235,7 @@ def test_modality_block_options():
         make_early_fusion()
 
 
+@pytest.mark.slow
 def test_grid_search_tunes_blocks_in_parallel(demo):
     # Library extractors only: the worker processes need not import this test module.
     model = make_early_fusion(image=("image", image()), audio=("audio", audio()),
@@ -410,6 +411,7 @@ def test_late_fusion_parameters(demo):
         LateFusionClassifier({"text": "text"}).fit(demo, demo["label"])
 
 
+@pytest.mark.slow
 def test_grid_search_tunes_late_fusion_in_parallel(demo):
     model = LateFusionClassifier({"image": ("image", image(), classifier()), "audio": ("audio", audio())},
                                  LogisticRegression())
@@ -528,7 +530,13 @@ _EXPECTED_FAILURES = {"check_sample_weight_equivalence_on_dense_data":
                       "the out-of-fold splits differ between repeated and weighted rows"}
 
 
-@parametrize_with_checks(
+def _slow_check(estimator, name):
+    # The dtype checks fit every estimator four more times; the gated, class-weighted fusion's
+    # checks repeat the plain one's with a costlier fit.
+    return name == "check_estimators_dtypes" or getattr(estimator, "trust", None) is not None
+
+
+@parametrize_with_checks_marked(
     [
         ModalityBlock(StandardScaler()),
         ModalityBlock(FunctionTransformer(feature_names_out="one-to-one"), pca=1, weight=2.0,
@@ -545,6 +553,7 @@ _EXPECTED_FAILURES = {"check_sample_weight_equivalence_on_dense_data":
         "mean": {"check_class_weight_classifiers": "class_weight is for the default models, and "
                                                    "this fusion has none (own estimators, a rule)"},
     }.get(getattr(estimator, "rule", None), {}),
+    slow=_slow_check,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -205,6 +205,7 @@ def test_trust_is_a_grid_search_parameter_and_survives_pickling():
     pd.testing.assert_frame_equal(again.modality_weights(df), gated.modality_weights(df))
 
 
+@pytest.mark.slow
 def test_gated_stacking_on_demo_data_with_corrupted_cells(tmp_path):
     # In 30 % of the rows one modality shows another class's cue, degraded. Plain stacking
     # already follows the surer modality there, so trust adds little on this data (measured

@@ -34,6 +34,8 @@ from mmfeat.fusion import (
 )
 from mmfeat.image import ColorHistogram
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_blas_thread():

@@ -143,6 +143,7 @@ def test_scoring_an_unlabeled_manifest_with_a_late_fusion_model(data, tmp_path):
 # ---------------------------------------------------------------------------- pandas output
 
 
+@pytest.mark.slow
 def test_every_fusion_estimator_works_under_global_pandas_output(data):
     y = data["label"]
     with_missing = data.assign(image=data["image"].where(data.index % 9 > 0),

@@ -61,6 +61,7 @@ def test_named_columns_and_pipeline_layout(xor_data):
         clone(model).set_output(transform="default").fit_transform(df)
 
 
+@pytest.mark.slow
 def test_grid_search_tunes_rank_and_on_off_without_re_extracting(xor_data, tmp_path):
     df = xor_data.iloc[:100].copy()
     log = tmp_path / "log"

@@ -23,6 +23,8 @@ CORPUS_DIR = Path(__file__).parent / "hostile_skops"
 sys.path.insert(0, str(CORPUS_DIR))
 from make_corpus import CORPUS  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 VICTIM = "keep me\n"
 
 

@@ -18,6 +18,8 @@ FLOWERS = {985, 986}  # daisy, yellow lady's slipper
 BAD_KINDS = ["missing", "zero_bytes", "truncated_jpeg", "truncated_png", "wrong_extension"]
 ODD_KINDS = ["rgba_png", "uint16_png", "gray_png"]
 EXTRACTORS = ["color", "gradient", "orb", "cnn"]
+# The CNN's cases of the odd and bad files (each a pass over the model) are in the slow tier.
+SLOW_CNN = [pytest.param(n, marks=pytest.mark.slow) if n == "cnn" else n for n in EXTRACTORS]
 
 
 def stripes(horizontal: bool, period: int, phase: int = 0, size: int = 96) -> np.ndarray:
@@ -234,7 +236,7 @@ def test_cnn_names_the_weights_package_to_install():
 # ---------------------------------------------------------------------- every extractor
 
 
-@pytest.mark.parametrize("name", EXTRACTORS)
+@pytest.mark.parametrize("name", SLOW_CNN)
 def test_odd_but_valid_images(name, fitted, odd_but_valid):
     extractor = fitted[name]
     features = extractor.transform([odd_but_valid[k] for k in ODD_KINDS])
@@ -251,7 +253,7 @@ def test_bad_file_raises_naming_its_row(name, kind, fitted, image_paths, bad_fil
     assert bad_files[kind] in str(info.value)
 
 
-@pytest.mark.parametrize("name", EXTRACTORS)
+@pytest.mark.parametrize("name", SLOW_CNN)
 def test_bad_files_become_nan_rows(name, fitted, image_paths, bad_files):
     items = list(image_paths[:3])
     bad_rows = [1, 3, 4, 6, 7]

@@ -26,6 +26,7 @@ def special_files(tmp_path_factory):
     return [str(fifo), "/dev/zero"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="POSIX only")
 def test_a_fifo_or_a_device_is_a_row_error_never_a_hang(special_files, image_paths, audio_paths, tmp_path):
     # run in a child with a timeout: a read of a FIFO with no writer would block this process

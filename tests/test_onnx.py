@@ -22,6 +22,8 @@ from mmfeat.cache import FeatureCache  # noqa: E402
 from mmfeat.image import CNNEmbedder  # noqa: E402
 from mmfeat.models import clear_model_cache  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 
 @pytest.fixture(scope="module")
 def photos():

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from conftest import help_entries
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
 

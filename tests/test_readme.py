@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -208,6 +208,7 @@ def test_bad_corruption_parameters_are_named(call, match, split, tmp_path):
 # ----------------------------------------------------------------------------- the report
 
 
+@pytest.mark.slow
 def test_late_fusion_report_covers_every_modality_and_level(late_report, split, originals):
     report, work = late_report
     _, test = split
@@ -361,6 +362,7 @@ def test_a_model_of_unknown_shape_or_unfitted_is_refused(split):
 # ----------------------------------------------------------------------------- the plot
 
 
+@pytest.mark.slow
 def test_the_plot_is_a_png_with_a_panel_per_corruption(late_report, tmp_path):
     import cv2
 

@@ -25,6 +25,8 @@ from mmfeat.image.color import ColorHistogram
 from mmfeat.modelfile import save_model
 from mmfeat.scoring import ScoringError, score
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 ROOT = Path(__file__).resolve().parents[1]
 
 try:

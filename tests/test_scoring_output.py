@@ -156,6 +156,7 @@ def _wait_for_a_part(proc, out, timeout=90):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_second_job_on_the_same_folder_is_refused(slow_job, tmp_path):
     out = tmp_path / "out"
     first = _start(slow_job, out)
@@ -174,6 +175,7 @@ def test_a_second_job_on_the_same_folder_is_refused(slow_job, tmp_path):
     assert pd.read_parquet(out)["id"].tolist() == list(range(60))
 
 
+@pytest.mark.slow
 def test_workers_exit_when_the_job_is_killed(slow_job, tmp_path):
     psutil = pytest.importorskip("psutil")
     out = tmp_path / "out"
@@ -195,6 +197,7 @@ def test_workers_exit_when_the_job_is_killed(slow_job, tmp_path):
         parent.stderr.close()
 
 
+@pytest.mark.slow
 def test_worker_processes_use_the_jobs_cache_settings(model, tmp_path):
     """Settings are per thread, not in the environment: a job's cache_dir reaches its workers."""
     from mmfeat import config_context
@@ -208,6 +211,7 @@ def test_worker_processes_use_the_jobs_cache_settings(model, tmp_path):
     assert FeatureCache(store).stats()["entries"] == len(set(model["images"]))
 
 
+@pytest.mark.slow
 def test_score_trusted_names_a_further_type_of_a_skops_file(model, tmp_path):
     pytest.importorskip("skops")
     from slowstep import Sleep

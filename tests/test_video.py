@@ -33,6 +33,8 @@ from mmfeat.cache import FeatureCache
 from mmfeat.image import CNNEmbedder, ColorHistogram, ORBBagOfWords
 from mmfeat.video import MotionStats, PartialDecodeWarning, VideoAudio, VideoFrames
 
+pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
+
 SIZE, FPS, SR = 64, 15, 16_000
 BACKGROUNDS = [(200, 40, 40), (180, 60, 30), (220, 30, 70), (40, 50, 200), (30, 80, 180), (60, 40, 220)]
 
