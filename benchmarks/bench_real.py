@@ -136,10 +136,10 @@ def late(blocks, **params):
 def candidates(blocks, chosen):
     """(row name, kind, model factory, takes groups): kind "hand" or "mmfeat"."""
     columns = {m: list(df.columns) for m, df in blocks.items()}
-    rows = [] if chosen == {"rules"} else [
+    rows = [] if chosen <= {"rules", "stack"} else [
         (f"hand: {m} alone" + (" (SVC)" if m == "audio" else ""), "hand",
          lambda m=m: OneBlock(m, columns[m]), False) for m in columns]
-    if chosen != {"rules"}:
+    if not chosen <= {"rules", "stack"}:
         rows.append(("hand: early (concatenation)", "hand", lambda: make_pipeline(
             StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)), False))
     rows.append(("hand: late (product)", "hand", lambda: HandProduct(columns), False))
@@ -161,6 +161,11 @@ def candidates(blocks, chosen):
             ("mmfeat: late, rule='product'", "mmfeat", lambda: late(columns, rule="product"), True),
             ("mmfeat: late, rule='mean'", "mmfeat", lambda: late(columns, rule="mean"), True),
         ]
+    if "stack" in chosen:
+        rows += [("mmfeat: late, stacking (default meta-learner)", "mmfeat", lambda: late(columns),
+                  True),
+                 ("mmfeat: late, stacking, final_estimator=LogisticRegression()", "mmfeat",
+                  lambda: late(columns, final_estimator=LogisticRegression()), True)]
     if "rules" in chosen:
         # One fit per fold gives the four fixed-rule rows: both rules' weights are learned in
         # every fit, and rule and rule_weights are switched with set_params for prediction.
@@ -250,7 +255,9 @@ def main():
     parser.add_argument("--only", help="comma-separated data sets: " + ",".join(DATASETS))
     parser.add_argument("--models", default="early,late",
                         help="mmfeat rows: early, late, rules (the fixed rules, learned and "
-                             "equal weights, beside the hand-written product alone)")
+                             "equal weights), stack (the default meta-learner against "
+                             "LogisticRegression); rules and stack alone keep only the "
+                             "hand-written product beside them")
     parser.add_argument("--quick", action="store_true",
                         help="gradient histogram instead of the CNN")
     parser.add_argument("--n-max", type=int, help="subsample each data set to this many rows")

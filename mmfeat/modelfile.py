@@ -200,6 +200,7 @@ _MMFEAT_CLASSES = (
     ("mmfeat.fusion.late", "LateFusionClassifier"),
     ("mmfeat.fusion.late", "LateFusionRegressor"),
     ("mmfeat.fusion.tuning", "TunedLogisticRegression"),
+    ("mmfeat.fusion.rules", "LogProbabilityStacker"),
     ("mmfeat.video.frames", "VideoFrames"),
     ("mmfeat.video.motion", "MotionStats"),
     ("mmfeat.video.audio", "VideoAudio"),

@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mmfeat.fusion import LateFusionClassifier
-from mmfeat.fusion.rules import combine_probabilities, fit_rule_weights
+from mmfeat.fusion.rules import LogProbabilityStacker, combine_probabilities, fit_rule_weights
 from mmfeat.modelfile import load_model, save_model
 
 N_CLASSES = 5
@@ -101,3 +101,39 @@ def test_weights_fit_leaves_out_a_modality_that_adds_nothing():
     product = fit_rule_weights(stacked, available, codes, "product")
     # already calibrated, so no sharpening wanted; the uniform modality is left out
     assert np.isclose(product[0], 1, atol=0.15) and product[1] == 0
+
+
+def many_classes(n, seed, n_classes=16):
+    """Three modalities of decreasing strength over 16 classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    blocks = [2 * strength * np.eye(n_classes)[y] + rng.normal(size=(n, n_classes))
+              for strength in (1.2, 0.8, 0.5)]
+    columns = [f"{m}{i}" for m in "abc" for i in range(n_classes)]
+    return pd.DataFrame(np.hstack(blocks), columns=columns), y
+
+
+def test_small_meta_learner_wins_with_many_classes_and_few_rows(tmp_path):
+    X, y = many_classes(200, 0)  # 12 rows a class
+    X_new, y_new = many_classes(2000, 1)
+    modalities = {m: ([f"{m}{i}" for i in range(16)], "passthrough",
+                      LogisticRegression(C=0.1, max_iter=1000)) for m in "abc"}
+    small = LateFusionClassifier(modalities, cv=3, random_state=0).fit(X, y)
+    full = LateFusionClassifier(modalities, LogisticRegression(), cv=3, random_state=0).fit(X, y)
+    assert isinstance(small.final_estimator_, LogProbabilityStacker)
+    assert small.final_estimator_.coef_.shape == (3,)
+    # Measured (seed 0 / 1): 0.739 against 0.509 for the 3 x 16 by 16 multinomial.
+    assert (small.predict(X_new) == y_new).mean() > (full.predict(X_new) == y_new).mean() + 0.1
+    weights = small.modality_report_["weight"]
+    assert weights.iloc[0] > weights.iloc[1] > weights.iloc[2]
+    proba = small.predict_proba(X_new)
+    assert np.allclose(proba.sum(axis=1), 1)
+    path = tmp_path / "small.skops"
+    save_model(small, path)
+    assert (load_model(path).predict(X_new) == small.predict(X_new)).all()
+    # Two classes, or trust, keep the logistic regression.
+    two = y < 8
+    binary = LateFusionClassifier(modalities, cv=3).fit(X[two], (y[two] < 4).astype(int))
+    assert isinstance(binary.final_estimator_, LogisticRegression)
+    trusted = LateFusionClassifier(modalities, cv=3, trust="margin").fit(X, y)
+    assert isinstance(trusted.final_estimator_, LogisticRegression)

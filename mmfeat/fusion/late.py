@@ -51,7 +51,13 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         class and at most 5,000 rows also tries an RBF SVM with Platt-scaled probabilities,
         and the one with the better out-of-fold log loss is kept (``modality_report_["model"]``).
     final_estimator : classifier or None, default=None
-        The meta-learner; None means ``LogisticRegression()``.
+        The meta-learner. None: with 3 or more classes, and the meta-learner given only the
+        modalities' probabilities (no ``trust``, ``outliers="trust"`` or ``passthrough``),
+        :class:`~mmfeat.fusion.rules.LogProbabilityStacker`, one weight per modality and a
+        bias per class on the log-probabilities (``k + C`` parameters, where a multinomial
+        logistic regression on the same input has about ``k C²`` and overfits with many
+        classes and few rows); otherwise ``LogisticRegression()``, which
+        ``final_estimator=LogisticRegression()`` keeps in every case.
     cv : int, cross-validation splitter or iterable, default=5
         How out-of-fold predictions are made: stratified k-fold for an int, as in scikit-learn,
         or stratified group k-fold when ``fit`` is given ``groups`` (at most one fold per

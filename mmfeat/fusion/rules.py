@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import compute_sample_weight
+from sklearn.utils.validation import check_is_fitted
+
+from .._sklearn_compat import StrOptions, _fit_context
 
 PROBABILITY_RULES = ("mean", "product")
 # The product rule's fit adds this times the sum of squared weights: a modality whose
@@ -87,3 +92,83 @@ def fit_rule_weights(stacked, available, codes, rule, sample_weight=None):
     if not weights.any():
         weights = np.ones(k)
     return weights / weights.sum() if rule == "mean" else weights
+
+
+class LogProbabilityStacker(ClassifierMixin, BaseEstimator):
+    """A small stacking meta-learner: one weight per modality and a bias per class on the
+    modalities' log-probabilities, ``softmax(b + sum_m w_m log p_m)`` with ``w_m >= 0``,
+    fitted by log loss: ``k + C`` parameters where a multinomial logistic regression on the
+    same input has ``(k C + 1) C``, which overfits with many classes and few rows.
+
+    Parameters
+    ----------
+    blocks : list of (int, int)
+        Per modality, the ``(start, stop)`` columns of its class probabilities in ``X`` (in
+        ``classes_`` order); other columns (availability) are not used.
+    class_weight : "balanced", dict or None, default=None
+    """
+
+    _parameter_constraints: dict = {
+        "blocks": [list],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
+    def __init__(self, blocks, class_weight=None):
+        self.blocks = blocks
+        self.class_weight = class_weight
+
+    def _logs(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        return np.stack([np.log(np.clip(X[:, start:stop], 1e-12, 1.0))
+                         for start, stop in self.blocks])
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        logs = self._logs(X)
+        if logs.shape[2] != len(self.classes_):
+            raise ValueError(f"Each block must have one column per class ({len(self.classes_)}), "
+                             f"got {logs.shape[2]}.")
+        weight = np.ones(len(codes)) if sample_weight is None else np.asarray(sample_weight,
+                                                                                dtype=np.float64)
+        if self.class_weight is not None:
+            weight = weight * compute_sample_weight(self.class_weight, y)
+        weight = weight / weight.sum()
+        k, n, n_classes = logs.shape
+        rows = np.arange(n)
+
+        def loss(params):  # and its gradient
+            w, b = params[:k], params[k:]
+            z = np.tensordot(w, logs, axes=1) + b
+            z = z - z.max(axis=1, keepdims=True)
+            softmax = np.exp(z)
+            normaliser = softmax.sum(axis=1)
+            softmax /= normaliser[:, None]
+            log_p = z[rows, codes] - np.log(normaliser)
+            residual = softmax.copy()
+            residual[rows, codes] -= 1.0  # d(-log p)/dz
+            residual *= weight[:, None]
+            gradient_w = (logs * residual[None]).sum(axis=(1, 2))
+            gradient_b = residual.sum(axis=0)
+            penalty = _RIDGE * ((w ** 2).sum() + (b ** 2).sum())
+            return (-(weight * log_p).sum() + penalty,
+                    np.concatenate([gradient_w + 2 * _RIDGE * w, gradient_b + 2 * _RIDGE * b]))
+
+        start = np.concatenate([np.ones(k), np.zeros(n_classes)])
+        found = minimize(loss, start, jac=True, method="L-BFGS-B",
+                         bounds=[(0.0, None)] * k + [(None, None)] * n_classes)
+        self.coef_, self.intercept_ = found.x[:k], found.x[k:]
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def decision_function(self, X):
+        check_is_fitted(self, "coef_")
+        return np.tensordot(self.coef_, self._logs(X), axes=1) + self.intercept_
+
+    def predict_proba(self, X):
+        z = self.decision_function(X)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[self.decision_function(X).argmax(axis=1)]

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from .blocks import available_rows
 from .calibration import apply_calibration, calibration_scores, cross_fitted_scores, fit_calibration
+from .columns import passthrough_columns
 from .defaults import (
     default_classifiers,
     default_final_classifier,
@@ -23,8 +24,14 @@ from .defaults import (
     default_regressors,
     tuned_logistic,
     tuned_ridge,
+    weighted,
 )
-from .rules import PROBABILITY_RULES, combine_probabilities, fit_rule_weights
+from .rules import (
+    PROBABILITY_RULES,
+    LogProbabilityStacker,
+    combine_probabilities,
+    fit_rule_weights,
+)
 
 STACK_METHODS = ("auto", "predict_proba", "decision_function", "predict")
 
@@ -171,7 +178,19 @@ class Classification(Regression):
         return default_classifiers
 
     def default_final(self):
-        return default_final_classifier(self.fusion.class_weight)
+        """With 3 or more classes and only the modalities' probabilities as input, the small
+        :class:`~mmfeat.fusion.rules.LogProbabilityStacker`; otherwise logistic regression."""
+        fusion = self.fusion
+        layout = fusion.__dict__.get("_layout")
+        classes = getattr(fusion, "classes_", None)
+        small = (layout is not None and classes is not None and len(classes) > 2
+                 and fusion.trust is None and not fusion.__dict__.get("_outlier_inputs", False)
+                 and not passthrough_columns(fusion.passthrough)
+                 and all(method == "predict_proba" for method in fusion.stack_method_.values()))
+        if small:
+            blocks = [(start, start + len(classes)) for _, (start, _), _ in layout.values()]
+            return weighted(LogProbabilityStacker(blocks, class_weight=fusion.class_weight))
+        return default_final_classifier(fusion.class_weight)
 
     def model_weights(self, sample_weight, y):
         """``class_weight`` as row weights, times ``sample_weight``: the same as each model's
