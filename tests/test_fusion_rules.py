@@ -131,9 +131,7 @@ def test_small_meta_learner_wins_with_many_classes_and_few_rows(tmp_path):
     path = tmp_path / "small.skops"
     save_model(small, path)
     assert (load_model(path).predict(X_new) == small.predict(X_new)).all()
-    # Two classes, or trust, keep the logistic regression.
+    # Two classes keep the logistic regression.
     two = y < 8
     binary = LateFusionClassifier(modalities, cv=3).fit(X[two], (y[two] < 4).astype(int))
     assert isinstance(binary.final_estimator_, LogisticRegression)
-    trusted = LateFusionClassifier(modalities, cv=3, trust="margin").fit(X, y)
-    assert isinstance(trusted.final_estimator_, LogisticRegression)
