@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _quality import print_quality_table
 
 TOLERANCE = 0.5  # points
 
@@ -124,13 +125,7 @@ def main():
 
     print(f"\nEfficientNet-Lite0, float32 vs int8 (ONNX Runtime, CPU, static QDQ); digits: "
           f"{len(digits)}, emoji: {len(emoji)}, photo crops: {len(photos)}\n")
-    print("| task | float32 | int8 | int8 - float32 (points) |")
-    print("|---|---|---|---|")
-    worst = 0.0
-    for task in results["float32"]:
-        a, b = results["float32"][task], results["int8"][task]
-        worst = min(worst, 100 * (b - a))
-        print(f"| {task} | {a:.4f} | {b:.4f} | {100 * (b - a):+.2f} |")
+    worst = print_quality_table(results)
     print(f"| ImageNet top-1 agreement on {len(photos)} photo crops | 1 | {agreement:.4f} | |")
     print(f"\nimages/s on 64 photo crops: raw torch loop {speed['raw torch loop']:.1f}, float32 "
           f"{speed['float32']:.1f} ({speed['float32'] / speed['raw torch loop']:.2f}x raw), int8 "

@@ -24,6 +24,7 @@ import os
 import time
 
 import numpy as np
+from _quality import print_quality_table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -87,13 +88,7 @@ def main():
 
     print(f"\nall-MiniLM-L6-v2, float32 vs int8 (ONNX Runtime, CPU); emoji names: "
           f"{len(emoji)} rows, WordNet: {len(wordnet)} synsets\n")
-    print("| task | float32 | int8 | int8 - float32 (points) |")
-    print("|---|---|---|---|")
-    worst = 0.0
-    for task in results["float32"]:
-        a, b = results["float32"][task], results["int8"][task]
-        worst = min(worst, 100 * (b - a))
-        print(f"| {task} | {a:.4f} | {b:.4f} | {100 * (b - a):+.2f} |")
+    worst = print_quality_table(results)
     print(f"| 2,000 short sentences, texts/s | {speed['float32']:.0f} | {speed['int8']:.0f} | "
           f"x{speed['int8'] / speed['float32']:.2f} |")
     print(f"\ncosine of int8 to float32 vectors over {cosines.size} texts: median "
