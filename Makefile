@@ -33,12 +33,12 @@ lint: install
 	$(BIN)/ruff check mmfeat tests benchmarks pipelines docs
 
 # bench_real.py builds its data sets from Debian packages (speech, emoji glyphs and names,
-# WordNet): installed here when missing (as root, after apt-get update).
+# WordNet): installed here when missing (as root).
 REAL_DATA_DEBS := espeak-ng fonts-noto-color-emoji unicode-data wordnet
 bench: install
 	command -v espeak-ng >/dev/null && test -f /usr/share/unicode/emoji/emoji-test.txt \
 		&& test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf && test -d /usr/share/wordnet \
-		|| apt-get install -y $(REAL_DATA_DEBS)
+		|| { apt-get update -q && apt-get install -y -q $(REAL_DATA_DEBS); }
 	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(BIN)/python $$f || exit 1; done
 
 clean:
