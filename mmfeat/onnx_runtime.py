@@ -25,6 +25,7 @@ The graph folder is trusted no further than the feature store beside it:
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -78,13 +79,18 @@ def graph_dir() -> Path:
     return Path(get_config()["cache_dir"] or default_cache_dir()) / "onnx"
 
 
-def graph_path(name: str, key: dict) -> Path:
-    """The file of the graph ``name`` exported under ``key`` (a JSON-able dict)."""
+@functools.cache
+def _exporter_version() -> str:
+    """torch's version, read from its installed metadata without importing it (a process that
+    finds the graph written never needs torch); once per process, not at every lookup."""
     from importlib.metadata import version
 
-    # the exporter's version, read without importing torch (a process that finds the graph
-    # written never needs torch)
-    key = {**key, "opset": OPSET, "torch": version("torch").split("+")[0]}
+    return version("torch").split("+")[0]
+
+
+def graph_path(name: str, key: dict) -> Path:
+    """The file of the graph ``name`` exported under ``key`` (a JSON-able dict)."""
+    key = {**key, "opset": OPSET, "torch": _exporter_version()}
     digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12).hexdigest()
     return graph_dir() / f"{name}-{digest}.onnx"
 

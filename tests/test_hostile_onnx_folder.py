@@ -160,6 +160,9 @@ OWNER, MEMBER, ATTACKER, GROUP = 60001, 60003, 60002, 60000
 def as_user(uid: int, store: Path, plant: bytes | None = None) -> dict:
     """In a forked child that becomes ``uid`` (in the store's group): plant ``plant`` as the
     graph if given (what any member of the group can do), else run the graph and report."""
+    # What naming the graph reads from the installed packages is read here, before the fork:
+    # the other user may not be allowed into the virtual environment (a private checkout).
+    graph_file(store)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns to pytest
