@@ -52,9 +52,11 @@ def raw_spectral(path: str) -> np.ndarray:
     wave, _ = librosa.load(path, sr=SR)
     S = np.abs(librosa.stft(wave, n_fft=512, hop_length=160))
     frames = np.concatenate([
-        feature.spectral_centroid(S=S, sr=SR, n_fft=512), feature.spectral_bandwidth(S=S, sr=SR, n_fft=512),
+        feature.spectral_centroid(S=S, sr=SR, n_fft=512),
+        feature.spectral_bandwidth(S=S, sr=SR, n_fft=512),
         feature.spectral_rolloff(S=S, sr=SR, n_fft=512),
-        feature.zero_crossing_rate(wave, frame_length=512, hop_length=160), feature.rms(S=S, frame_length=512),
+        feature.zero_crossing_rate(wave, frame_length=512, hop_length=160),
+        feature.rms(S=S, frame_length=512),
         feature.spectral_contrast(S=S, sr=SR, n_fft=512, fmin=200.0, n_bands=6),
         feature.chroma_stft(S=S**2, sr=SR, n_fft=512, tuning=0.0), feature.spectral_flatness(S=S)])
     return np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).ravel()
@@ -100,10 +102,12 @@ def main():
             return np.stack(Parallel(n_jobs=2)(delayed(raw_features)(p) for p in paths))
 
         # warm-up (numba, worker processes), and proof that both compute the same numbers
-        np.testing.assert_allclose(serial.transform(paths[:20]), raw_serial()[:20], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(serial.transform(paths[:20]), raw_serial()[:20], rtol=1e-4,
+                                   atol=1e-3)
         np.testing.assert_allclose(parallel.transform(paths), raw_parallel(), rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(spectral.transform(paths[:20]),
-                                   np.stack([raw_spectral(p) for p in paths[:20]]), rtol=1e-4, atol=1e-3)
+                                   np.stack([raw_spectral(p) for p in paths[:20]]),
+                                   rtol=1e-4, atol=1e-3)
         threads = Parallel(n_jobs=2)(delayed(blas_threads_in_worker)(i) for i in range(2))
 
         rows = [
@@ -119,7 +123,8 @@ def main():
             ("audio: SpectralStats vs librosa spectral loop with BLAS at 1 thread",
              *paired(raw_spectral_one_thread, lambda: spectral.transform(paths), args.rounds)),
         ]
-    print(f"\n{args.n} one-second WAVs, 20 MFCCs + deltas (and 8 spectral features), mean/std; best of {args.rounds} "
+    print(f"\n{args.n} one-second WAVs, 20 MFCCs + deltas (and 8 spectral features), mean/std; "
+          f"best of {args.rounds} "
           f"paired rounds; BLAS threads in each joblib worker: {max(threads)}\n")
     print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
     print("|---|---|---|---|")

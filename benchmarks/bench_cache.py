@@ -109,7 +109,8 @@ def grid(data, workdir, skip_nocache):
 
     store = FeatureCache(os.path.join(workdir, "grid"))
     pipe = Pipeline([("features", fusion(store)), ("model", LogisticRegression(max_iter=2000))])
-    rows.append(("mmfeat cache (empty at start)", *counted(lambda: GridSearchCV(pipe, grid, cv=5).fit(X, y))))
+    rows.append(("mmfeat cache (empty at start)",
+                 *counted(lambda: GridSearchCV(pipe, grid, cv=5).fit(X, y))))
 
     memory = Memory(os.path.join(workdir, "joblib"), verbose=0)
     pipe = Pipeline([("features", fusion(False)), ("model", LogisticRegression(max_iter=2000))],

@@ -101,7 +101,8 @@ def grouped_table(args):
                     f"{'groups=' if with_groups else 'no groups'}"
             rows.append([label, mean, spread, f"{time.perf_counter() - start:.0f} s"])
     by_group = LogisticRegressionCV(Cs=np.logspace(-4, 1, 6), cv=GroupKFold(3), max_iter=2000,
-                                    scoring="accuracy", l1_ratios=(0.0,), use_legacy_attributes=False)
+                                    scoring="accuracy", l1_ratios=(0.0,),
+                                    use_legacy_attributes=False)
     for label, estimator, with_groups in (('early fusion, estimator="auto"', "auto", False),
                                           ("early fusion, LogisticRegressionCV(cv=GroupKFold(3)), "
                                            "groups=", by_group, True)):
@@ -151,7 +152,8 @@ def modality_table(args, train, test):
             accuracy, loss = scores(model, train, test)
             chosen = model.modality_report_["model"].iloc[0]
             rows.append([name, "C=1" if fixed else f"tuned: {chosen}", accuracy, loss])
-    for label, estimator in (("LogisticRegression(C=0.5)", LogisticRegression(C=0.5, max_iter=2000)),
+    for label, estimator in (("LogisticRegression(C=0.5)",
+                              LogisticRegression(C=0.5, max_iter=2000)),
                              ('estimator="auto"', "auto")):
         model = make_early_fusion(**extractors(args.quick), estimator=estimator)
         accuracy, loss = scores(model, train, test)

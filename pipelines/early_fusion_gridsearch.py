@@ -29,8 +29,10 @@ GRID = {
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_arguments(parser)
-    parser.add_argument("--cv", type=int, default=5, help="cross-validation folds of the grid search (default: %(default)s)")
-    parser.add_argument("--n-jobs", type=int, default=1, help="candidates fitted in parallel (default: %(default)s)")
+    parser.add_argument("--cv", type=int, default=5,
+                        help="cross-validation folds of the grid search (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="candidates fitted in parallel (default: %(default)s)")
     parser.add_argument("--model-out", help="save the best model here (mmfeat.save_model)")
     args = parser.parse_args(argv)
 

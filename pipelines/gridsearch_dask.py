@@ -55,10 +55,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="a Dask scheduler address; default: start a 2-worker LocalCluster")
-    parser.add_argument("--n-samples", type=int, default=200, help="samples in the demo data (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="where the demo data is written (default: a temp folder)")
-    parser.add_argument("--cv", type=int, default=3, help="cross-validation folds (default: %(default)s)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed of the data (default: %(default)s)")
+    parser.add_argument("--n-samples", type=int, default=200,
+                        help="samples in the demo data (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="where the demo data is written (default: a temp folder)")
+    parser.add_argument("--cv", type=int, default=3,
+                        help="cross-validation folds (default: %(default)s)")
+    parser.add_argument("--random-state", type=int, default=0,
+                        help="seed of the data (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 40 samples, 2 folds, 2 candidates (seconds)")
     args = parser.parse_args(argv)
@@ -86,7 +90,8 @@ def main(argv=None) -> int:
                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
     try:
-        print(f"dask: {client.scheduler.address}, {len(client.scheduler_info()['workers'])} workers")
+        workers = client.scheduler_info()["workers"]
+        print(f"dask: {client.scheduler.address}, {len(workers)} workers")
         start = time.perf_counter()
         with joblib.parallel_backend("dask"):
             search.fit(df, y)

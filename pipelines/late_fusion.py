@@ -27,7 +27,8 @@ def main(argv=None):
     add_data_arguments(parser)
     parser.add_argument("--rule", default="stack", choices=["stack", "mean", "product", "vote"],
                         help="how the modalities' predictions are combined (default: %(default)s)")
-    parser.add_argument("--cv", type=int, default=5, help="folds of the out-of-fold predictions (default: %(default)s)")
+    parser.add_argument("--cv", type=int, default=5,
+                        help="folds of the out-of-fold predictions (default: %(default)s)")
     parser.add_argument("--group-col", help="column of row groups (speaker, session ...): "
                                             "hold out whole groups and fit with groups=")
     parser.add_argument("--model-out", help="save the fitted model here (mmfeat.save_model)")

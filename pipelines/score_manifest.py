@@ -18,7 +18,8 @@ from mmfeat.scoring import format_summary, score
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model file saved with mmfeat.save_model (.joblib or .skops)")
-    parser.add_argument("manifest", help="CSV, TSV or Parquet file; relative paths are read from its folder")
+    parser.add_argument("manifest",
+                        help="CSV, TSV or Parquet file; relative paths are read from its folder")
     parser.add_argument("output", help="output folder of Parquet parts (rerun to resume)")
     parser.add_argument("--proba", action="store_true", help="add proba_<class> columns")
     parser.add_argument("--chunk-size", type=int, default=10_000,
