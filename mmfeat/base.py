@@ -28,8 +28,7 @@ from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names
 from .cache import FeatureCache, resolve_cache
 from .config import cache_settings
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
-from .io import check_item, describe
-from .items import as_items
+from .items import as_items, check_item, describe
 from .keys import checked_key, stable_form
 
 # Parameters of these types key a plan by their values: nothing else to look at on a hit.

@@ -1,13 +1,20 @@
 """What an item is, before it is keyed or loaded: the accepted 1-D inputs turned into a list
-of items, with the inputs that would be misread refused."""
+of items, with the inputs that would be misread refused; the check of one item's type (the
+same with the cache on or off); what a missing value is; how an item is named in an error, and
+the row's error for a file that cannot be read. Both the keyer (:mod:`mmfeat.keys`) and the
+loaders (:mod:`mmfeat.io`) use these."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Iterator, Mapping, Set
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
+
+from .errors import ItemError
 
 
 def as_items(X, modality: str) -> list:
@@ -84,3 +91,135 @@ def as_items(X, modality: str) -> list:
         return list(X)
     except TypeError:
         raise TypeError(f"Expected a 1-D sequence of items, got {type(X).__name__}.") from None
+
+
+def is_missing(item) -> bool:
+    """True for None, NaN, ``pd.NA`` and ``pd.NaT``: a missing value, not an item."""
+    if item is None:
+        return True
+    if isinstance(item, float):
+        return math.isnan(item)
+    try:
+        import pandas as pd
+
+        return item is pd.NA or item is pd.NaT
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return False
+
+
+def describe(item, limit: int = 60) -> str:
+    """A short, printable description of an item for error messages."""
+    if is_missing(item):
+        return repr(item)
+    if isinstance(item, (str, os.PathLike)) and not isinstance(item, str):
+        return str(item)
+    if isinstance(item, str):
+        text = item if len(item) <= limit else item[: limit - 3] + "..."
+        return repr(text)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"<{len(item)} bytes>"
+    if isinstance(item, np.ndarray):
+        return f"<array {item.shape} {item.dtype}>"
+    if isinstance(item, tuple) and len(item) == 2:
+        wave, sr = item
+        return f"<waveform of {np.shape(wave)} at {sr} Hz>"
+    return f"<{type(item).__name__}>"
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def check_item(item, modality: str):
+    """Check an item's type before it is keyed or loaded, and return its canonical form.
+
+    The same check runs with the cache on or off, so a bad item gets the same error either
+    way, and never the cached vector of a valid twin (``(wave, 16000.0)`` is ``(wave, 16000)``
+    before its key is made). Integer PCM waveforms are scaled to float32 here, so that their
+    key is that of the samples the features are computed from.
+
+    Parameters
+    ----------
+    item : object
+        One item of the input.
+    modality : {"image", "audio", "text"}
+
+    Returns
+    -------
+    item
+        The item, with an audio ``[waveform, sr]`` list or tuple as a ``(float array, int)`` tuple.
+
+    Raises
+    ------
+    ItemError
+        Missing value, an URL, or a type the modality cannot read.
+    """
+    if is_missing(item):
+        raise ItemError("missing value")
+    if modality == "text":
+        if isinstance(item, (str, bytes, bytearray)):
+            return item
+        raise ItemError(f"expected a string, got {type(item).__name__}")
+    if isinstance(item, (str, os.PathLike)):
+        if isinstance(item, str) and _URL.match(item):
+            raise ItemError("URLs are not read: download the file and pass its path")
+        return item
+    if modality == "image":
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return item
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise ItemError(f"array of dtype {item.dtype} is not an image")
+            return item
+        raise ItemError(f"cannot read an image from {type(item).__name__}; expected a path, "
+                        "bytes or an array")
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        wave, sr = item
+        return _float_wave(wave), _sample_rate(sr)
+    raise ItemError(
+        f"cannot read audio from {type(item).__name__}; expected a path or a (waveform, sr) tuple"
+    )
+
+
+def _sample_rate(sr) -> int:
+    """A positive whole number of Hz as an int (16000.0 is 16000); anything else is refused."""
+    if isinstance(sr, (bool, np.bool_)) or not isinstance(sr, Real) or not math.isfinite(sr) \
+            or sr <= 0 or (not isinstance(sr, Integral) and not float(sr).is_integer()):
+        raise ItemError(f"sample rate {sr!r} is not a positive integer")
+    return int(sr)
+
+
+def _float_wave(wave) -> np.ndarray:
+    """A waveform as float32 samples; integer PCM (e.g. int16 from scipy.io.wavfile) is scaled
+    to the [-1, 1] range soundfile gives."""
+    try:
+        wave = np.asarray(wave)
+    except (TypeError, ValueError) as exc:
+        raise ItemError(f"waveform is not an array: {exc}") from None
+    if wave.dtype.hasobject or wave.dtype.kind not in "biuf":
+        raise ItemError(f"waveform of dtype {wave.dtype}: expected numbers")
+    if wave.ndim not in (1, 2):
+        raise ItemError(f"waveform of shape {wave.shape}: expected 1-D or (channels, samples)")
+    if wave.dtype.kind in "iu":
+        info = np.iinfo(wave.dtype)
+        middle, half = (info.max + 1 + info.min) / 2, (info.max - info.min + 1) / 2
+        wave = (wave.astype(np.float32) - middle) / half
+    return np.asarray(wave, dtype=np.float32)
+
+
+def file_error(exc: OSError) -> ItemError:
+    """The row's error for a file-system failure (the same wording wherever a file is read)."""
+    if isinstance(exc, FileNotFoundError):
+        # The path alone does not say where a relative path was looked for, nor that a whole
+        # folder is wrong (every row of a column failing the same way).
+        named = isinstance(exc.filename, (str, bytes, os.PathLike))
+        path = os.fsdecode(exc.filename) if named else ""
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if folder and not os.path.isdir(folder):
+            return ItemError(f"file not found (no folder {folder})")
+        if path and not os.path.isabs(path):
+            return ItemError(f"file not found (looked in {folder})")
+        return ItemError("file not found")
+    if isinstance(exc, IsADirectoryError):
+        return ItemError("is a directory, not a file")
+    return ItemError(f"cannot read file: {exc.strerror or exc}")
+

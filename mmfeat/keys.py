@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .errors import ItemError
-from .io import check_item, file_error, is_missing
+from .items import check_item, file_error, is_missing
 
 FINGERPRINT_HEX = 32  # hex characters of the fingerprint part of a key
 _MODALITIES = ("image", "audio", "text")
@@ -54,13 +54,13 @@ def item_digest(item, modality: str, file_keys: str = "content") -> str:
 
 
 def checked_key(item, modality: str, prefix: str, file_keys: str) -> tuple:
-    """``(item in its canonical form, its key)``: the item checked (:func:`~mmfeat.io.check_item`)
+    """``(item in its canonical form, its key)``: the item checked (:func:`~mmfeat.items.check_item`)
     and keyed under an extractor's ``key_prefix(fingerprint)``, in one call per item.
 
     Raises
     ------
     ItemError
-        As :func:`~mmfeat.io.check_item` and :func:`item_digest`.
+        As :func:`~mmfeat.items.check_item` and :func:`item_digest`.
     """
     item = check_item(item, modality)
     return item, prefix + _digest(item, modality, file_keys)

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .errors import ModelSettingsWarning, ModelVersionWarning, UntrustedTypesError
+from .image_header import DEFAULT_MAX_PIXELS
 from .introspect import find_extractors, package_version
-from .io import DEFAULT_MAX_PIXELS
 
 __all__ = ["ModelSettingsWarning", "ModelVersionWarning", "find_extractors", "load_model",
            "save_model"]

@@ -117,7 +117,7 @@ def report_strange(name, extractor, items, strange, scores, model):
     if not strange.any():
         return
     from ..errors import ExtractionError, report_errors
-    from ..io import describe
+    from ..items import describe
 
     errors = []
     for row in np.flatnonzero(strange):

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..atomic import write_bytes
 from ..errors import ItemError
-from ..io import check_item, load_image
+from ..io import load_image
+from ..items import check_item
 
 IMAGE_CORRUPTIONS = ("blur", "noise", "occlusion")
 

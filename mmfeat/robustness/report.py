@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..base import Extractor
 from ..errors import ItemError
-from ..io import is_missing
+from ..items import is_missing
 from ..video._base import VideoExtractor
 from .corrupt import (
     IMAGE_CORRUPTIONS,
