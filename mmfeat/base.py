@@ -28,6 +28,7 @@ from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names
 from .cache import FeatureCache, resolve_cache
 from .config import cache_settings
 from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
+from .introspect import Findable
 from .items import as_items, check_item, describe
 from .keys import checked_key, stable_form
 
@@ -35,7 +36,7 @@ from .keys import checked_key, stable_form
 _IMMUTABLE = (type(None), bool, int, float, str, FeatureCache)
 
 
-class Extractor(TransformerMixin, BaseEstimator):
+class Extractor(Findable, TransformerMixin, BaseEstimator):
     """Base class of every mmfeat extractor (see the module docstring for the contract).
 
     Common parameters, defined by each subclass's ``__init__``:

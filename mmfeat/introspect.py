@@ -3,7 +3,15 @@ their error policy in one call, and the installed mmfeat version."""
 
 from __future__ import annotations
 
-__all__ = ["find_extractors", "package_version", "set_on_error"]
+__all__ = ["Findable", "find_extractors", "package_version", "set_on_error"]
+
+
+class Findable:
+    """The mark of an mmfeat extractor, which :func:`find_extractors` and :func:`set_on_error`
+    look for. :class:`mmfeat.base.Extractor` carries it, so that this module, which the package
+    imports first (for its version), needs nothing from the extractor machinery."""
+
+    __slots__ = ()
 
 
 def package_version() -> str:
@@ -32,8 +40,6 @@ def find_extractors(model) -> dict:
     -------
     dict of str -> Extractor
     """
-    from .base import Extractor
-
     found: dict = {}
     seen: set = set()
 
@@ -53,7 +59,7 @@ def find_extractors(model) -> dict:
     def walk(value, path, depth):
         if depth > 20 or isinstance(value, (str, bytes, int, float, type(None))):
             return
-        if isinstance(value, Extractor):
+        if isinstance(value, Findable):
             add(path, value)
             return
         if hasattr(value, "get_params") and not isinstance(value, type):
@@ -65,10 +71,10 @@ def find_extractors(model) -> dict:
             except Exception:  # a half-built or odd estimator: its fitted attributes still count
                 params = {}
             for name, sub in params.items():
-                if isinstance(sub, Extractor):
+                if isinstance(sub, Findable):
                     add(f"{path}__{name}" if path else name, sub)
             for name, sub in params.items():
-                if hasattr(sub, "get_params") and not isinstance(sub, (type, Extractor)):
+                if hasattr(sub, "get_params") and not isinstance(sub, (type, Findable)):
                     visit_fitted(sub, f"{path}__{name}" if path else name, depth)
             visit_fitted(value, path, depth)
             return
@@ -82,7 +88,7 @@ def find_extractors(model) -> dict:
                 else:
                     walk(sub, f"{path}[{i}]", depth + 1)
 
-    if isinstance(model, Extractor):
+    if isinstance(model, Findable):
         return {type(model).__name__: model}
     walk(model, "", 0)
     return found
@@ -95,11 +101,9 @@ def set_on_error(model, on_error="nan", *, verbose=None):
 
     Batch scoring uses it so that a bad item costs its own row, not the chunk.
     """
-    from .base import Extractor
-
     settings = {"on_error": on_error, **({} if verbose is None else {"verbose": verbose})}
     try:
-        deep = [k for k, v in model.get_params(deep=True).items() if isinstance(v, Extractor)]
+        deep = [k for k, v in model.get_params(deep=True).items() if isinstance(v, Findable)]
     except Exception:  # an estimator whose get_params fails: its fitted extractors still count
         deep = []
     if deep:
