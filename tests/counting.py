@@ -38,7 +38,8 @@ class CountingText(Extractor):
             with open(self.log_path, "a") as log:  # O_APPEND lines are atomic across processes
                 log.write("".join(f"{os.getpid()}\n" for _ in loaded))
         return self.scale * np.array(
-            [[len(t), sum(c.isupper() for c in t), t.count(" "), sum(map(ord, t)) % 97] for t in loaded],
+            [[len(t), sum(c.isupper() for c in t), t.count(" "),
+              sum(map(ord, t)) % 97] for t in loaded],
             dtype=np.float32,
         )
 

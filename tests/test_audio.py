@@ -62,7 +62,8 @@ def test_statistics_match_numpy_on_librosa_mfccs(audio_paths):
                          *np.percentile(frames, [10, 50, 90], axis=1), frames.max(1)], axis=1)
     np.testing.assert_allclose(out, expected.ravel(), rtol=1e-4, atol=1e-3)
     per_coefficient = out.reshape(13, len(stats))
-    assert np.all(np.diff(per_coefficient[:, 2:], axis=1) >= 0)  # min <= p10 <= median <= p90 <= max
+    # min <= p10 <= median <= p90 <= max
+    assert np.all(np.diff(per_coefficient[:, 2:], axis=1) >= 0)
 
 
 def _clips_of_many_lengths():
@@ -123,25 +124,30 @@ def test_batched_features_are_librosas_clip_by_clip(extractor, reference, monkey
 def test_path_and_waveform_tuple_give_the_same_features(audio_paths):
     wave, rate = sf.read(audio_paths[3], dtype="float32")
     mfcc = MFCCStats(cache=False).fit(audio_paths)
-    np.testing.assert_allclose(mfcc.transform([(wave, rate)]), mfcc.transform(audio_paths[3:4]), atol=1e-5)
+    np.testing.assert_allclose(mfcc.transform([(wave, rate)]), mfcc.transform(audio_paths[3:4]),
+                               atol=1e-5)
 
 
 def test_int16_waveform_is_scaled_like_the_file(audio_paths):
     wave, rate = sf.read(audio_paths[3], dtype="int16")
     mfcc = MFCCStats(cache=False).fit(audio_paths)
-    np.testing.assert_allclose(mfcc.transform([(wave, rate)]), mfcc.transform(audio_paths[3:4]), atol=1e-3)
+    np.testing.assert_allclose(mfcc.transform([(wave, rate)]), mfcc.transform(audio_paths[3:4]),
+                               atol=1e-3)
 
 
 def test_duration_crops_and_pads(audio_paths):
     wave, _ = sf.read(audio_paths[0], dtype="float32")
     half = MFCCStats(duration=0.5, cache=False).fit_transform(audio_paths[:1])
-    np.testing.assert_allclose(half, MFCCStats(cache=False).fit_transform([(wave[: SR // 2], SR)]), atol=1e-5)
+    np.testing.assert_allclose(half, MFCCStats(cache=False).fit_transform([(wave[: SR // 2], SR)]),
+                               atol=1e-5)
     padded = MFCCStats(duration=2.0, cache=False).fit_transform(audio_paths[:1])
     silence = np.concatenate([wave, np.zeros(SR, np.float32)])
-    np.testing.assert_allclose(padded, MFCCStats(cache=False).fit_transform([(silence, SR)]), atol=1e-5)
+    np.testing.assert_allclose(padded, MFCCStats(cache=False).fit_transform([(silence, SR)]),
+                               atol=1e-5)
 
 
-@pytest.mark.parametrize("extractor", [MFCCStats(deltas=2, cache=False), SpectralStats(cache=False)],
+@pytest.mark.parametrize("extractor",
+                         [MFCCStats(deltas=2, cache=False), SpectralStats(cache=False)],
                          ids=["mfcc", "spectral"])
 def test_odd_but_valid_audio(odd_but_valid, tmp_path, extractor):
     names = ["stereo_wav_44k", "flac", "ogg", "short_clip"]
@@ -196,7 +202,8 @@ def not_audio(tmp_path_factory):
     d = tmp_path_factory.mktemp("not_audio")
     (d / "notes.wav").write_text("RIFF? no, just text")
     (d / "table.csv").write_text("a,b\n1,2\n")
-    return [str(d / "notes.wav"), write_png(d / "photo.png", solid_image((200, 10, 10))), str(d / "table.csv")]
+    return [str(d / "notes.wav"), write_png(d / "photo.png", solid_image((200, 10, 10))),
+            str(d / "table.csv")]
 
 
 @pytest.mark.parametrize("cls", [MFCCStats, SpectralStats])
@@ -234,7 +241,8 @@ def test_blas_runs_one_thread_inside_and_is_restored_after(audio_paths):
     def blas_threads():
         # numpy's and scipy's BLAS, the ones librosa calls; others (OpenCV's) may load later
         return [p["num_threads"] for p in threadpool_info()
-                if p["user_api"] == "blas" and ("numpy" in p["filepath"] or "scipy" in p["filepath"])]
+                if p["user_api"] == "blas"
+                and ("numpy" in p["filepath"] or "scipy" in p["filepath"])]
 
     seen = []
 
@@ -261,7 +269,8 @@ def test_spectral_names_and_chroma_of_an_a440():
     out = spectral.fit_transform([(sine(440), SR)])[0]
     names = list(spectral.get_feature_names_out())
     assert len(names) == out.size == (5 + 7 + 12 + 1) * 2
-    assert {"spectral_centroid_mean", "spectral_contrast6_p90", "spectral_chroma11_mean"} <= set(names)
+    assert {"spectral_centroid_mean", "spectral_contrast6_p90",
+            "spectral_chroma11_mean"} <= set(names)
     chroma = [out[names.index(f"spectral_chroma{i:02d}_mean")] for i in range(12)]
     assert int(np.argmax(chroma)) == 9  # pitch class A, counting from C
 
@@ -275,18 +284,24 @@ def test_spectral_subset_and_low_sample_rate():
 
 
 @pytest.mark.parametrize("cls, params, match", [
-    (MFCCStats, {"n_mfcc": 50}, "'n_mfcc' parameter of MFCCStats must be at most n_mels=40. Got 50"),
-    (MFCCStats, {"deltas": 3}, r"'deltas' parameter of MFCCStats must be an int in the range \[0, 2\]. Got 3"),
+    (MFCCStats, {"n_mfcc": 50},
+     "'n_mfcc' parameter of MFCCStats must be at most n_mels=40. Got 50"),
+    (MFCCStats, {"deltas": 3},
+     r"'deltas' parameter of MFCCStats must be an int in the range \[0, 2\]. Got 3"),
     (MFCCStats, {"stats": ("mean", "p101")}, r"'stats' parameter .* Got \('mean', 'p101'\)"),
     (MFCCStats, {"stats": ("mean", "mean")}, "each statistic once"),
     (MFCCStats, {"hop_length": 0}, "'hop_length' parameter .* Got 0 instead"),
     (MFCCStats, {"duration": -1.0}, "'duration' parameter .* Got -1.0 instead"),
-    (MFCCStats, {"n_fft": 100_000}, "'n_fft' parameter of MFCCStats must be at most sr=16000 samples"),
-    (MFCCStats, {"duration": 0.01}, r"'n_fft' parameter .* at most duration \* sr = 0.01 \* 16000 = 160"),
+    (MFCCStats, {"n_fft": 100_000},
+     "'n_fft' parameter of MFCCStats must be at most sr=16000 samples"),
+    (MFCCStats, {"duration": 0.01},
+     r"'n_fft' parameter .* at most duration \* sr = 0.01 \* 16000 = 160"),
     (MFCCStats, {"hop_length": 1024}, "'hop_length' parameter .* at most n_fft=512"),
-    (SpectralStats, {"features": ("centroid", "loudness")}, "'features' parameter of SpectralStats"),
+    (SpectralStats, {"features": ("centroid", "loudness")},
+     "'features' parameter of SpectralStats"),
     (SpectralStats, {"sr": 0}, "'sr' parameter .* Got 0 instead"),
-    (SpectralStats, {"sr": 400, "n_fft": 256}, "'sr' parameter of SpectralStats must be above 400 Hz with 'contrast'"),
+    (SpectralStats, {"sr": 400, "n_fft": 256},
+     "'sr' parameter of SpectralStats must be above 400 Hz with 'contrast'"),
 ])
 def test_bad_parameters(cls, params, match):
     with pytest.raises(ValueError, match=match):

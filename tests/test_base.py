@@ -41,9 +41,11 @@ def test_wrong_inputs_and_parameters_are_named():
         CountingText(cache=False).fit("just one string")
     with pytest.raises(ValueError, match="2 columns"):
         CountingText(cache=False).fit(pd.DataFrame({"a": TEXTS, "b": TEXTS}))
-    with pytest.raises(ValueError, match=r"'batch_size' parameter of CountingText must be an int in the range \[1, inf\)\. Got -1"):
+    with pytest.raises(ValueError, match=r"'batch_size' parameter of CountingText must be an int "
+                                         r"in the range \[1, inf\)\. Got -1"):
         CountingText(batch_size=-1).fit(TEXTS)
-    with pytest.raises(ValueError, match="'on_error' parameter of CountingText must be a str among .*Got 'skip'"):
+    with pytest.raises(ValueError, match="'on_error' parameter of CountingText must be a str "
+                                         "among .*Got 'skip'"):
         CountingText(on_error="skip").fit(TEXTS)
 
 
@@ -88,7 +90,8 @@ def test_get_feature_names_out_checks_input_features_as_sklearn_does():
         ext.get_feature_names_out(["title"])
     unnamed = CountingText(cache=False).fit(TEXTS)
     assert list(unnamed.get_feature_names_out(["anything"])) == names
-    with pytest.raises(ValueError, match="input_features should have length equal to number of features \\(1\\), got 2"):
+    with pytest.raises(ValueError, match="input_features should have length equal to number of "
+                                         "features \\(1\\), got 2"):
         unnamed.get_feature_names_out(["a", "b"])
 
 
@@ -130,9 +133,11 @@ def test_nan_policy_keeps_every_other_row_in_place(batch_size):
     np.testing.assert_array_equal(out[[0, 2, 5, 7]], clean)
     messages = [w for w in caught if issubclass(w.category, ExtractionWarning)]
     assert len(messages) == 1
-    assert "2 of 8 rows failed and were given NaN features (2 more were missing values)" in str(messages[0].message)
+    assert ("2 of 8 rows failed and were given NaN features (2 more were missing values)"
+            in str(messages[0].message))
     assert [e.row for e in errors] == bad_rows
-    assert {e.cause for e in errors} == {"missing value", "ValueError: exploded on purpose", "empty text"}
+    assert {e.cause for e in errors} == {"missing value", "ValueError: exploded on purpose",
+                                         "empty text"}
 
 
 def test_missing_values_alone_give_nan_rows_without_a_warning():
@@ -217,8 +222,10 @@ def test_damaged_store_warns_and_still_gives_correct_features(tmp_path):
 
 def test_feature_names_and_pandas_output():
     ext = CountingText(cache=False).fit(pd.DataFrame({"caption": TEXTS}))
-    assert list(ext.get_feature_names_out()) == ["count_length", "count_upper", "count_spaces", "count_hash97"]
-    frame = ext.set_output(transform="pandas").transform(pd.DataFrame({"caption": TEXTS}, index=list("abcde")))
+    assert list(ext.get_feature_names_out()) == ["count_length", "count_upper", "count_spaces",
+                                                 "count_hash97"]
+    frame = ext.set_output(transform="pandas").transform(pd.DataFrame({"caption": TEXTS},
+                                                                      index=list("abcde")))
     assert list(frame.columns) == list(ext.get_feature_names_out())
     assert list(frame.index) == list("abcde")
 
@@ -226,13 +233,15 @@ def test_feature_names_and_pandas_output():
 HEAVY = ("torch", "sentence_transformers", "transformers", "librosa", "onnxruntime", "av", "dask")
 
 
-@pytest.mark.parametrize("module", ["mmfeat", "mmfeat.base", "mmfeat.cache", "mmfeat.io", "mmfeat.image",
-                                    "mmfeat.text", "mmfeat.audio", "mmfeat.video", "mmfeat.fusion",
-                                    "mmfeat.scoring", "mmfeat.cli"])
+@pytest.mark.parametrize("module",
+                         ["mmfeat", "mmfeat.base", "mmfeat.cache", "mmfeat.io", "mmfeat.image",
+                          "mmfeat.text", "mmfeat.audio", "mmfeat.video", "mmfeat.fusion",
+                          "mmfeat.scoring", "mmfeat.cli"])
 def test_import_stays_light(module):
     """Importing any part of mmfeat loads none of the heavy libraries: they load on first use."""
     code = f"import sys, {module}; print(' '.join(sorted(set({HEAVY!r}) & set(sys.modules))))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [], f"import {module} loaded {result.stdout.split()}"
 
@@ -264,10 +273,11 @@ def test_a_model_that_cannot_load_fails_the_call_once_not_every_row():
 
 
 def test_a_cpu_device_is_checked_without_importing_torch():
-    code = ("import sys; from counting import CountingText; from mmfeat.models import check_device; "
+    code = ("import sys; from counting import CountingText; "
+            "from mmfeat.models import check_device; "
             "check_device('cpu', 'X'); check_device('auto', 'X'); "
             "CountingText(cache=False).fit(['a']).transform(['a']); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=str(Path(__file__).parent))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=str(Path(__file__).parent))
     assert result.returncode == 0, result.stdout + result.stderr

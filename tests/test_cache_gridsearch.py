@@ -39,7 +39,8 @@ SEARCH = textwrap.dedent(
 def run_search(tmp_path, n_jobs):
     code = SEARCH.format(tests=str(Path(__file__).parent), n=N, log=str(tmp_path / "log"),
                          cache=str(tmp_path / "cache"), n_jobs=n_jobs)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return count_lines(tmp_path / "log"), float(result.stdout.split()[-1])
 

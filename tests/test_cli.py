@@ -40,7 +40,8 @@ def test_extract_warms_the_cache_and_writes_features(manifest, tmp_path, capsys)
 
 def test_cache_info_prune_clear(manifest, tmp_path, capsys):
     store = tmp_path / "store"
-    main(["extract", str(manifest), "--column", "image", "--extractor", "color", "--dir", str(store)])
+    main(["extract", str(manifest), "--column", "image", "--extractor", "color", "--dir",
+          str(store)])
     capsys.readouterr()
     assert main(["cache", "info", "--dir", str(store)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -61,9 +62,12 @@ def _one_line_error(capsys, command):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["extract", "{manifest}", "--column", "picture", "--extractor", "color"], "no column 'picture'"),
-    (["extract", "{tmp}/nope.csv", "--column", "image", "--extractor", "color"], "manifest not found"),
-    (["extract", "{manifest}", "--column", "image", "--extractor", "color", "--param", "bins=(0, 1, 1)"],
+    (["extract", "{manifest}", "--column", "picture", "--extractor", "color"],
+     "no column 'picture'"),
+    (["extract", "{tmp}/nope.csv", "--column", "image", "--extractor", "color"],
+     "manifest not found"),
+    (["extract", "{manifest}", "--column", "image", "--extractor", "color", "--param",
+      "bins=(0, 1, 1)"],
      "bins"),
     (["extract", "{manifest}", "--column", "image", "--extractor", "color", "--param", "oops"],
      "NAME=VALUE"),
@@ -71,11 +75,14 @@ def _one_line_error(capsys, command):
     (["cache", "prune", "--dir", "{tmp}/store", "--max-bytes", "-5"], "non-negative"),
     (["cache", "info", "--dir", "{tmp}/absent"], "no feature cache"),
     (["demo", "--n-samples", "20"], "at least 100"),
-    (["extract", "{manifest}", "--column", "image", "--extractor", "cnn", "--param", "device='cuda'"],
+    (["extract", "{manifest}", "--column", "image", "--extractor", "cnn", "--param",
+      "device='cuda'"],
      "not available on this machine"),
-    (["extract", "{tsv}", "--column", "image", "--extractor", "color", "--param", "size=-5"], "size"),
+    (["extract", "{tsv}", "--column", "image", "--extractor", "color", "--param", "size=-5"],
+     "size"),
 ])
-def test_ordinary_mistakes_get_one_line_and_a_non_zero_exit(argv, expected, manifest, tmp_path, capsys):
+def test_ordinary_mistakes_get_one_line_and_a_non_zero_exit(argv, expected, manifest, tmp_path,
+                                                            capsys):
     (tmp_path / "store").mkdir()
     FeatureCache(tmp_path / "store").put_many({"a" * 96: [1.0]})
     tsv = tmp_path / "manifest.tsv"
@@ -106,7 +113,8 @@ def test_extractor_choices_and_option_help(capsys):
     assert "``" not in capsys.readouterr().out  # no reST markup in the description
 
 
-def test_relative_paths_resolve_against_the_manifest_folder(tmp_path, image_paths, monkeypatch, capsys):
+def test_relative_paths_resolve_against_the_manifest_folder(tmp_path, image_paths, monkeypatch,
+                                                            capsys):
     """The demo writes paths relative to its folder: reading the manifest from anywhere works."""
     import shutil
 
@@ -142,9 +150,10 @@ def test_extract_exits_non_zero_when_every_row_failed(tmp_path, capsys):
 
 def test_cache_forget_and_prune_older_than(manifest, tmp_path, capsys):
     store = tmp_path / "store"
-    main(["extract", str(manifest), "--column", "image", "--extractor", "color", "--dir", str(store)])
-    main(["extract", str(manifest), "--column", "image", "--extractor", "color", "--dir", str(store),
-          "--param", "bins=(2, 2, 2)"])
+    main(["extract", str(manifest), "--column", "image", "--extractor", "color", "--dir",
+          str(store)])
+    main(["extract", str(manifest), "--column", "image", "--extractor", "color", "--dir",
+          str(store), "--param", "bins=(2, 2, 2)"])
     assert FeatureCache(store).stats()["entries"] == 12
     first = tmp_path / "first.csv"
     pd.read_csv(manifest).head(1).to_csv(first, index=False)

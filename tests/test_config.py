@@ -39,7 +39,8 @@ def test_none_restores_the_default(tmp_path, monkeypatch):
 
 def test_a_wrong_file_keys_variable_is_an_error_not_a_fallback(monkeypatch):
     monkeypatch.setenv("MMFEAT_FILE_KEYS", "bogus")
-    with pytest.raises(ValueError, match="Got MMFEAT_FILE_KEYS='bogus' in the environment, expected one of"):
+    with pytest.raises(ValueError,
+                       match="Got MMFEAT_FILE_KEYS='bogus' in the environment, expected one of"):
         mmfeat.get_config()
     with pytest.raises(ValueError, match="MMFEAT_FILE_KEYS='bogus'"):
         CountingText().fit(["a"]).transform(["a"])

@@ -190,7 +190,8 @@ def test_bad_rows_become_nan_in_place_under_nan_policy(case, bad_files):
     counted = [w for w in caught if issubclass(w.category, ExtractionWarning)]
     broken = len(where) - 2  # None and NaN are missing values: NaN rows, not counted as failures
     assert len(counted) == 1
-    assert f"{broken} of {len(mixed)} rows failed and were given NaN features (2 more were missing values)" in str(counted[0].message)
+    assert (f"{broken} of {len(mixed)} rows failed and were given NaN features "
+            "(2 more were missing values)" in str(counted[0].message))
 
 
 # ---------------------------------------------------------------------- parameters, every class
@@ -198,55 +199,81 @@ def test_bad_rows_become_nan_in_place_under_nan_policy(case, bad_files):
 # name -> [(parameters, what sklearn's validation says)]: each must fail in fit, before any work
 BAD_PARAMS = {
     "color": [
-        ({"size": -5}, r"'size' parameter of ColorHistogram must be an int in the range \[1, inf\) or None. Got -5"),
+        ({"size": -5},
+         r"'size' parameter of ColorHistogram must be an int in the range \[1, inf\) or None. "
+         r"Got -5"),
         ({"size": 0}, r"'size' parameter of ColorHistogram .* Got 0 instead"),
-        ({"bins": (2.5, 2, 2)}, r"'bins' parameter of ColorHistogram must be a tuple of 3 ints in the range \[1, 256\]"),
-        ({"bins": 8}, r"'bins' parameter of ColorHistogram must be an instance of 'tuple' or an instance of 'list'. Got 8"),
-        ({"max_pixels": -1}, r"'max_pixels' parameter of ColorHistogram must be an int in the range \[1, inf\) or None. Got -1"),
+        ({"bins": (2.5, 2, 2)},
+         r"'bins' parameter of ColorHistogram must be a tuple of 3 ints in the range \[1, 256\]"),
+        ({"bins": 8}, r"'bins' parameter of ColorHistogram must be an instance of 'tuple' or an "
+                      r"instance of 'list'. Got 8"),
+        ({"max_pixels": -1}, r"'max_pixels' parameter of ColorHistogram must be an int in the "
+                             r"range \[1, inf\) or None. Got -1"),
         ({"verbose": "yes"}, r"'verbose' parameter of ColorHistogram .* Got 'yes' instead"),
     ],
     "gradient": [
         ({"size": (64, 0)}, r"'size' parameter of GradientHistogram must be a tuple of 2 ints"),
-        ({"cell_size": 0}, r"'cell_size' parameter of GradientHistogram must be an int in the range \[1, inf\)"),
+        ({"cell_size": 0},
+         r"'cell_size' parameter of GradientHistogram must be an int in the range \[1, inf\)"),
         ({"block_size": 2.0}, r"'block_size' parameter of GradientHistogram .* Got 2.0 instead"),
         ({"size": 12}, "at least one block"),
     ],
     "orb": [
         ({"n_words": 0}, r"'n_words' parameter of ORBBagOfWords .* Got 0 instead"),
-        ({"size": 16}, r"'size' parameter of ORBBagOfWords must be an int in the range \[32, inf\) or None"),
-        ({"random_state": "seed"}, r"'random_state' parameter of ORBBagOfWords .* Got 'seed' instead"),
-        ({"n_jobs": 0}, r"'n_jobs' parameter of ORBBagOfWords must be an int in the range \(-inf, -1\], an int in the range \[1, inf\) or None"),
+        ({"size": 16},
+         r"'size' parameter of ORBBagOfWords must be an int in the range \[32, inf\) or None"),
+        ({"random_state": "seed"},
+         r"'random_state' parameter of ORBBagOfWords .* Got 'seed' instead"),
+        ({"n_jobs": 0}, r"'n_jobs' parameter of ORBBagOfWords must be an int in the range "
+                        r"\(-inf, -1\], an int in the range \[1, inf\) or None"),
     ],
     "cnn": [
-        ({"model": "resnet"}, r"'model' parameter of CNNEmbedder must be a str among .* Got 'resnet' instead"),
-        ({"image_size": 16}, r"'image_size' parameter of CNNEmbedder must be an int in the range \[32, inf\) or None"),
+        ({"model": "resnet"},
+         r"'model' parameter of CNNEmbedder must be a str among .* Got 'resnet' instead"),
+        ({"image_size": 16},
+         r"'image_size' parameter of CNNEmbedder must be an int in the range \[32, inf\) or None"),
         ({"half": "yes"}, r"'half' parameter of CNNEmbedder .* Got 'yes' instead"),
-        ({"preprocess": "center"}, r"'preprocess' parameter of CNNEmbedder must be a callable or None"),
+        ({"preprocess": "center"},
+         r"'preprocess' parameter of CNNEmbedder must be a callable or None"),
         ({"device": 0}, r"'device' parameter of CNNEmbedder must be an instance of 'str'"),
-        ({"backend": "tensorrt"}, r"'backend' parameter of CNNEmbedder must be a str among .* Got 'tensorrt'"),
+        ({"backend": "tensorrt"},
+         r"'backend' parameter of CNNEmbedder must be a str among .* Got 'tensorrt'"),
     ],
     "sentence": [
         ({"normalize": "yes"}, r"'normalize' parameter of SentenceEmbedder .* Got 'yes' instead"),
-        ({"max_length": 0}, r"'max_length' parameter of SentenceEmbedder must be an int in the range \[1, inf\) or None"),
+        ({"max_length": 0}, r"'max_length' parameter of SentenceEmbedder must be an int in the "
+                            r"range \[1, inf\) or None"),
         ({"model": 3}, r"'model' parameter of SentenceEmbedder .* Got 3 instead"),
-        ({"batch_size": 2.5}, r"'batch_size' parameter of SentenceEmbedder must be an int in the range \[1, inf\). Got 2.5"),
-        ({"backend": "tensorrt"}, r"'backend' parameter of SentenceEmbedder must be a str among .* Got 'tensorrt'"),
-        ({"precision": "int4"}, r"'precision' parameter of SentenceEmbedder must be a str among .* Got 'int4'"),
+        ({"batch_size": 2.5}, r"'batch_size' parameter of SentenceEmbedder must be an int in "
+                              r"the range \[1, inf\). Got 2.5"),
+        ({"backend": "tensorrt"},
+         r"'backend' parameter of SentenceEmbedder must be a str among .* Got 'tensorrt'"),
+        ({"precision": "int4"},
+         r"'precision' parameter of SentenceEmbedder must be a str among .* Got 'int4'"),
         ({"precision": "int8", "backend": "torch"}, r"precision='int8'\) runs in ONNX Runtime"),
     ],
     "mfcc": [
-        ({"n_fft": 100_000}, r"'n_fft' parameter of MFCCStats must be at most sr=16000 samples \(a window of 1 s\). Got 100000"),
-        ({"deltas": 3}, r"'deltas' parameter of MFCCStats must be an int in the range \[0, 2\]. Got 3"),
-        ({"offset": -1}, r"'offset' parameter of MFCCStats must be a float in the range \[0.0, inf\). Got -1"),
-        ({"max_duration": float("inf")}, r"'max_duration' parameter of MFCCStats .* Got inf instead"),
-        ({"on_error": "skip"}, r"'on_error' parameter of MFCCStats must be a str among \{.*\}. Got 'skip'"),
+        ({"n_fft": 100_000}, r"'n_fft' parameter of MFCCStats must be at most sr=16000 samples "
+                             r"\(a window of 1 s\). Got 100000"),
+        ({"deltas": 3},
+         r"'deltas' parameter of MFCCStats must be an int in the range \[0, 2\]. Got 3"),
+        ({"offset": -1},
+         r"'offset' parameter of MFCCStats must be a float in the range \[0.0, inf\). Got -1"),
+        ({"max_duration": float("inf")},
+         r"'max_duration' parameter of MFCCStats .* Got inf instead"),
+        ({"on_error": "skip"},
+         r"'on_error' parameter of MFCCStats must be a str among \{.*\}. Got 'skip'"),
         ({"cache": 3}, r"'cache' parameter of MFCCStats must be None, .* Got 3 instead"),
     ],
     "spectral": [
-        ({"features": ("centroid", "loudness")}, r"'features' parameter of SpectralStats must be a non-empty sequence"),
-        ({"stats": ("mean", "p101")}, r"'stats' parameter of SpectralStats must be a non-empty sequence"),
-        ({"sr": 16000.0}, r"'sr' parameter of SpectralStats must be an int in the range \[1, inf\). Got 16000.0"),
-        ({"hop_length": 1024}, r"'hop_length' parameter of SpectralStats must be at most n_fft=512"),
+        ({"features": ("centroid", "loudness")},
+         r"'features' parameter of SpectralStats must be a non-empty sequence"),
+        ({"stats": ("mean", "p101")},
+         r"'stats' parameter of SpectralStats must be a non-empty sequence"),
+        ({"sr": 16000.0},
+         r"'sr' parameter of SpectralStats must be an int in the range \[1, inf\). Got 16000.0"),
+        ({"hop_length": 1024},
+         r"'hop_length' parameter of SpectralStats must be at most n_fft=512"),
     ],
 }
 
@@ -259,7 +286,8 @@ def test_every_parameter_has_a_sklearn_constraint(name):
 
 
 @pytest.mark.parametrize("name, params, match",
-                         [(name, params, match) for name, rows in BAD_PARAMS.items() for params, match in rows],
+                         [(name, params, match) for name, rows in BAD_PARAMS.items()
+                          for params, match in rows],
                          ids=lambda v: v if isinstance(v, str) and len(v) < 12 else None)
 def test_bad_parameters_are_refused_in_fit_with_sklearn_messages(name, params, match, data):
     ext = make_extractor(name, **{"cache": False, **params})  # __init__ stores; fit validates
@@ -277,7 +305,8 @@ def test_a_device_that_is_not_here_is_refused_in_fit_naming_the_devices(name, da
         pytest.skip("this machine has CUDA")
     items = data[CASES[name][1]][0]
     for device in ("cuda", "cuda:1", "tpu"):
-        with pytest.raises(ValueError, match=rf"device='{device}' .*not available on this machine.* Devices here: 'cpu'"):
+        with pytest.raises(ValueError, match=rf"device='{device}' .*not available on this "
+                                             r"machine.* Devices here: 'cpu'"):
             make_extractor(name, device=device, cache=False).fit(items)
 
 
@@ -296,7 +325,8 @@ def test_one_item_or_an_iterator_is_refused_never_misread(case):
             with pytest.raises(TypeError, match=r"Wrap a single image in a list \(\[image\]\)"):
                 clone(ext).fit_transform(single)
         stacked = ext.transform(np.stack([image, image[::-1]]))  # an explicit 4-D stack: 2 rows
-        np.testing.assert_allclose(stacked, ext.transform([image, image[::-1]]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stacked, ext.transform([image, image[::-1]]), rtol=1e-5,
+                                   atol=1e-6)
     if modality == "audio":
         wave = np.zeros(16000, np.float32)
         with pytest.raises(TypeError, match=r"Wrap it in a list: \[\(waveform, sr\)\]"):

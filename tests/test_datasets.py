@@ -135,7 +135,8 @@ def test_rewrite_when_a_file_is_gone(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_classes": 1}, "n_classes must be between 2"), ({"n_classes": 9}, "n_classes must be between 2"),
+    ({"n_classes": 1}, "n_classes must be between 2"),
+    ({"n_classes": 9}, "n_classes must be between 2"),
     ({"missing_rate": 1.5}, "missing_rate must be between 0 and 1"),
     ({"n_samples": 0}, "n_samples must be at least 1")])
 def test_bad_arguments(tmp_path, kwargs, message):
@@ -153,7 +154,8 @@ def test_groups_change_only_the_audio(demo, tmp_path):
             for col in ("image", "audio") for a, b in zip(df[col], grouped[col])]
     assert all(same[:N]) and not all(same[N:])  # images as without groups; audio pitched per group
     pd.testing.assert_frame_equal(load_manifest(tmp_path), grouped)
-    with pytest.raises(ValueError, match="n_groups must be None or between 2 and n_samples=60, got 1"):
+    with pytest.raises(ValueError,
+                       match="n_groups must be None or between 2 and n_samples=60, got 1"):
         make_multimodal(N, n_groups=1, data_dir=tmp_path)
 
 

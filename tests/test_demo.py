@@ -1,5 +1,5 @@
-"""``mmfeat demo`` at its default size (600 samples, real CNN, MiniLM and MFCCs), run as users run it
-(with 3 folds instead of 5, to halve the suite's longest test)."""
+"""``mmfeat demo`` at its default size (600 samples, real CNN, MiniLM and MFCCs), run as users
+run it (with 3 folds instead of 5, to halve the suite's longest test)."""
 
 from __future__ import annotations
 

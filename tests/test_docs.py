@@ -56,7 +56,8 @@ def test_python_blocks_parse_and_their_mmfeat_imports_resolve(page):
 
 
 def test_readme_links_into_docs_exist():
-    links = re.findall(r"\]\(((?:docs|benchmarks|pipelines)/[^)#]*)", (ROOT / "README.md").read_text())
+    links = re.findall(r"\]\(((?:docs|benchmarks|pipelines)/[^)#]*)",
+                       (ROOT / "README.md").read_text())
     assert links, "the README links into the docs"
     for link in links:
         assert (ROOT / link).exists(), link

@@ -93,7 +93,8 @@ def test_every_public_mmfeat_estimator_is_on_the_allow_list():
         f"{obj.__module__}.{obj.__qualname__}"
         for package in (mmfeat.image, mmfeat.text, mmfeat.audio, mmfeat.fusion, mmfeat.video)
         for obj in vars(package).values()
-        if isinstance(obj, type) and issubclass(obj, BaseEstimator) and obj.__module__.startswith("mmfeat.")
+        if isinstance(obj, type) and issubclass(obj, BaseEstimator)
+        and obj.__module__.startswith("mmfeat.")
     }
     assert public and public <= safe_model_types()
 

@@ -24,7 +24,10 @@ SLOW_CNN = [pytest.param(n, marks=pytest.mark.slow) if n == "cnn" else n for n i
 
 def stripes(horizontal: bool, period: int, phase: int = 0, size: int = 96) -> np.ndarray:
     line = ((np.arange(size) + phase) % period < period // 2).astype(np.uint8) * 255
-    image = np.repeat(line[:, None], size, axis=1) if horizontal else np.repeat(line[None, :], size, axis=0)
+    if horizontal:
+        image = np.repeat(line[:, None], size, axis=1)
+    else:
+        image = np.repeat(line[None, :], size, axis=0)
     return np.repeat(image[:, :, None], 3, axis=2)
 
 
@@ -106,13 +109,13 @@ def test_gradient_histogram_separates_stripe_orientations():
 
 
 def test_gradient_histogram_window_size():
-    features = GradientHistogram((64, 32), cell_size=8, block_size=2, n_bins=4, cache=False).fit_transform(
-        [stripes(True, 8)]
-    )
+    extractor = GradientHistogram((64, 32), cell_size=8, block_size=2, n_bins=4, cache=False)
+    features = extractor.fit_transform([stripes(True, 8)])
     assert features.shape == (1, 3 * 7 * 4 * 4)
     with pytest.raises(ValueError, match="at least one block"):
         GradientHistogram(size=12, cell_size=8).fit([])
-    with pytest.raises(ValueError, match="'n_bins' parameter of GradientHistogram must be an int in the range \\[1, inf\\). Got 0"):
+    with pytest.raises(ValueError, match="'n_bins' parameter of GradientHistogram must be an int "
+                                         "in the range \\[1, inf\\). Got 0"):
         GradientHistogram(n_bins=0).fit([])
 
 
@@ -167,7 +170,8 @@ def test_cnn_ranks_the_right_imagenet_class_first(cnn, photos):
 
     from mmfeat.image.cnn import center_crop_resize
 
-    net = cnn._load_torch("cpu")  # the torch model, for its classifier head (features may come from ONNX)
+    # the torch model, for its classifier head (features may come from ONNX)
+    net = cnn._load_torch("cpu")
     features = cnn.transform([photos["china.jpg"], photos["flower.jpg"]])
     with torch.inference_mode():
         logits = net._fc(torch.from_numpy(features))  # the package's classifier head
@@ -196,10 +200,12 @@ def test_cnn_with_a_user_module(photos):
     import torch
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=2), torch.nn.ReLU())  # (n, 6, h, w): pooled
+    # (n, 6, h, w): pooled
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=2), torch.nn.ReLU())
 
     def to_tensor(image):
-        return torch.from_numpy(np.ascontiguousarray(image[:64, :64])).permute(2, 0, 1).float() / 255
+        pixels = torch.from_numpy(np.ascontiguousarray(image[:64, :64]))
+        return pixels.permute(2, 0, 1).float() / 255
 
     extractor = CNNEmbedder(net, preprocess=to_tensor, batch_size=1, cache=False).fit([])
     features = extractor.transform(list(photos.values()))
@@ -214,13 +220,16 @@ def test_cnn_with_a_user_module(photos):
 def test_cnn_parameters_are_checked():
     import torch
 
-    with pytest.raises(ValueError, match="'preprocess' parameter of CNNEmbedder must be a callable when model"):
+    with pytest.raises(ValueError,
+                       match="'preprocess' parameter of CNNEmbedder must be a callable when model"):
         CNNEmbedder(torch.nn.Identity()).fit([])
-    with pytest.raises(ValueError, match="'model' parameter of CNNEmbedder must be .*Got 'resnet' instead"):
+    with pytest.raises(ValueError,
+                       match="'model' parameter of CNNEmbedder must be .*Got 'resnet' instead"):
         CNNEmbedder("resnet").fit([])
     with pytest.raises(ValueError, match="not both"):
         CNNEmbedder(preprocess=lambda image: image, image_size=256).fit([])
-    with pytest.raises(ValueError, match="'half' parameter of CNNEmbedder must be .*Got 'yes' instead"):
+    with pytest.raises(ValueError,
+                       match="'half' parameter of CNNEmbedder must be .*Got 'yes' instead"):
         CNNEmbedder(half="yes").fit([])
 
 
@@ -267,7 +276,8 @@ def test_bad_files_become_nan_rows(name, fitted, image_paths, bad_files):
     assert "5 of 8 rows failed" in str(caught[0].message)
     assert np.isnan(features[bad_rows]).all()
     good_rows = [row for row in range(len(items)) if row not in bad_rows]
-    np.testing.assert_allclose(features[good_rows], fitted[name].transform(image_paths[:3]), atol=1e-5)
+    np.testing.assert_allclose(features[good_rows], fitted[name].transform(image_paths[:3]),
+                               atol=1e-5)
 
 
 def test_features_do_not_depend_on_batch_size(fitted, image_paths):

@@ -29,7 +29,8 @@ def rle8_bmp(width: int, height: int) -> bytes:
     pixels = (runs + b"\x00\x00") * height + b"\x00\x01"  # end of each line, end of bitmap
     offset = 14 + 40 + len(palette)
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
-    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+    header = struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+    return b"BM" + header + info + palette + pixels
 
 
 def encoded(ext: str, side: int) -> bytes:
@@ -41,8 +42,9 @@ def encoded(ext: str, side: int) -> bytes:
 def tiled_tiff(side: int, tile: int) -> bytes:
     """A deflated RGB TIFF of a small image stored as one huge tile."""
     data = zlib.compress(bytes(tile * tile * 3), 1)
-    entries = [(256, 4, side), (257, 4, side), (258, 3, "bits"), (259, 3, 8), (262, 3, 2), (277, 3, 3),
-               (284, 3, 1), (322, 4, tile), (323, 4, tile), (324, 4, "data"), (325, 4, len(data))]
+    entries = [(256, 4, side), (257, 4, side), (258, 3, "bits"), (259, 3, 8), (262, 3, 2),
+               (277, 3, 3), (284, 3, 1), (322, 4, tile), (323, 4, tile), (324, 4, "data"),
+               (325, 4, len(data))]
     bits_at = 8 + 2 + 12 * len(entries) + 4
     data_at = bits_at + 6
     out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
@@ -104,8 +106,9 @@ def peak_of_load(bomb, small, limit):
     return result.stdout.strip().split("\n")
 
 
-needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists("/bin/sh"),
-                                 reason="ru_maxrss in kilobytes, and the exec behaviour above, are Linux's")
+needs_linux = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not os.path.exists("/bin/sh"),
+    reason="ru_maxrss in kilobytes, and the exec behaviour above, are Linux's")
 
 
 @needs_linux
@@ -154,8 +157,9 @@ def test_extractors_refuse_a_bomb_as_the_row_error(bombs, image_paths):
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
 
 
-@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".gif", ".webp", ".tiff", ".jp2", ".ppm", ".pgm",
-                                 ".pam", ".pfm", ".sr", ".hdr", ".avif"])
+@pytest.mark.parametrize("ext",
+                         [".png", ".jpg", ".bmp", ".gif", ".webp", ".tiff", ".jp2", ".ppm", ".pgm",
+                          ".pam", ".pfm", ".sr", ".hdr", ".avif"])
 def test_header_dimensions_of_every_format_opencv_reads(ext):
     height, width = 300, 257  # JPEG 2000's encoder wants a few resolution levels
     image = np.zeros((height, width, 3), np.uint8)

@@ -22,7 +22,8 @@ def jpeg_bytes(height=40, width=80):
 
 def with_exif_orientation(data: bytes, orientation: int) -> bytes:
     """Insert an APP1 EXIF segment holding only the Orientation tag after the SOI marker."""
-    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    tag = struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    ifd = struct.pack("<H", 1) + tag + struct.pack("<I", 0)
     tiff = b"II*\x00" + struct.pack("<I", 8) + ifd
     payload = b"Exif\x00\x00" + tiff
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]

@@ -27,8 +27,10 @@ def special_files(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="POSIX only")
-def test_a_fifo_or_a_device_is_a_row_error_never_a_hang(special_files, image_paths, audio_paths, tmp_path):
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"),
+                    reason="POSIX only")
+def test_a_fifo_or_a_device_is_a_row_error_never_a_hang(special_files, image_paths, audio_paths,
+                                                        tmp_path):
     # run in a child with a timeout: a read of a FIFO with no writer would block this process
     code = textwrap.dedent(f"""
         import warnings
@@ -44,9 +46,11 @@ def test_a_fifo_or_a_device_is_a_row_error_never_a_hang(special_files, image_pat
                     warnings.simplefilter("ignore")
                     out = ext.transform([good] + special)
                 assert np.isfinite(out[0]).all() and np.isnan(out[1:]).all()
-                print(make.__name__, cache is not False, sorted({{(e.row, e.cause) for e in errors}}))
+                print(make.__name__, cache is not False,
+                      sorted({{(e.row, e.cause) for e in errors}}))
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().split("\n")
     assert len(lines) == 4
@@ -80,7 +84,8 @@ def test_a_bad_rate_fails_even_when_a_valid_twin_is_cached(rate, tmp_path):
     store = FeatureCache(tmp_path / "store")
     MFCCStats(n_mfcc=13, cache=store).fit([]).transform([(wave, SR)])  # the int-rate twin, cached
     for cache in (store, False):
-        with pytest.raises(ExtractionError, match=r"row 0 .*sample rate .* is not a positive integer"):
+        with pytest.raises(ExtractionError,
+                           match=r"row 0 .*sample rate .* is not a positive integer"):
             MFCCStats(n_mfcc=13, cache=cache).fit([]).transform([(wave, rate)])
 
 
@@ -90,7 +95,8 @@ def test_integer_pcm_is_keyed_by_the_samples_it_stands_for(mfcc, tmp_path):
     store = FeatureCache(tmp_path / "store")
     ext = MFCCStats(n_mfcc=13, cache=store).fit([])
     cached = ext.transform([(pcm, SR), (same_numbers, SR)])
-    np.testing.assert_allclose(cached, mfcc.transform([(pcm, SR), (same_numbers, SR)]), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(cached, mfcc.transform([(pcm, SR), (same_numbers, SR)]), rtol=1e-5,
+                               atol=1e-4)
     assert not np.allclose(cached[0], cached[1])
     assert store.stats()["entries"] == 2
 
@@ -103,7 +109,8 @@ def test_an_url_is_said_to_be_not_read(url, tmp_path):
             ext.fit([]).transform([url])
 
 
-def test_raise_names_the_first_bad_file_in_row_order_and_counts_them_all(image_paths, bad_files, tmp_path):
+def test_raise_names_the_first_bad_file_in_row_order_and_counts_them_all(image_paths, bad_files,
+                                                                         tmp_path):
     # the missing file (found while keying) comes after the truncated one (found while decoding)
     items = [image_paths[0], image_paths[1], bad_files["truncated_png"], image_paths[2],
              bad_files["missing"], 42, bad_files["zero_bytes"]]
@@ -130,7 +137,8 @@ def test_the_nan_policy_reports_the_same_causes_with_the_cache_on_or_off(tmp_pat
 
 
 def test_max_pixels_and_whole_floats_do_not_change_keys(image_paths, tmp_path):
-    assert ColorHistogram(max_pixels=10**7).fingerprint() == ColorHistogram(max_pixels=None).fingerprint()
+    assert (ColorHistogram(max_pixels=10**7).fingerprint()
+            == ColorHistogram(max_pixels=None).fingerprint())
     assert CNNEmbedder(image_size=224).fingerprint() == CNNEmbedder(image_size=224.0).fingerprint()
     assert MFCCStats(offset=0).fingerprint() == MFCCStats(offset=0.0).fingerprint()
     assert MFCCStats(duration=1).fingerprint() == MFCCStats(duration=1.0).fingerprint()
@@ -146,7 +154,8 @@ def test_in_place_weight_changes_of_a_user_module_give_new_vectors(tmp_path):
     import torch
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten())
 
     def to_tensor(image):
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
@@ -170,7 +179,8 @@ def test_a_module_trained_in_a_loop_keeps_one_loaded_copy():
 
     from mmfeat.models import _MODELS
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten())
 
     def to_tensor(image):
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255

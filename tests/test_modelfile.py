@@ -67,7 +67,8 @@ def test_find_extractors_sees_nested_and_fitted_ones(fitted):
     assert find_extractors(LogisticRegression()) == {}
 
 
-@pytest.mark.parametrize("key, shown", [("mmfeat_version", "0.0.0-old"), ("sklearn_version", "0.99.0")])
+@pytest.mark.parametrize("key, shown",
+                         [("mmfeat_version", "0.0.0-old"), ("sklearn_version", "0.99.0")])
 def test_version_mismatch_warns(fitted, tmp_path, key, shown):
     pipe, df = fitted
     path = save_model(pipe, tmp_path / "model.joblib")

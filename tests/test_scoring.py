@@ -36,7 +36,8 @@ except ImportError:  # audio extractors not there: image-only model
 
 def _env(*extra_paths):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_paths), str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_paths), str(ROOT),
+                                         env.get("PYTHONPATH", "")])
     return env
 
 
@@ -64,7 +65,8 @@ def data(tmp_path_factory, image_paths, audio_paths, bad_files):
     })
     pipe = Pipeline([("features", _features()), ("clf", LogisticRegression(max_iter=1000))])
     pipe.fit(good, good["label"])
-    pipe_img = Pipeline([("features", _features(audio=False)), ("clf", LogisticRegression(max_iter=1000))])
+    pipe_img = Pipeline([("features", _features(audio=False)),
+                         ("clf", LogisticRegression(max_iter=1000))])
     pipe_img.fit(good, good["label"])
     table = good.copy()
     bad = {5: ("image", bad_files["missing"]), 11: ("image", bad_files["wrong_extension"]),
@@ -90,8 +92,8 @@ def data(tmp_path_factory, image_paths, audio_paths, bad_files):
     no_id = table.drop(columns=["id"])
     for name, lo, hi in (("part-1", 0, 9), ("part-2", 9, 22), ("part-10", 22, len(table))):
         no_id.iloc[lo:hi].to_parquet(folder / f"{name}.parquet", index=False)
-    return {"dir": d, "pipe": pipe, "model": model_path, "pipe_img": pipe_img, "model_img": model_img,
-            "table": table, "bad_ids": bad_ids, "bad_ids_img": bad_ids_img,
+    return {"dir": d, "pipe": pipe, "model": model_path, "pipe_img": pipe_img,
+            "model_img": model_img, "table": table, "bad_ids": bad_ids, "bad_ids_img": bad_ids_img,
             "csv": csv, "parquet": parquet, "folder": folder}
 
 
@@ -111,7 +113,7 @@ def _check(out, data, key="id", proba=False, img=False):
     prediction; the others the in-memory model's (``img``: the image-only model's)."""
     res = pd.read_parquet(out)
     table = data["table"]
-    ids = table["id"] if key == "id" else (table["key"] if key == "key" else pd.Series(range(len(table))))
+    ids = table[key] if key in ("id", "key") else pd.Series(range(len(table)))
     assert res[key].tolist() == ids.tolist()  # every row, once, in input order
     if key != "id":
         res["id"] = table["id"].to_numpy()
@@ -124,7 +126,8 @@ def _check(out, data, key="id", proba=False, img=False):
     if proba:
         cols = [c for c in exp.columns if c.startswith("proba_")]
         assert [c for c in res.columns if c.startswith("proba_")] == cols
-        np.testing.assert_allclose(got[cols].to_numpy(), exp[cols].to_numpy(), rtol=1e-5, atol=1e-6)  # float32 features
+        # float32 features
+        np.testing.assert_allclose(got[cols].to_numpy(), exp[cols].to_numpy(), rtol=1e-5, atol=1e-6)
         assert res.loc[bad, cols].isna().all().all()
     return res
 
@@ -134,7 +137,8 @@ def test_csv_equals_in_memory_predict(data, tmp_path):
     summary = score(data["model"], data["csv"], out, chunk_size=7, proba=True, progress=False)
     res = _check(out, data, proba=True)
     assert list(res.columns) == ["id", "prediction", "proba_blue", "proba_red", "error", "missing"]
-    assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-{i:05d}.parquet" for i in range(6)]
+    parts = sorted(p.name for p in out.glob("part-*.parquet"))
+    assert parts == [f"part-{i:05d}.parquet" for i in range(6)]
     n_bad = len(data["bad_ids"])
     assert summary["rows"] == 40 and summary["failed"] == n_bad and summary["scored"] == 40 - n_bad
     assert summary["parts"] == 6 and summary["parts_resumed"] == 0 and summary["rows_per_s"] > 0
@@ -184,14 +188,16 @@ def test_in_memory_model_is_not_changed(data, tmp_path):
 
 
 def test_cli_exit_codes_and_summary(data, tmp_path, capsys):
-    args = ["score", str(data["model"]), str(data["csv"]), str(tmp_path / "out"), "--chunk-size", "9"]
+    args = ["score", str(data["model"]), str(data["csv"]), str(tmp_path / "out"), "--chunk-size",
+            "9"]
     assert main(args + ["--max-error-rate", "0.5"]) == 0
     printed = capsys.readouterr()
     assert "40 rows" in printed.out and f"{len(data['bad_ids'])} failed" in printed.out
     assert "file not found" in printed.out  # first errors
     assert main(args + ["--max-error-rate", "0.01", "-q"]) == 2
     assert "--max-error-rate" in capsys.readouterr().err
-    assert main(["score", str(tmp_path / "missing.joblib"), str(data["csv"]), str(tmp_path / "o2")]) == 2
+    assert main(["score", str(tmp_path / "missing.joblib"), str(data["csv"]),
+                 str(tmp_path / "o2")]) == 2
     assert "model file not found" in capsys.readouterr().err
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 this is not parquet")
@@ -206,7 +212,8 @@ def test_another_job_in_the_folder_needs_overwrite(data, tmp_path):
     assert again["parts_resumed"] == 4 and again["rows_this_run"] == 0 and again["rows"] == 40
     with pytest.raises(ScoringError, match="chunk_size.*--overwrite"):
         score(data["model"], data["parquet"], out, chunk_size=20, progress=False)
-    summary = score(data["model"], data["parquet"], out, chunk_size=20, overwrite=True, progress=False)
+    summary = score(data["model"], data["parquet"], out, chunk_size=20, overwrite=True,
+                    progress=False)
     assert summary["parts"] == 2 and sorted(p.name for p in out.glob("part-*")) == [
         "part-00000.parquet", "part-00001.parquet"]
     _check(out, data)
@@ -257,7 +264,8 @@ def test_a_row_with_no_modality_gets_no_prediction_unless_asked(data, tmp_path, 
         both[choice] = pd.read_parquet(tmp_path / choice).set_index("id")
     refused, prior = both["error"].loc[2005], both["prior"].loc[2005]
     assert refused["error"].startswith("no modality to predict from: ColorHistogram: ")
-    assert "file not found" in refused["error"] and refused["error"].endswith("MFCCStats: missing value")
+    assert "file not found" in refused["error"]
+    assert refused["error"].endswith("MFCCStats: missing value")
     assert pd.isna(refused["prediction"]) and pd.isna(refused["missing"])
     assert prior["prediction"] in model.classes_ and pd.isna(prior["error"])
     assert prior["missing"] == refused["error"].removeprefix("no modality to predict from: ")
@@ -317,7 +325,8 @@ def test_resume_after_kill_9(data, tmp_path):
 
 
 def test_two_worker_processes_give_the_same_output(data, tmp_path):
-    score(data["model_img"], data["csv"], tmp_path / "one", chunk_size=5, proba=True, progress=False)
+    score(data["model_img"], data["csv"], tmp_path / "one", chunk_size=5, proba=True,
+          progress=False)
     summary = score(data["model_img"], data["csv"], tmp_path / "two", chunk_size=5, proba=True,
                     workers=2, progress=False)
     assert summary["parts"] == 8 and summary["failed"] == 3
@@ -376,7 +385,8 @@ def test_a_model_failing_on_every_row_fails_the_job(data, tmp_path):
     from sklearn.preprocessing import FunctionTransformer
 
     good = data["table"][~data["table"]["id"].isin(data["bad_ids"])]
-    pipe = Pipeline([("features", _features(audio=False)), ("clf", LogisticRegression())]).fit(good, good["label"])
+    pipe = Pipeline([("features", _features(audio=False)), ("clf", LogisticRegression())])
+    pipe.fit(good, good["label"])
     broken = Pipeline([("features", pipe.steps[0][1]), ("boom", FunctionTransformer(_always_fails)),
                        ("clf", pipe.steps[1][1])])
     with pytest.raises(ScoringError, match="every row.*this step is broken"):

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def model(tmp_path_factory, image_paths):
     d = tmp_path_factory.mktemp("model")
     train = pd.DataFrame({"image": image_paths, "label": ["red"] * 3 + ["blue"] * 3})
-    pipe = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(4, 4, 4)), "image")])),
+    pipe = Pipeline([("features",
+                      ColumnTransformer([("image", ColorHistogram(bins=(4, 4, 4)), "image")])),
                      ("clf", LogisticRegression(max_iter=500))]).fit(train, train["label"])
     return {"pipe": pipe, "path": save_model(pipe, d / "model.joblib"), "images": image_paths}
 
@@ -121,8 +122,9 @@ def test_a_job_where_every_row_fails_exits_non_zero(model, tmp_path):
     pd.DataFrame({"id": [1, 2], "image": ["gone-1.png", "gone-2.png"]}).to_csv(csv, index=False)
     with pytest.raises(ScoringError, match="every one of the 2 rows failed"):
         score(model["path"], csv, tmp_path / "out", progress=False)
-    proc = subprocess.run([sys.executable, "-m", "mmfeat.cli", "score", str(model["path"]), str(csv),
-                           str(tmp_path / "out2"), "-q"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "mmfeat.cli", "score", str(model["path"]),
+                           str(csv), str(tmp_path / "out2"), "-q"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "every one of the 2 rows failed" in proc.stderr
 
 
@@ -134,8 +136,10 @@ def slow_job(model, tmp_path):
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(ROOT)]))
     train = pd.DataFrame({"image": model["images"], "label": ["red"] * 3 + ["blue"] * 3})
-    pipe = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
-                     ("sleep", Sleep(0.3)), ("clf", LogisticRegression())]).fit(train, train["label"])
+    pipe = Pipeline([("features",
+                      ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
+                     ("sleep", Sleep(0.3)), ("clf", LogisticRegression())])
+    pipe.fit(train, train["label"])
     path = save_model(pipe, tmp_path / "slow.joblib")
     csv = tmp_path / "t.csv"
     pd.DataFrame({"id": range(60), "image": model["images"] * 10}).to_csv(csv, index=False)
@@ -145,7 +149,8 @@ def slow_job(model, tmp_path):
 def _start(job, out, *extra):
     return subprocess.Popen([sys.executable, "-m", "mmfeat.cli", "score", str(job["model"]),
                              str(job["csv"]), str(out), "--chunk-size", "2", "-q", *extra],
-                            env=job["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=job["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def _wait_for_a_part(proc, out, timeout=90):
@@ -162,8 +167,9 @@ def test_a_second_job_on_the_same_folder_is_refused(slow_job, tmp_path):
     first = _start(slow_job, out)
     try:
         _wait_for_a_part(first, out)
-        second = subprocess.run([sys.executable, "-m", "mmfeat.cli", "score", str(slow_job["model"]),
-                                 str(slow_job["csv"]), str(out), "--chunk-size", "2", "-q"],
+        second = subprocess.run([sys.executable, "-m", "mmfeat.cli", "score",
+                                 str(slow_job["model"]), str(slow_job["csv"]), str(out),
+                                 "--chunk-size", "2", "-q"],
                                 env=slow_job["env"], capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert "another mmfeat score job is running" in second.stderr
@@ -217,17 +223,19 @@ def test_score_trusted_names_a_further_type_of_a_skops_file(model, tmp_path):
     from slowstep import Sleep
 
     train = pd.DataFrame({"image": model["images"], "label": ["red"] * 3 + ["blue"] * 3})
-    pipe = Pipeline([("features", ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
-                     ("sleep", Sleep(0.0)), ("clf", LogisticRegression())]).fit(train, train["label"])
+    pipe = Pipeline([("features",
+                      ColumnTransformer([("image", ColorHistogram(bins=(2, 2, 2)), "image")])),
+                     ("sleep", Sleep(0.0)), ("clf", LogisticRegression())])
+    pipe.fit(train, train["label"])
     path = save_model(pipe, tmp_path / "custom.skops")
     csv = tmp_path / "t.csv"
     pd.DataFrame({"id": range(6), "image": model["images"]}).to_csv(csv, index=False)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(ROOT)]))
     cmd = [sys.executable, "-m", "mmfeat.cli", "score", str(path), str(csv)]
-    refused = subprocess.run([*cmd, str(tmp_path / "a"), "-q"], env=env, capture_output=True, text=True,
-                             timeout=120)
+    refused = subprocess.run([*cmd, str(tmp_path / "a"), "-q"], env=env, capture_output=True,
+                             text=True, timeout=120)
     assert refused.returncode == 2 and "slowstep.Sleep" in refused.stderr
-    trusted = subprocess.run([*cmd, str(tmp_path / "b"), "-q", "--trusted", "slowstep.Sleep"], env=env,
-                             capture_output=True, text=True, timeout=120)
+    trusted = subprocess.run([*cmd, str(tmp_path / "b"), "-q", "--trusted", "slowstep.Sleep"],
+                             env=env, capture_output=True, text=True, timeout=120)
     assert trusted.returncode == 0, trusted.stderr
     assert pd.read_parquet(tmp_path / "b")["prediction"].tolist() == pipe.predict(train).tolist()

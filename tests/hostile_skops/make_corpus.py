@@ -20,11 +20,13 @@ _ids = itertools.count(1)
 
 
 def _node(loader, module, cls, **extra):
-    return {"__class__": cls, "__module__": module, "__loader__": loader, "__id__": next(_ids), **extra}
+    return {"__class__": cls, "__module__": module, "__loader__": loader, "__id__": next(_ids),
+            **extra}
 
 
 def json_value(value):
-    return _node("JsonNode", "builtins", type(value).__name__, content=json.dumps(value), is_json=True)
+    return _node("JsonNode", "builtins", type(value).__name__, content=json.dumps(value),
+                 is_json=True)
 
 
 def tuple_of(*items):
@@ -118,7 +120,8 @@ CORPUS = {
         "mmfeat.scoring.os.system",
     ),
     # A class name that only looks like mmfeat's (same prefix, another module).
-    "lookalike_class": (estimator("mmfeat.fusion.late.os", "PathLike"), "mmfeat.fusion.late.os.PathLike"),
+    "lookalike_class": (estimator("mmfeat.fusion.late.os", "PathLike"),
+                        "mmfeat.fusion.late.os.PathLike"),
 }
 
 
