@@ -205,3 +205,30 @@ def test_mmfeat_score_writes_why_a_modality_was_set_aside(data, fitted, tmp_path
     assert causes[wrong[:20]].str.startswith("a: row ").all()
     assert causes[wrong[:20]].str.contains(r"looks unlike the training items \(novelty ").all()
     assert out["prediction"].notna().all() and out["error"].isna().all()
+
+
+def test_histograms_are_also_scored_in_log_units():
+    """A histogram that moves a little mass into bins empty in every training row (what a blur
+    does to a colour histogram) is typical in its own units and far in log units."""
+    rng = np.random.default_rng(0)
+
+    def histograms(n):  # 4 large bins, 8 small ones, 24 always empty
+        counts = np.zeros((n, 36))
+        counts[:, :4] = rng.gamma(2.0, size=(n, 4)) * 10
+        counts[:, 4:12] = rng.gamma(2.0, size=(n, 8))
+        return counts / counts.sum(axis=1, keepdims=True)
+
+    train, test = histograms(300), histograms(200)
+    spread = test.copy()
+    spread[:, 12:18] += 0.05 / 6  # 5 % of the mass spread over 6 of the empty bins
+    spread /= spread.sum(axis=1, keepdims=True)
+    splits = [(np.setdiff1d(np.arange(300), part), part)
+              for part in np.array_split(np.arange(300), 5)]
+    model, _ = fit_novelty(train, splits)
+    assert [view["transform"] for view in model["views"]] == ["identity", "log"]
+    assert (novelty(model, spread) > model["threshold"]).mean() > 0.95
+    assert (novelty(model, test) > model["threshold"]).mean() <= 0.03
+    linear = {**model, "views": model["views"][:1]}  # the features' own units alone
+    assert (novelty(linear, spread) > model["threshold"]).mean() < 0.05
+    # Signed features (embeddings, MFCCs) are scored in their own units only.
+    assert len(fit_novelty(train - 0.5, splits)[0]["views"]) == 1
