@@ -44,8 +44,13 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
     ``on_error`` and ``verbose``.
     """
 
-    #: "image", "text" or "audio": how items are read and keyed.
+    #: What the features describe: "image", "text", "audio" or "video" (reports and the
+    #: robustness report go by it).
     modality: str = ""
+    #: How items are checked, keyed and read: "image" (a path, encoded bytes or an array),
+    #: "audio" (a path or a ``(waveform, sr)`` pair) or "text". A subclass that leaves it empty
+    #: reads its modality's own items; a video is a file keyed by its bytes, as an image file.
+    item_kind: str = ""
     #: Bump when the feature code changes its output, so old cache entries are never served.
     algorithm_version: str = "1"
     #: Prefix of the output column names.
@@ -67,6 +72,11 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "max_pixels": [Interval(Integral, 1, None, closed="left"), None],
     }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.item_kind:
+            cls.item_kind = cls.modality
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -120,7 +130,7 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
         self._validate()
         if self.uses_model:
             models.check_device(getattr(self, "device", "auto"), type(self).__name__)
-        items = as_items(X, self.modality)
+        items = as_items(X, self.item_kind)
         self.n_features_in_ = 1
         if hasattr(X, "columns") and isinstance(X.columns[0], str):
             self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
@@ -143,7 +153,7 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
             Rows that failed under ``on_error="nan"`` are all NaN.
         """
         check_is_fitted(self, "n_features_out_")
-        return self._extract(as_items(X, self.modality))
+        return self._extract(as_items(X, self.item_kind))
 
     def get_feature_names_out(self, input_features=None):
         """Output column names: ``{feature_prefix}_{suffix}``.
@@ -166,7 +176,7 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.one_d_array = True
-        tags.input_tags.string = self.modality == "text"
+        tags.input_tags.string = self.item_kind == "text"
         tags.transformer_tags.preserves_dtype = ["float32"]  # features are float32, whatever the input
         return tags
 
@@ -277,9 +287,9 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
             # cold or warm, and never the cached vector of a valid twin.
             try:
                 if cache is not None:
-                    items[row], key = checked_key(item, self.modality, prefix, file_keys)
+                    items[row], key = checked_key(item, self.item_kind, prefix, file_keys)
                 else:  # without a cache, still embed repeated texts and paths only once
-                    items[row] = item = check_item(item, self.modality)
+                    items[row] = item = check_item(item, self.item_kind)
                     key = item if isinstance(item, str) else ("row", row)
             except ItemError as exc:
                 failed[row] = str(exc)

@@ -195,3 +195,24 @@ def test_a_module_trained_in_a_loop_keeps_one_loaded_copy():
             net[0].weight.add_(0.1)
         assert len(set(_MODELS) - loaded_before) == 1  # the copy of the current weights only
     assert len({r.tobytes() for r in results}) == 5
+
+
+def test_a_video_is_its_own_modality_and_keyed_as_its_file(tmp_path):
+    """A video extractor says modality="video" (the robustness report removes it, never
+    corrupts it as an image) and reads and keys its items as files (item_kind="image"): a
+    clip's key is its file's digest under the extractor's fingerprint, as it always was."""
+    from mmfeat.datasets._video import write_clip
+    from mmfeat.keys import item_digest, make_key
+    from mmfeat.robustness import corruption_kind
+    from mmfeat.video import VideoFrames
+
+    clip = str(tmp_path / "clip.mp4")
+    write_clip(clip, np.random.default_rng(0))
+    cache = FeatureCache(tmp_path / "cache")
+    ext = VideoFrames(ColorHistogram(), n_frames=2, cache=cache).fit([clip])
+    assert (ext.modality, ext.item_kind) == ("video", "image")
+    assert (ColorHistogram.modality, ColorHistogram.item_kind) == ("image", "image")
+    assert corruption_kind(ext) is None and corruption_kind(ColorHistogram()) == "image"
+    out = ext.transform([clip])
+    key = make_key(ext.fingerprint(), item_digest(clip, "image"))
+    np.testing.assert_array_equal(cache.get_many([key])[key], out[0])

@@ -136,7 +136,7 @@ def novelty(model, features):
     return np.maximum(np.max(relative, axis=0) - 1.0, 0.0)
 
 
-_PLURALS = {"image": "images", "text": "texts", "audio": "sounds"}
+_PLURALS = {"image": "images", "text": "texts", "audio": "sounds", "video": "videos"}
 
 
 def strange_cause(extractor, score, threshold):

@@ -23,7 +23,6 @@ from sklearn.utils.validation import check_is_fitted
 from ..base import Extractor
 from ..errors import ItemError
 from ..items import is_missing
-from ..video._base import VideoExtractor
 from .corrupt import (
     IMAGE_CORRUPTIONS,
     check_fraction,
@@ -293,9 +292,7 @@ def corruption_kind(extractor):
     >>> corruption_kind(ColorHistogram()), corruption_kind("passthrough")
     ('image', None)
     """
-    if isinstance(extractor, VideoExtractor):  # video paths are keyed like images, not images
-        return None
-    kind = getattr(extractor, "modality", None)
+    kind = getattr(extractor, "modality", None)  # a video's is "video": removal only
     return kind if kind in KINDS else None
 
 

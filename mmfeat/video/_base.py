@@ -16,12 +16,13 @@ from ..validation import invalid_parameter
 class VideoExtractor(Extractor):
     """Base of the video extractors: items are paths of video files.
 
-    Videos are keyed by the content of their file like images, so the base class sees them as
-    ``modality = "image"``; :func:`~mmfeat.video._decode.check_video_path` refuses bytes and
-    arrays when an item is loaded.
+    Videos are keyed by the content of their file like images (``item_kind = "image"``);
+    :func:`~mmfeat.video._decode.check_video_path` refuses bytes and arrays when an item is
+    loaded.
     """
 
-    modality = "image"
+    modality = "video"
+    item_kind = "image"
     # The time a row may take decides only whether it fails (and failures are never cached).
     runtime_params = Extractor.runtime_params | {"timeout"}
     _parameter_constraints = {
@@ -69,8 +70,7 @@ class WrapsExtractor(VideoExtractor):
 
     def _validate(self):
         inner = self._inner()
-        if not isinstance(inner, Extractor) or inner.modality != self.inner_modality \
-                or isinstance(inner, VideoExtractor):
+        if not isinstance(inner, Extractor) or inner.modality != self.inner_modality:
             raise invalid_parameter(self, "extractor", f"an mmfeat {self.inner_modality} extractor "
                                     f"(from mmfeat.{self.inner_modality}) or None", self.extractor)
 
