@@ -26,7 +26,8 @@ from .keys import FINGERPRINT_HEX, item_digests
 
 # STORE_NAME for the CLI; _OWNER_WARNED (the stores already checked for who may write them)
 # for the tests that reset it
-from .sqlite_store import _OWNER_WARNED, STORE_NAME, SQLiteStore  # noqa: F401
+from .sqlite_schema import _OWNER_WARNED  # noqa: F401
+from .sqlite_store import STORE_NAME, SQLiteStore  # noqa: F401
 from .vectors import encode
 
 _INSTANCES = {}  # (directory, pid) -> FeatureCache, for resolve_cache

@@ -1,13 +1,18 @@
-"""How the local store's SQLite file is opened: private directories and file modes, WAL mode,
-the schema and its migration, and read-only stores."""
+"""How the local store's SQLite file is opened: who may write its folder, private directories
+and file modes, WAL mode, the schema and its migration, read-only stores; and the checks and
+upkeep of the file itself (its format, giving freed pages back)."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
+import warnings
 from contextlib import suppress
 from pathlib import Path
+
+from .errors import CacheWarning
+from .permissions import others_may_write
 
 FORMAT_VERSION = 2
 # 2: keys are <fingerprint digest><item digest>, so that an item can be forgotten under every
@@ -38,6 +43,32 @@ CREATE TABLE IF NOT EXISTS extractors (prefix TEXT PRIMARY KEY, name TEXT NOT NU
 PRAGMA user_version = 2;
 COMMIT;
 """
+_OWNER_WARNED: set = set()  # stores already checked for who may write them, per process
+
+
+def connect(path: Path, file: Path, wait_ms: int) -> tuple:
+    """``(connection, read_only)`` to the store ``file`` in ``path``: read-only when this
+    process cannot write the file, else writable (created if need be, see :func:`open_store`).
+    The first time per store and process, warns when others may write its folder."""
+    _check_owner(path)
+    if file.is_file() and not writable(file):
+        return open_read_only(file), True
+    return open_store(path, file, wait_ms), False
+
+
+def _check_owner(path: Path):
+    """Warn once per store and process when others may write its folder: its vectors (with
+    valid checksums) could be anyone's."""
+    if path in _OWNER_WARNED:
+        return
+    _OWNER_WARNED.add(path)
+    with suppress(OSError):
+        cause = others_may_write(path)
+        if cause is not None:
+            warnings.warn(f"The feature cache {path} {cause}: the features it serves "
+                          "could have been written by anyone. Use a cache directory of your "
+                          "own, or one shared with your group only.", CacheWarning,
+                          stacklevel=7)
 
 
 def open_store(path: Path, file: Path, wait_ms: int):
@@ -112,3 +143,21 @@ def _create_file(file: Path, mode: int):
     with suppress(FileExistsError):
         os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
         os.chmod(file, mode)  # the umask may have taken bits away; never add beyond ``mode``
+
+
+def check_format(db):
+    """Raise :class:`sqlite3.DatabaseError` unless the file is whole (a broken page list) and a
+    store of this format (every table there, with its columns)."""
+    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        raise sqlite3.DatabaseError("the emptied store failed its integrity check")
+    for table, columns in COLUMNS.items():
+        found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        if found != columns:
+            raise sqlite3.DatabaseError(f"the store's {table} table is not of this format")
+
+
+def shrink(db):
+    """Give freed pages back to the file system. executescript() runs the vacuum pragma to the
+    end (execute() would free one page); the checkpoint truncates the write-ahead log."""
+    db.executescript("PRAGMA incremental_vacuum")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

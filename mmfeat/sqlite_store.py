@@ -2,8 +2,9 @@
 
 Everything SQLite-specific lives here, apart from the cache's protocol (``cache.py``), as
 joblib keeps ``memory.py`` apart from ``_store_backends.py``: the connection (one per process,
-never used across a fork), WAL mode, the schema and its migration, read-only stores, a writer
-stuck on the lock, and turning store errors into one warning.
+never used across a fork), a writer stuck on the lock, and turning store errors into one
+warning; how the file is opened (who may write its folder, WAL mode, the schema and its
+migration, read-only stores) and checked is in ``sqlite_schema.py``.
 
 The store is one file in WAL mode: nothing to start, readers never block the writer, several
 processes may write at once, and every write is one transaction, so a crash leaves whole
@@ -29,8 +30,7 @@ from pathlib import Path
 
 from .errors import CacheError, CacheWarning
 from .keys import FINGERPRINT_HEX
-from .permissions import others_may_write
-from .sqlite_schema import COLUMNS, open_read_only, open_store, writable
+from .sqlite_schema import check_format, connect, open_store, shrink
 from .vectors import decode
 
 STORE_NAME = "features.sqlite"
@@ -46,7 +46,6 @@ _STORE_ERRORS = (sqlite3.Error, OSError)
 # A connection inherited through fork() belongs to the parent; closing it in the child can
 # disturb SQLite's lock bookkeeping, so it is parked here and never used or closed.
 _INHERITED = []
-_OWNER_WARNED: set = set()  # stores already checked for who may write them, per process
 
 
 class SQLiteStore:
@@ -120,7 +119,9 @@ class SQLiteStore:
         self._check_process()
         with self._lock:
             try:
-                if not self._connect_read_only_aware():
+                if self._conn is None:
+                    self._conn, self._read_only = connect(self.path, self.file, _WRITE_WAIT_MS)
+                if not self._read_only:
                     return _wipe(self._conn)
             except _STORE_ERRORS as exc:
                 self._disconnect()
@@ -235,7 +236,7 @@ class SQLiteStore:
                     total -= size
                 _delete(db, victims)
                 removed += len(victims)
-        _shrink(db)
+        shrink(db)
         return removed
 
     def _forget(self, db, digests):
@@ -247,7 +248,7 @@ class SQLiteStore:
                 removed += db.execute(
                     f"DELETE FROM features WHERE substr(key, {FINGERPRINT_HEX + 1}) IN ({marks})",
                     chunk).rowcount
-        _shrink(db)
+        shrink(db)
         return removed
 
     def _refuse_read_only(self, what):
@@ -266,7 +267,8 @@ class SQLiteStore:
         self._check_process()
         with self._lock:
             try:
-                self._connect_read_only_aware()
+                if self._conn is None:
+                    self._conn, self._read_only = connect(self.path, self.file, _WRITE_WAIT_MS)
                 return operation(self._conn)
             except _STORE_ERRORS as exc:
                 busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
@@ -285,31 +287,6 @@ class SQLiteStore:
             if self._conn is not None:
                 _INHERITED.append(self._conn)
             self._conn, self._pid, self._lock = None, os.getpid(), threading.RLock()
-
-    def _check_owner(self):
-        """Warn once per store and process when others may write its folder: its vectors (with
-        valid checksums) could be anyone's."""
-        if self.path in _OWNER_WARNED:
-            return
-        _OWNER_WARNED.add(self.path)
-        with suppress(OSError):
-            cause = others_may_write(self.path)
-            if cause is not None:
-                warnings.warn(f"The feature cache {self.path} {cause}: the features it serves "
-                              "could have been written by anyone. Use a cache directory of your "
-                              "own, or one shared with your group only.", CacheWarning,
-                              stacklevel=7)
-
-    def _connect_read_only_aware(self) -> bool:
-        """Open the store (writable, or read-only when this process cannot write it); return
-        whether it is read-only."""
-        if self._conn is None:
-            self._check_owner()
-            if self.file.is_file() and not writable(self.file):
-                self._conn, self._read_only = open_read_only(self.file), True
-            else:
-                self._connect()
-        return self._read_only
 
     def _connect(self):
         if self._conn is None:
@@ -366,22 +343,9 @@ def _wipe(db):
     with _transaction(db):
         db.execute("DELETE FROM features")
         db.execute("UPDATE meta SET value = 0")
-    _shrink(db)
-    # An emptied file can still be damaged (a broken page list), or not be a store of this
-    # format (tables missing or of other columns): then clear() recreates it.
-    if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-        raise sqlite3.DatabaseError("the emptied store failed its integrity check")
-    for table, columns in COLUMNS.items():
-        found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-        if found != columns:
-            raise sqlite3.DatabaseError(f"the store's {table} table is not of this format")
-
-
-def _shrink(db):
-    # Give freed pages back to the file system. executescript() runs the vacuum pragma to
-    # the end (execute() would free one page); the checkpoint truncates the write-ahead log.
-    db.executescript("PRAGMA incremental_vacuum")
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    shrink(db)
+    # An emptied file can still be damaged: then clear() recreates it.
+    check_format(db)
 
 
 def _live_claims(db, keys, stale_after):
