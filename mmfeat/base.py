@@ -25,12 +25,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import batching, models
 from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names_in
-from .cache import FeatureCache, resolve_cache
+from .cache import FeatureCache, fetch_or_compute
 from .config import cache_settings
-from .errors import ExtractionError, ExtractionWarning, ItemError, report_errors
+from .errors import ExtractionError, ExtractionWarning, report_errors
 from .introspect import Findable
-from .items import as_items, check_item, describe
-from .keys import checked_key, stable_form
+from .items import as_items, check_items, checked_items, describe
+from .keys import rows_by_key, stable_form
 
 # Parameters of these types key a plan by their values: nothing else to look at on a hit.
 _IMMUTABLE = (type(None), bool, int, float, str, FeatureCache)
@@ -153,7 +153,7 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
             Rows that failed under ``on_error="nan"`` are all NaN.
         """
         check_is_fitted(self, "n_features_out_")
-        return self._extract(as_items(X, self.item_kind))
+        return self._extract_checked(*checked_items(X, self.item_kind))
 
     def get_feature_names_out(self, input_features=None):
         """Output column names: ``{feature_prefix}_{suffix}``.
@@ -230,10 +230,10 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
             return None
         return (type(self), json.dumps(stable_form(params), sort_keys=True), self._state_digest())
 
-    def _target(self) -> tuple:
-        """``(device, runtime)`` the model computes with in this process (the plan's, while one
-        is resolved or in use)."""
-        return models.target(self)
+    #: ``self._target()``: ``(device, runtime)`` the model computes with in this process (the
+    #: plan's, while one is resolved or in use). :func:`mmfeat.models.target` itself, not a
+    #: method calling it: the feature code asks at every batch.
+    _target = models.target
 
     def _runtime(self, device: str) -> str:
         """Which runtime computes the model's features (e.g. ``"torch"`` or ``"onnx"``), when an
@@ -273,28 +273,27 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
     def _extract(self, items: list) -> np.ndarray:
         """Check every item, key it, let the cache fetch or compute each distinct item once,
         and assemble the rows in order."""
+        return self._extract_checked(*check_items(items, self.item_kind))
+
+    def _extract_checked(self, items: list, failed: dict) -> np.ndarray:
+        """:meth:`_extract` of items already checked, ``failed`` holding the refused rows.
+
+        Checked before keying: a bad item gets the same answer with the cache on or off, cold
+        or warm, and never the cached vector of a valid twin. The hit path enters each module
+        once: the items, the settings, the keys, the cache (and its store)."""
         n, d = len(items), self.n_features_out_
         out = np.full((n, d), np.nan, dtype=np.float32)
-        failed: dict[int, str] = {}
-        settings = cache_settings()
-        cache = resolve_cache(self.cache, settings)
-        prefix = self._plan().key_prefix if cache is not None else ""
-        file_keys = settings["file_keys"]
-        items = list(items)
-        groups: dict = {}  # key -> rows holding that item
-        for row, item in enumerate(items):
-            # Checked before keying: a bad item gets the same answer with the cache on or off,
-            # cold or warm, and never the cached vector of a valid twin.
-            try:
-                if cache is not None:
-                    items[row], key = checked_key(item, self.item_kind, prefix, file_keys)
-                else:  # without a cache, still embed repeated texts and paths only once
-                    items[row] = item = check_item(item, self.item_kind)
+        settings = cache_settings(self.cache)
+        cached = settings["location"] is not None
+        if cached:
+            groups = rows_by_key(items, failed, self.item_kind, self._plan().key_prefix,
+                                 settings["file_keys"])
+        else:  # without a cache, still embed repeated texts and paths only once
+            groups = {}  # key -> rows holding that item
+            for row, item in enumerate(items):
+                if row not in failed:
                     key = item if isinstance(item, str) else ("row", row)
-            except ItemError as exc:
-                failed[row] = str(exc)
-                continue
-            groups.setdefault(key, []).append(row)
+                    groups.setdefault(key, []).append(row)
 
         bar = self._progress(len(groups))
         from_cache = 0
@@ -315,12 +314,12 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
             return {key: features[i] for i, key in enumerate(keys) if i not in errors}
 
         try:
-            if cache is None:
+            if not cached:
                 vectors = compute(list(groups))
             else:
-                vectors = cache.fetch_or_compute(list(groups), compute, dim=d,
-                                                 on_found=None if bar.disable else found,
-                                                 extractor=self._cache_label)
+                vectors = fetch_or_compute(self.cache, settings, list(groups), compute, dim=d,
+                                           on_found=None if bar.disable else found,
+                                           extractor=self._cache_label)
         finally:
             bar.close()
         for key, vector in vectors.items():

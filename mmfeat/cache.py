@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import get_config, shared_cache_url
+from .config import cache_settings, shared_cache_url
 from .keys import FINGERPRINT_HEX, item_digests
 
 # STORE_NAME for the CLI; _OWNER_WARNED (the stores already checked for who may write them)
@@ -352,27 +352,31 @@ class FeatureCache:
 def resolve_cache(cache, settings=None):
     """Turn an estimator's ``cache=`` argument into a :class:`FeatureCache` or ``None`` (off).
 
-    ``None`` means the global default (``settings``, else ``mmfeat.get_config()``), ``False``
-    off, a path the store in that directory. Instances are shared per directory and process,
-    so that repeated ``transform`` calls reuse one connection.
+    ``None`` means the global default, ``False`` off, a path the store in that directory;
+    ``settings`` are :func:`mmfeat.config.cache_settings` read for this ``cache`` (read now when
+    not given). Instances are shared per directory and process, so that repeated
+    ``transform`` calls reuse one connection.
     """
     if isinstance(cache, FeatureCache):
         return cache
-    if cache is False:
-        return None
-    if cache is None:
-        cache = (settings or get_config())["cache_dir"]
-        if cache is None:
-            return None
+    settings = settings or cache_settings(cache)
+    cache = settings["location"]
+    if cache is None or isinstance(cache, FeatureCache):
+        return cache
     if not isinstance(cache, (str, os.PathLike)):
         raise TypeError(f"Got cache={cache!r}, expected None (the global default), "
                         "False (off), a directory path or a FeatureCache.")
     path = Path(cache).expanduser().resolve()
-    shared = settings["shared_cache"] if settings and "shared_cache" in settings else shared_cache_url()
-    key = (str(path), shared or None, os.getpid())
+    key = (str(path), settings["shared_cache"] or None, os.getpid())
     if key not in _INSTANCES:
         _INSTANCES.setdefault(key, FeatureCache(path))
     return _INSTANCES[key]
+
+
+def fetch_or_compute(cache, settings, keys, compute, **options) -> dict:
+    """``resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)``, for a
+    cache that ``settings["location"]`` says is on: what a transform calls, once."""
+    return resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)
 
 
 _SHARED: dict = {}  # (url, pid) -> RedisStore: one connection and one warning per process

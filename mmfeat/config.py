@@ -86,9 +86,15 @@ def get_config() -> dict:
     return {"cache_dir": cache_dir, "file_keys": file_keys}
 
 
-def cache_settings() -> dict:
-    """:func:`get_config` and ``shared_cache`` (:func:`shared_cache_url`), read in one call."""
-    return {**get_config(), "shared_cache": shared_cache_url()}
+def cache_settings(cache=None) -> dict:
+    """:func:`get_config` and ``shared_cache`` (:func:`shared_cache_url`), read in one call, and
+    ``location``: where an estimator given ``cache=cache`` keeps its features (``cache`` itself,
+    a store or a directory; the ``cache_dir`` setting for None; None when off: False, or no
+    default directory)."""
+    settings = {**get_config(), "shared_cache": shared_cache_url()}
+    settings["location"] = (None if cache is False else settings["cache_dir"] if cache is None
+                            else cache)
+    return settings
 
 
 def shared_cache_url():

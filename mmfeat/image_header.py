@@ -360,3 +360,19 @@ def _check_pixels(width: int, height: int, max_pixels) -> None:
             "(possible decompression bomb)"
         )
 
+
+
+def check_decodable(data: bytes, max_pixels) -> tuple:
+    """``(width, height)`` of encoded image bytes, once the header shows that decoding them
+    stays within ``max_pixels`` pixels and their bytes (:func:`image_size`,
+    :func:`sample_layout`); None switches both bounds off.
+
+    Raises
+    ------
+    ItemError
+        The header is unreadable, or decoding would pass a bound (a decompression bomb).
+    """
+    width, height = image_size(data)
+    _check_pixels(width, height, max_pixels)
+    _check_bytes(width, height, sample_layout(data), max_pixels)
+    return width, height

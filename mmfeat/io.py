@@ -23,8 +23,8 @@ import numpy as np
 from .errors import ItemError
 from .image_header import (
     DEFAULT_MAX_PIXELS,
-    _check_bytes,
     _check_pixels,
+    check_decodable,
     image_size,
     sample_layout,
 )
@@ -142,9 +142,7 @@ def decode_image(data: bytes, *, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
     than ``max_pixels`` pixels is refused before OpenCV allocates or decodes anything.
     """
     cv2 = quiet_cv2()
-    width, height = image_size(data)
-    _check_pixels(width, height, max_pixels)
-    _check_bytes(width, height, sample_layout(data), max_pixels)
+    check_decodable(data, max_pixels)
     is_jpeg = data[:2] == b"\xff\xd8"
     # libjpeg fills a truncated JPEG with grey and only prints a warning: refuse it here.
     if is_jpeg and not _jpeg_complete(data):

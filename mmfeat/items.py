@@ -93,6 +93,23 @@ def as_items(X, modality: str) -> list:
         raise TypeError(f"Expected a 1-D sequence of items, got {type(X).__name__}.") from None
 
 
+def checked_items(X, modality: str) -> tuple[list, dict]:
+    """:func:`as_items` and :func:`check_items` in one call (a transform's first step)."""
+    return check_items(as_items(X, modality), modality)
+
+
+def check_items(items, modality: str) -> tuple[list, dict]:
+    """``(items, failed)``: each item checked (:func:`check_item`) and in its canonical form,
+    and ``{row: cause}`` for those refused (their row keeps the item as given)."""
+    items, failed = list(items), {}
+    for row, item in enumerate(items):
+        try:
+            items[row] = check_item(item, modality)
+        except ItemError as exc:
+            failed[row] = str(exc)
+    return items, failed
+
+
 def is_missing(item) -> bool:
     """True for None, NaN, ``pd.NA`` and ``pd.NaT``: a missing value, not an item."""
     if item is None:

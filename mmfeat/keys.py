@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .errors import ItemError
-from .items import check_item, file_error, is_missing
+from .items import file_error, is_missing
 
 FINGERPRINT_HEX = 32  # hex characters of the fingerprint part of a key
 _MODALITIES = ("image", "audio", "text")
@@ -53,17 +53,22 @@ def item_digest(item, modality: str, file_keys: str = "content") -> str:
     return _digest(item, modality, file_keys)
 
 
-def checked_key(item, modality: str, prefix: str, file_keys: str) -> tuple:
-    """``(item in its canonical form, its key)``: the item checked (:func:`~mmfeat.items.check_item`)
-    and keyed under an extractor's ``key_prefix(fingerprint)``, in one call per item.
-
-    Raises
-    ------
-    ItemError
-        As :func:`~mmfeat.items.check_item` and :func:`item_digest`.
-    """
-    item = check_item(item, modality)
-    return item, prefix + _digest(item, modality, file_keys)
+def rows_by_key(items, failed: dict, modality: str, prefix: str, file_keys: str) -> dict:
+    """``{key: [rows holding that item]}`` of the rows not in ``failed``, their items already
+    checked (:func:`~mmfeat.items.check_items`) and keyed under an extractor's
+    ``key_prefix(fingerprint)``, in one call for all rows. A row whose item cannot be keyed
+    (an unreadable file, as :func:`item_digest`) is added to ``failed`` with its cause."""
+    groups: dict = {}
+    for row, item in enumerate(items):
+        if row in failed:
+            continue
+        try:
+            key = prefix + _digest(item, modality, file_keys)
+        except ItemError as exc:
+            failed[row] = str(exc)
+            continue
+        groups.setdefault(key, []).append(row)
+    return groups
 
 
 def _digest(item, modality, file_keys):
