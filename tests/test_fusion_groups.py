@@ -4,8 +4,10 @@ own audio pitch) and with an over-confident modality."""
 
 from __future__ import annotations
 
+import pickle
 import re
 
+import joblib
 import numpy as np
 import pytest
 import sklearn
@@ -32,6 +34,7 @@ from mmfeat.fusion import (
     TunedLogisticRegression,
     make_early_fusion,
 )
+from mmfeat.fusion.late_plan import FoldPlan
 from mmfeat.image import ColorHistogram
 
 pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
@@ -175,26 +178,50 @@ def test_calibration_options(plain):
 # ---------------------------------------------------------------------------- tuned defaults
 
 
-def test_default_models_tune_themselves(plain):
+def test_default_models_are_the_hand_written_penalty_fitted_once_per_split(plain):
     df, y = plain
     train, test = np.arange(len(y)) % 4 > 0, np.arange(len(y)) % 4 == 0
     wide, narrow = ("image", ColorHistogram(bins=(12, 4, 4))), ("audio", MFCCStats(n_mfcc=20))
-    tuned = LateFusionClassifier({"image": wide, "audio": narrow}, rule="product", cv=4,
+    fused = LateFusionClassifier({"image": wide, "audio": narrow}, rule="product", cv=4,
                                  random_state=0).fit(df[train], y[train])
-    report = tuned.modality_report_.set_index("modality")
-    assert re.fullmatch(r"logistic \(C=[0-9.e-]+\)", report.loc["image", "model"])
+    report = fused.modality_report_.set_index("modality")
+    # No inner search (LogisticRegressionCV inside every out-of-fold split cost 19 to 35 times
+    # the hand-written product rule on the real-data benchmark, for the same fused accuracy):
+    # the penalty a user picks on standardised features, one fit per split and one on all rows.
+    assert report.loc["image", "model"] == "logistic (C=0.1)"
+    by_hand = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, tol=1e-3, max_iter=2000))
+    features = fused.estimators_["image"].named_steps["extractor"].transform(df["image"][train])
+    by_hand.fit(features, y[train])
+    np.testing.assert_allclose(fused.estimators_["image"].named_steps["estimator"].predict_proba(
+        features), by_hand.predict_proba(features))
     # An 80-feature block with over 30 rows per class may also be an RBF SVM, if that predicted
     # better out of fold.
-    assert re.fullmatch(r"logistic \(C=[0-9.e-]+\)|rbf_svm", report.loc["audio", "model"])
+    assert report.loc["audio", "model"] in ("logistic (C=0.1)", "rbf_svm")
 
     fixed = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))  # the old default
     losses = {}
-    for name, estimator in {"fixed C=1": fixed, "tuned": None}.items():
+    for name, estimator in {"fixed C=1": fixed, "default": None}.items():
         model = LateFusionClassifier({"audio": (*narrow, estimator)}, rule="product",
                                      calibrate=None, cv=4).fit(df[train], y[train])
         losses[name] = log_loss(y[test], model.predict_proba(df[test]), labels=np.unique(y))
-    # Measured: held-out log loss 0.974 with C=1, 0.642 tuned.
-    assert losses["tuned"] < losses["fixed C=1"] * 0.8, losses
+    # Measured: held-out log loss 0.974 with C=1, 0.642 with the default.
+    assert losses["default"] < losses["fixed C=1"] * 0.8, losses
+
+
+def test_modalities_on_the_same_rows_share_one_split():
+    # Stratified group k-fold over hundreds of groups took longer than the fits it served; a
+    # fusion's modalities available on the same rows get the same folds, computed once.
+    y, g = np.repeat([0, 1], 30), np.arange(60) // 3
+    plan = FoldPlan(3, classifier=True, seed=0)
+    first = plan(y, g)
+    first[0][0][:] = -1  # each caller gets its own arrays
+    again = plan(y, g)
+    assert len(plan._memo) == 1 and (again[0][0] >= 0).all()
+    assert sorted(np.concatenate([test for _, test in again])) == list(range(60))
+    assert len(plan(y[:45], g[:45])) == 3 and len(plan._memo) == 2  # other rows: split anew
+    # pickled (to joblib's workers) and hashed (for shared fits) by its parameters alone
+    copy = pickle.loads(pickle.dumps(plan))
+    assert copy._memo == {} and joblib.hash(copy) == joblib.hash(FoldPlan(3, True, 0))
 
 
 def test_late_fusion_regressor_splits_by_group(grouped):

@@ -126,3 +126,23 @@ def test_a_saved_auto_early_fusion_loads_without_trusting_anything(tmp_path):
     save_model(model, tmp_path / "model.skops")
     loaded = load_model(tmp_path / "model.skops")
     assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_compare_gives_early_fusion_its_groups_as_a_user_would():
+    from mmfeat.comparison.candidates import build_candidates
+    from mmfeat.comparison.run import fit
+
+    X, y, g = near_duplicates()
+    modalities = {"shared": (list(range(3)), FunctionTransformer()),
+                  "rest": (list(range(3, 40)), FunctionTransformer())}
+    _, candidate = build_candidates(modalities, task="classification")["early fusion"]
+    compared = fit(candidate, X, y, g).named_steps["model"]
+    by_user = make_early_fusion(**modalities, estimator="auto", handle_missing=True).fit(
+        X, y, model__groups=g).named_steps["model"]
+    # The same inner folds (stratified by group, from the groups routed to the model, not
+    # folds made beforehand and left in its parameters), so the same choice.
+    assert compared.cv == by_user.cv == 2
+    np.testing.assert_array_equal(compared.cv_results_["mean_score"],
+                                  by_user.cv_results_["mean_score"])
+    assert compared.C_ == by_user.C_
+    assert compared.cv_results_["mean_score"].max() < 1.0  # by row it would be 1.0

@@ -22,6 +22,7 @@ from ..cache import resolve_cache
 from ..folds import make_folds
 from ..fusion import ModalityBlock, is_late_fusion
 from ..fusion.modality_fit import shared_modality_fits
+from ..fusion.tuning import TunedLogisticRegression
 from ..introspect import find_extractors
 from ..validation import check_fold_count
 
@@ -43,14 +44,20 @@ def make_splits(X, y, groups, cv, task, random_state):
 
 
 def fit(estimator, X, y, groups):
-    """Fit a candidate; with groups, its inner validation is by group too."""
+    """Fit a candidate; with groups, its inner validation is by group too, as the user would
+    give them: ``groups=`` to a late fusion, ``model__groups=`` to early fusion's
+    ``TunedLogisticRegression`` (what ``make_early_fusion(estimator="auto")`` documents), and
+    group folds of the training rows as the ``cv`` of a regression's ``RidgeCV`` (which takes
+    groups only under metadata routing)."""
     if is_late_fusion(estimator):
         return estimator.fit(X, y, groups=groups)
-    if groups is not None and isinstance(estimator, Pipeline):
-        # Early fusion ends in LogisticRegressionCV / RidgeCV: their inner folds become group
-        # folds of the training rows, so the penalty is chosen for unseen groups.
-        n = min(3, len(np.unique(groups)))
-        estimator.set_params(model__cv=list(GroupKFold(n).split(X, y, groups)))
+    if groups is None or not isinstance(estimator, Pipeline):
+        return estimator.fit(X, y)
+    model = estimator.steps[-1][1]
+    if isinstance(model, TunedLogisticRegression):
+        return estimator.fit(X, y, model__groups=groups)
+    n = min(3, len(np.unique(groups)))
+    estimator.set_params(model__cv=list(GroupKFold(n).split(X, y, groups)))
     return estimator.fit(X, y)
 
 

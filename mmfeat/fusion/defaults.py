@@ -1,5 +1,5 @@
-"""Late fusion's default models: each modality's self-tuning estimator (and the candidates a
-narrow block chooses from) and the meta-learner, for classification and regression."""
+"""Late fusion's default models: each modality's estimator (and the candidates a narrow block
+chooses from) and the meta-learner, for classification and regression."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from .._sklearn_compat import _routing_enabled
-from .specs import auto_classifier
 
 # Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM,
 # when they have at most SVM_MAX_ROWS rows.
@@ -28,9 +27,24 @@ def weighted(estimator, request=True):
     return estimator
 
 
-def tuned_logistic():
-    """Standardisation and logistic regression choosing its penalty by inner log loss."""
-    return make_pipeline(weighted(StandardScaler(), False), auto_classifier("neg_log_loss"))
+# A modality's logistic regression: the penalty a user picks by hand on standardised features,
+# and a loose tolerance. Chosen on the real-data benchmark (benchmarks/bench_real.py): against
+# C tuned by inner 3-fold log loss inside every out-of-fold split (LogisticRegressionCV), the
+# fused models scored the same within a few rows on the three sets (stacking 0.976 against
+# 0.977, 0.901 against 0.901, 0.639 against 0.635) at a seventh of the fit time. A per-modality
+# penalty matters less here than in a model used alone: the calibration and the meta-learner's
+# weight per modality rescale each modality's confidence. The loose tolerance stops lbfgs in
+# about half the iterations, with the same fused accuracy; the out-of-fold fits start cold,
+# never from another fold's solution, which has seen their held-out rows.
+LOGISTIC_C = 0.1
+LOGISTIC_TOL = 1e-3
+
+
+def default_logistic():
+    """Standardisation and logistic regression at ``C=0.1`` (see ``LOGISTIC_C``)."""
+    return make_pipeline(weighted(StandardScaler(), False),
+                         weighted(LogisticRegression(C=LOGISTIC_C, tol=LOGISTIC_TOL,
+                                                     max_iter=2000)))
 
 
 def tuned_ridge():
@@ -41,11 +55,11 @@ def tuned_ridge():
 
 
 def default_classifiers(n_features, y):
-    """Tuned logistic regression, and for a narrow block with enough rows per class, but not so
+    """Logistic regression, and for a narrow block with enough rows per class, but not so
     many that a kernel SVM gets slow (its fit grows with the square of the rows), also an RBF
     SVM: ``[(label, estimator, inner_cv)]``, ``inner_cv`` naming the parameter of its inner
     folds. A plain function, as it goes to joblib's workers."""
-    candidates = [("logistic", tuned_logistic(), "logisticregressioncv__cv")]
+    candidates = [("logistic", default_logistic(), None)]
     rarest = np.unique(y, return_counts=True)[1].min()
     if n_features <= NARROW_BLOCK and rarest >= 20 and len(y) <= SVM_MAX_ROWS:
         # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.

@@ -2,6 +2,7 @@
 estimators): the one walk over the modalities (:meth:`_BaseLateFusion._iter`), the fit loop
 and prediction. Around it: :mod:`~mmfeat.fusion.specs` (the modalities' parameters),
 :mod:`~mmfeat.fusion.task` (what differs between classification and regression),
+:mod:`~mmfeat.fusion.late_plan` (each modality's folds and fit parameters),
 :mod:`~mmfeat.fusion.modality_fit` (fitting and predicting one modality),
 :mod:`~mmfeat.fusion.meta` (the meta-learner's input and each modality's share of a decision),
 :mod:`~mmfeat.fusion.columns` (reading the input's columns) and
@@ -11,7 +12,6 @@ and prediction. Around it: :mod:`~mmfeat.fusion.specs` (the modalities' paramete
 from __future__ import annotations
 
 from abc import abstractmethod
-from functools import partial
 from numbers import Integral
 from typing import NamedTuple
 
@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state
-from sklearn.utils.metadata_routing import UNUSED, MetadataRouter, MethodMapping, process_routing
+from sklearn.utils.metadata_routing import UNUSED, MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._sklearn_compat import (
@@ -29,16 +28,14 @@ from .._sklearn_compat import (
     StrOptions,
     _check_sample_weight,
     _fit_context,
-    _raise_for_params,
-    _routing_enabled,
     _VisualBlock,
 )
-from ..folds import make_folds
 from ..validation import check_fold_count, check_target
+from . import late_plan as plan
 from .blocks import available_rows
 from .columns import check_input, passthrough_columns, select
 from .meta import meta_features, meta_layout, shares
-from .modality_fit import describe, fit_modalities, predict_modality, weight_params
+from .modality_fit import describe, fit_modalities, predict_modality
 from .specs import ModalityComposition, parse_modality
 from .task import Regression
 
@@ -226,8 +223,8 @@ class _BaseLateFusion(ModalityComposition):
                 raise ValueError(f"X has {n} rows but groups has {len(groups)}.")
         else:
             check_fold_count(self.cv, y, task.is_classifier)
-        modality_params, final_params = self._fit_params(modalities, sample_weight,
-                                                         dict(fit_params))
+        modality_params, final_params = plan.fit_params(self, modalities, sample_weight,
+                                                        dict(fit_params))
         # A default model gets the task's row weights (the classifier's class_weight).
         weights = {m.name: task.model_weights(sample_weight, y) if callable(m.candidates)
                    else sample_weight for m in modalities}
@@ -235,7 +232,7 @@ class _BaseLateFusion(ModalityComposition):
             if params is not None and weights[name] is not None:  # under metadata routing
                 modality_params[name] = {**params, "sample_weight": weights[name]}
         methods = {m.name: task.method_for(m.name, m.estimator) for m in modalities}
-        cv, splits = self._plan_splits(y)
+        cv, splits = plan.plan_splits(self, y)
         learn_novelty = self.outliers is not None
         results = fit_modalities(
             [(m.name, m.column, m.extractor, m.candidates, select(X, m.column), y, task.classes,
@@ -321,33 +318,6 @@ class _BaseLateFusion(ModalityComposition):
                              "has none: use rule='stack' or passthrough=False.")
         return list(self._iter())
 
-    def _fit_params(self, modalities, sample_weight, fit_params):
-        """Fit parameters per modality estimator and for the meta-learner under scikit-learn's
-        metadata routing (None per modality when it is off: ``sample_weight`` then goes to
-        each estimator that accepts it)."""
-        names = [m.name for m in modalities]
-        if _routing_enabled():
-            if sample_weight is not None:
-                fit_params["sample_weight"] = sample_weight
-            routed = process_routing(self, "fit", **fit_params)
-            return {name: routed[name].fit for name in names}, routed.final_estimator.fit
-        _raise_for_params(fit_params, self, "fit")
-        final = {}
-        if self.rule == "stack":
-            final = weight_params(self._final(), sample_weight, "the final estimator")
-        return dict.fromkeys(names), final
-
-    def _plan_splits(self, y):
-        """``(cv, splits)``: a function giving the splits of a modality's rows (an int ``cv`` or a
-        splitter, the same folds for every modality), or the splits given as row indices."""
-        classifier = self._task.is_classifier
-        if not (isinstance(self.cv, Integral) or hasattr(self.cv, "split")):
-            return None, make_folds(self.cv, y, classifier=classifier)
-        seed = self.random_state
-        if seed is not None and not isinstance(seed, Integral):
-            seed = check_random_state(seed).randint(np.iinfo(np.int32).max)  # same folds for all
-        return partial(_folds, self.cv, classifier, seed), None
-
     def _final(self):
         return self._task.default_final() if self.final_estimator is None else self.final_estimator
 
@@ -429,8 +399,3 @@ class _BaseLateFusion(ModalityComposition):
         return pd.DataFrame(shares(self, outputs, X, novelties), columns=list(self.estimators_),
                             index=X.index if hasattr(X, "index") else None)
 
-
-def _folds(cv, classifier, seed, y, groups):
-    """A modality's out-of-fold splits over its rows (shuffled with ``seed`` when given)."""
-    return make_folds(cv, y, groups, classifier=classifier, shuffle=seed is not None,
-                      random_state=seed)

@@ -184,8 +184,9 @@ def describe(label, estimator):
     last = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
     if label is None:
         return type(last).__name__
-    if hasattr(last, "C_"):
-        return f"{label} (C={float(np.ravel(last.C_)[0]):.3g})"
+    C = getattr(last, "C_", getattr(last, "C", None))  # tuned, or fixed
+    if C is not None:
+        return f"{label} (C={float(np.ravel(C)[0]):.3g})"
     if hasattr(last, "alpha_"):
         return f"{label} (alpha={float(last.alpha_):.3g})"
     return label

@@ -72,26 +72,52 @@ def fit_rule_weights(stacked, available, codes, rule, sample_weight=None):
             p = np.clip((counted * truth).sum(axis=0) / total, 1e-12, None)
             gradient = -(available * (truth - p) / total * (row_weight / p)).sum(axis=1)
             return -(row_weight * np.log(p)).sum(), gradient
+
+        found = minimize(loss, np.ones(k), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k)
+        better = found.success or loss(found.x)[0] <= loss(np.ones(k))[0]
+        weights = found.x if better else np.ones(k)
     else:
         logs = np.where(available[..., None], np.log(np.clip(stacked, 1e-12, 1.0)), 0.0)
-
-        def loss(w):  # and its gradient
-            z = np.tensordot(w, logs, axes=1)  # (n, n_classes)
-            z = z - z.max(axis=1, keepdims=True)
-            softmax = np.exp(z)
-            normaliser = softmax.sum(axis=1)
-            softmax /= normaliser[:, None]
-            log_p = z[n, codes] - np.log(normaliser)
-            expected = (logs * softmax[None]).sum(axis=2)  # (k, n)
-            gradient = -((logs[:, n, codes] - expected) * row_weight).sum(axis=1) + 2 * _RIDGE * w
-            return -(row_weight * log_p).sum() + _RIDGE * (w ** 2).sum(), gradient
-
-    found = minimize(loss, np.ones(k), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k)
-    weights = found.x if found.success or loss(found.x)[0] <= loss(np.ones(k))[0] else np.ones(k)
+        weights, _ = fit_log_linear(logs, codes, row_weight, bias=False)
     weights = np.where(weights < _NEGLIGIBLE * max(weights.max(), 1e-12), 0.0, weights)
     if not weights.any():
         weights = np.ones(k)
     return weights / weights.sum() if rule == "mean" else weights
+
+
+def fit_log_linear(logs, codes, row_weight, bias):
+    """The weights ``w >= 0``, one per modality, and with ``bias`` a bias per class ``b``,
+    minimising the log loss of ``softmax(b + sum_m w_m logs_m)`` on the rows (weighted by
+    ``row_weight``, summing to 1) plus ``_RIDGE`` times the parameters' sum of squares: the
+    product rule's weights (no bias) and :class:`LogProbabilityStacker`'s fit. Started from
+    equal weights of 1 and no bias; if the optimiser fails without improving on that start,
+    the start is returned. ``logs``: ``(n_modalities, n, n_classes)``. Returns ``(w, b)``
+    (``b`` zeros without ``bias``)."""
+    k, n, n_classes = logs.shape
+    rows = np.arange(n)
+
+    def loss(params):  # and its gradient
+        w, b = params[:k], params[k:] if bias else np.zeros(n_classes)
+        z = np.tensordot(w, logs, axes=1) + b
+        z = z - z.max(axis=1, keepdims=True)
+        softmax = np.exp(z)
+        normaliser = softmax.sum(axis=1)
+        softmax /= normaliser[:, None]
+        log_p = z[rows, codes] - np.log(normaliser)
+        residual = softmax
+        residual[rows, codes] -= 1.0  # d(-log p)/dz
+        residual *= row_weight[:, None]
+        gradient = [(logs * residual[None]).sum(axis=(1, 2)) + 2 * _RIDGE * w]
+        if bias:
+            gradient.append(residual.sum(axis=0) + 2 * _RIDGE * b)
+        return (-(row_weight * log_p).sum() + _RIDGE * (params ** 2).sum(),
+                np.concatenate(gradient))
+
+    start = np.concatenate([np.ones(k), np.zeros(n_classes if bias else 0)])
+    found = minimize(loss, start, jac=True, method="L-BFGS-B",
+                     bounds=[(0.0, None)] * k + [(None, None)] * (len(start) - k))
+    params = found.x if found.success or loss(found.x)[0] <= loss(start)[0] else start
+    return params[:k], params[k:] if bias else np.zeros(n_classes)
 
 
 class LogProbabilityStacker(ClassifierMixin, BaseEstimator):
@@ -134,30 +160,7 @@ class LogProbabilityStacker(ClassifierMixin, BaseEstimator):
         if self.class_weight is not None:
             weight = weight * compute_sample_weight(self.class_weight, y)
         weight = weight / weight.sum()
-        k, n, n_classes = logs.shape
-        rows = np.arange(n)
-
-        def loss(params):  # and its gradient
-            w, b = params[:k], params[k:]
-            z = np.tensordot(w, logs, axes=1) + b
-            z = z - z.max(axis=1, keepdims=True)
-            softmax = np.exp(z)
-            normaliser = softmax.sum(axis=1)
-            softmax /= normaliser[:, None]
-            log_p = z[rows, codes] - np.log(normaliser)
-            residual = softmax.copy()
-            residual[rows, codes] -= 1.0  # d(-log p)/dz
-            residual *= weight[:, None]
-            gradient_w = (logs * residual[None]).sum(axis=(1, 2))
-            gradient_b = residual.sum(axis=0)
-            penalty = _RIDGE * ((w ** 2).sum() + (b ** 2).sum())
-            return (-(weight * log_p).sum() + penalty,
-                    np.concatenate([gradient_w + 2 * _RIDGE * w, gradient_b + 2 * _RIDGE * b]))
-
-        start = np.concatenate([np.ones(k), np.zeros(n_classes)])
-        found = minimize(loss, start, jac=True, method="L-BFGS-B",
-                         bounds=[(0.0, None)] * k + [(None, None)] * n_classes)
-        self.coef_, self.intercept_ = found.x[:k], found.x[k:]
+        self.coef_, self.intercept_ = fit_log_linear(logs, codes, weight, bias=True)
         self.n_features_in_ = np.asarray(X).shape[1]
         return self
 

@@ -21,8 +21,8 @@ from .defaults import (
     default_classifiers,
     default_final_classifier,
     default_final_regressor,
+    default_logistic,
     default_regressors,
-    tuned_logistic,
     tuned_ridge,
     weighted,
 )
@@ -172,7 +172,7 @@ class Classification(Regression):
                 f"'predict_proba', got rule={fusion.rule!r}, stack_method={fusion.stack_method!r}.")
 
     def default_estimator(self):
-        return tuned_logistic()
+        return default_logistic()
 
     def default_candidates(self):
         return default_classifiers
