@@ -32,8 +32,20 @@ from .introspect import Findable
 from .items import as_items, check_items, checked_items, describe
 from .keys import rows_by_key, stable_form
 
-# Parameters of these types key a plan by their values: nothing else to look at on a hit.
+# Parameters of these types (and tuples of them) key a plan by their values: nothing else to
+# look at on a hit.
 _IMMUTABLE = (type(None), bool, int, float, str, FeatureCache)
+
+
+def _typed(value):
+    """``(type, value)`` of a plain parameter value, a tuple's items typed one by one, so that
+    True and 1, equal as values, key plans apart; None for any other value."""
+    if isinstance(value, _IMMUTABLE):
+        return type(value), value
+    if type(value) is tuple:
+        items = tuple(_typed(v) for v in value)
+        return None if None in items else (tuple, items)
+    return None
 
 
 class Extractor(Findable, TransformerMixin, BaseEstimator):
@@ -217,14 +229,13 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
 
     def _plan_key(self):
         """The parameter set a plan is remembered for: every parameter and the fitted state.
-        Plain values (numbers, strings, a cache) key it as they are, so that a hit looks at
+        Plain values (numbers, strings, a cache, tuples of them) key it as they are, so that a hit looks at
         nothing else. None (resolve every time) for a model given as an object, whose weights
         may change in place, and for wrappers of other estimators, which resolve theirs."""
         params = self.get_params(deep=False)
-        if all(isinstance(v, _IMMUTABLE) for v in params.values()):
-            # with their types: True and 1 are equal, but not as parameters
-            return (type(self), tuple((k, type(v), v) for k, v in params.items()),
-                    self._state_digest())
+        typed = tuple((k, _typed(v)) for k, v in params.items())
+        if all(t is not None for _, t in typed):
+            return type(self), typed, self._state_digest()
         if self._model_source() is not None or any(isinstance(v, BaseEstimator)
                                                    for v in params.values()):
             return None

@@ -1,11 +1,15 @@
-"""The package's layering: which modules may import which. Read from the source (every import,
-at the top or inside a function), so a lazy import cannot hide an arrow pointing back."""
+"""The package's layering: which modules may import which, read from the source (every import,
+at the top or inside a function, so a lazy import cannot hide an arrow pointing back); and
+which modules a cache hit goes through."""
 
 from __future__ import annotations
 
 import ast
+import sys
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmfeat"
@@ -50,3 +54,48 @@ def test_reader_finds_imports():
     assert {"errors", "items"} <= imported("keys")
     assert "items" in imported("fusion.novelty")  # imported inside a function
     assert "base" in imported("robustness.report")
+
+
+def _calls_between_modules(fn) -> Counter:
+    """How often ``fn()`` calls from one mmfeat module into another, by the module called: the
+    innermost mmfeat frame followed as ``benchmarks/path_count.py`` does (this thread only)."""
+    calls, current = Counter(), [None]
+
+    def innermost(frame):
+        while frame is not None:
+            name = frame.f_globals.get("__name__", "")
+            if name == "mmfeat" or name.startswith("mmfeat."):
+                return name
+            frame = frame.f_back
+        return None
+
+    def hook(frame, event, arg):
+        if event in ("call", "return"):
+            module = innermost(frame if event == "call" else frame.f_back)
+            if module is not None and module != current[0]:
+                if event == "call" and current[0] is not None:
+                    calls[module] += 1
+                current[0] = module
+
+    sys.setprofile(hook)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_a_cache_hit_enters_each_module_of_its_path_once(tmp_path):
+    """A hit checks the item, reads the settings, keys the item, and asks the cache, whose store
+    reads the value and checks it: each module entered once, and no model, device, runtime or
+    loader (a tuple parameter, such as bins, keys the plan without the fingerprint's code)."""
+    from mmfeat.cache import FeatureCache
+    from mmfeat.image import ColorHistogram
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    ext = ColorHistogram(bins=(4, 4, 4), cache=FeatureCache(tmp_path)).fit([image])
+    first = ext.transform([image])
+    calls = _calls_between_modules(lambda: np.testing.assert_array_equal(ext.transform([image]),
+                                                                          first))
+    assert calls == {f"mmfeat.{m}": 1 for m in ("items", "config", "keys", "cache",
+                                                 "sqlite_store", "vectors")}, calls
