@@ -62,8 +62,8 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
     estimator : estimator, "auto" or None, default=None
         If given, the result is ``Pipeline([("features", union), ("model", estimator)])``.
         "auto" is a classifier that tunes itself, :class:`TunedLogisticRegression`: it
-        chooses ``C`` among 1e-4 ... 10 by inner 2-fold accuracy along a warm-started path
-        that stops when the score does, for about two to three fits at a fixed ``C``. Give it
+        chooses ``C`` among 1e-4 ... 10 by inner 2-fold accuracy, walking warm-started from
+        0.1 until the score stops improving, for about two fits at a fixed ``C``. Give it
         the groups, so that ``C`` is chosen for unseen groups: ``fit(X, y, model__groups=g)``,
         or ``fit(X, y, groups=g)`` under scikit-learn's metadata routing (it requests them).
         For regression pass e.g. ``RidgeCV()``.

@@ -42,17 +42,18 @@ def _growth(tried, fold, C):
 class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
     """Logistic regression choosing ``C`` by inner cross-validation, at the cost of a few fits.
 
-    The penalties of ``Cs`` are tried from the strongest to the weakest along a warm-started
-    path on each inner fold, and the path stops at the first penalty that scores no better than
-    the one before (by more than 0.001): the weakly penalised fits, the slowest on wide blocks,
-    are only run when they help. Each step starts from the last solution grown as the last
-    step grew it (under a strong penalty a solution grows in proportion to ``C``), which
-    roughly halves the iterations of a plain warm start. The best penalty is then refined
-    once (the geometric midpoint towards its better neighbour; of scores within 0.001 of the
-    best, the strongest penalty is kept), and the model is refitted on every row, starting from
-    the inner folds' mean solution. On the real-data benchmark (``benchmarks/bench_real.py``)
-    this costs two to three fits at a fixed ``C``, where ``LogisticRegressionCV`` over the
-    same grid cost 6 to 17.
+    The search walks the grid ``Cs`` on each inner fold, warm-started, from the penalty nearest
+    ``start`` (0.1, what a user picks by hand on standardised features): towards weaker
+    penalties while each scores better than the one before (by more than 0.001), and, when
+    the first weaker step did not help, towards stronger ones while they score as well as the
+    best. Each step starts from the last solution grown as the last step grew it (under a
+    strong penalty a solution grows in proportion to ``C``), which roughly halves the
+    iterations of a plain warm start. The best penalty is then refined once (the geometric
+    midpoint towards its better neighbour; of scores within 0.001 of the best, the strongest
+    penalty is kept), and the model is refitted on every row, starting from the inner folds'
+    mean solution. On the real-data benchmark (``benchmarks/bench_real.py``) this costs 1.6 to
+    2.8 times a fixed-``C`` fit: the path from the strongest penalty (``start=None``) cost
+    2.2 to 4.7 times, ``LogisticRegressionCV`` over the same grid 6 to 17.
 
     With ``groups`` (``fit(X, y, groups=...)``, or through metadata routing, which this
     estimator requests by default) the inner folds keep each group whole, so ``C`` is chosen
@@ -63,6 +64,9 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
     ----------
     Cs : array-like of float, default=(1e-4, 1e-3, 0.01, 0.1, 1, 10)
         The coarse grid of inverse penalties (sorted before use).
+    start : float or None, default=0.1
+        The walk begins at the grid's penalty nearest this; None: at the strongest (a path
+        towards weaker penalties only).
     cv : int, cross-validation splitter or iterable, default=2
         Inner folds: stratified k-fold for an int (stratified group k-fold with ``groups``,
         at most one fold per group); a splitter is given the groups. Two folds cost half
@@ -75,8 +79,10 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         neighbours on the path.
     class_weight : dict, "balanced" or None, default=None
         As in :class:`~sklearn.linear_model.LogisticRegression`.
-    tol : float, default=1e-4
-        Tolerance of the final fit.
+    tol : float, default=1e-3
+        Tolerance of the final fit (the inner fits use at least 1e-3). Against 1e-4 it fits in
+        about half the iterations, with the same held-out accuracy on the real-data benchmark
+        (0.966, 0.893 and 0.644 against 0.968, 0.893 and 0.639).
     max_iter : int, default=2000
     random_state : int, RandomState or None, default=0
         Shuffles the inner folds when ``cv`` is an int.
@@ -110,6 +116,7 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "Cs": ["array-like"],
+        "start": [Interval(Real, 0, None, closed="neither"), None],
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names()))],
         "refine": ["boolean"],
@@ -122,9 +129,10 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
     # model are meant for it (make_early_fusion's default model).
     __metadata_request__fit = {"groups": True, "sample_weight": True}
 
-    def __init__(self, Cs=DEFAULT_CS, *, cv=2, scoring="accuracy", refine=True, class_weight=None,
-                 tol=1e-4, max_iter=2000, random_state=0):
+    def __init__(self, Cs=DEFAULT_CS, *, start=0.1, cv=2, scoring="accuracy", refine=True,
+                 class_weight=None, tol=1e-3, max_iter=2000, random_state=0):
         self.Cs = Cs
+        self.start = start
         self.cv = cv
         self.scoring = scoring
         self.refine = refine
@@ -185,11 +193,14 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
         folds = [self._model(Cs[0], max(self.tol, _SEARCH_TOL)) for _ in splits]
         tried = {}  # C -> (mean score, each fold's (coef, intercept))
 
-        def evaluate(C, start=None):
+        def evaluate(C, origin=None, scale=1.0):
+            """Fit every fold at ``C``: from ``origin``'s solutions times ``scale`` when given,
+            else along the path from each fold's last solution, grown."""
             scores, solutions = [], []
             for i, (model, (train, test)) in enumerate(zip(folds, splits)):
-                if start is not None:  # warm start from another penalty's solution
-                    model.coef_, model.intercept_ = (a.copy() for a in start[i])
+                if origin is not None:
+                    coef, intercept = tried[origin][1][i]
+                    model.coef_, model.intercept_ = coef * scale, intercept.copy()
                 elif hasattr(model, "coef_"):  # along the path: from the last solution, grown
                     model.coef_ = model.coef_ * _growth(tried, i, C)
                 w = None if weights is None else weights[train]
@@ -199,19 +210,33 @@ class TunedLogisticRegression(ClassifierMixin, BaseEstimator):
                 solutions.append((model.coef_.copy(), model.intercept_.copy()))
             tried[C] = (float(np.mean(scores)), solutions)
 
-        best = None
-        for C in Cs:  # strongest first; each fold's model starts from the previous solution
+        def score(C):
+            return tried[C][0]
+
+        first = 0 if self.start is None else int(np.argmin(np.abs(np.log(Cs / self.start))))
+        evaluate(Cs[first])
+        best = Cs[first]
+        for C in Cs[first + 1:]:  # weaker penalties, each fold from its previous solution
             evaluate(C)
-            if best is not None and tried[C][0] <= tried[best][0] + _SCORE_RESOLUTION:
+            if score(C) <= score(best) + _SCORE_RESOLUTION:
                 break  # the inner score has stopped improving: weaker penalties are not tried
             best = C
+        if best == Cs[first]:
+            # No weaker penalty helped: stronger ones, while they score as well as the best
+            # (under a strong penalty the solution shrinks in proportion to C).
+            for C, weaker in zip(Cs[first - 1::-1] if first else [], Cs[first::-1]):
+                evaluate(C, origin=weaker, scale=C / weaker)
+                if score(C) < max(score(c) for c in tried) - _SCORE_RESOLUTION:
+                    break
+        top = max(score(c) for c in tried)
+        best = min(c for c in tried if score(c) >= top - _SCORE_RESOLUTION)
         neighbours = [c for c in tried if c != best and abs(np.log(c / best)) < 1.01 * step]
         if self.refine and neighbours:
             # once, towards the better of the best penalty's neighbours on the path
-            neighbour = max(neighbours, key=lambda c: tried[c][0])
-            evaluate(float(np.sqrt(best * neighbour)), start=tried[best][1])
-            top = max(score for score, _ in tried.values())
-            best = min(c for c, (score, _) in tried.items() if score >= top - _SCORE_RESOLUTION)
+            neighbour = max(neighbours, key=score)
+            evaluate(float(np.sqrt(best * neighbour)), origin=best)
+            top = max(score(c) for c in tried)
+            best = min(c for c in tried if score(c) >= top - _SCORE_RESOLUTION)
         self.C_ = float(best)
         order = sorted(tried)
         self.cv_results_ = {"C": np.array(order),
