@@ -15,14 +15,17 @@ its path or its text.
 
 from __future__ import annotations
 
+import atexit
 import numbers
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from .config import cache_settings, shared_cache_url
 from .keys import FINGERPRINT_HEX, item_digests
+from .memo import VectorMemo
 
 # STORE_NAME for the CLI; _OWNER_WARNED (the stores already checked for who may write them)
 # for the tests that reset it
@@ -31,6 +34,7 @@ from .sqlite_store import STORE_NAME, SQLiteStore  # noqa: F401
 from .vectors import encode
 
 _INSTANCES = {}  # (directory, pid) -> FeatureCache, for resolve_cache
+_LIVE = weakref.WeakSet()  # every instance, for the hit counts kept in memory at exit
 
 
 class FeatureCache:
@@ -58,6 +62,11 @@ class FeatureCache:
         than this (default 60 s). Rewriting a row rewrites its whole vector, so refreshing
         every hit would make warm lookups several times slower; minute resolution is plenty
         for least-recently-used pruning.
+    memo_bytes : int
+        How many bytes of vectors this process keeps in memory (default 128 MiB), least
+        recently used first out: a grid search then reads each row from the store once per
+        process, not once per fit. A vector held longer than ``access_resolution_s`` is
+        looked up in the store again. 0 turns this off.
 
     Notes
     -----
@@ -68,11 +77,15 @@ class FeatureCache:
     """
 
     access_resolution_s = 60.0
+    memo_bytes = 128 << 20
 
     def __init__(self, path, *, shared=None):
         self.path = Path(path).expanduser().resolve()
         self.session_hits = self.session_misses = 0
         self._store = SQLiteStore(self.path)
+        self._memo = VectorMemo(self.memo_bytes)
+        self._memo_hits = 0  # served from memory, not yet added to the store's totals
+        _LIVE.add(self)
         self._counts_lock = threading.Lock()
         self._shared_arg = shared
         url = shared_cache_url() if shared is None else (shared or None)
@@ -97,12 +110,12 @@ class FeatureCache:
         shared = "" if self._shared_arg is None else f", shared={self._shared_arg!r}"
         return f"FeatureCache({str(self.path)!r}{shared})"
 
-    def __getstate__(self):
-        # an explicit shared tier travels; the global one is each process's own setting
-        return {"path": str(self.path), "shared": self._shared_arg}
-
-    def __setstate__(self, state):
-        self.__init__(state["path"], shared=state.get("shared"))
+    def __reduce__(self):
+        # The pickle holds the path and an explicit shared tier (the global one is each
+        # process's own setting). Unpickled, it is the process's one instance on that store,
+        # so that a worker's tasks (each unpickles its estimator) share one connection and
+        # the vectors it keeps in memory.
+        return (_reopen, (str(self.path), self._shared_arg))
 
     def __deepcopy__(self, memo):
         # clone() deep-copies an extractor's parameters: its clones share this process's one
@@ -188,16 +201,25 @@ class FeatureCache:
         keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
-        found = self._store.read(keys, refresh_before_ns=self._refresh_before())
-        if found is None:
-            found = {}
-        if self.shared is not None and len(found) < len(keys):
-            # a local miss is looked up in the shared tier, and the local tier filled with it
-            from_shared = self.shared.read([k for k in keys if k not in found])
-            if from_shared:
-                self._store.write([(k, *encode(k, v)) for k, v in from_shared.items()])
-                found.update(from_shared)
+        self._memo.max_bytes = self.memo_bytes
+        found = self._memo.take(keys, self.access_resolution_s)
+        rest = [k for k in keys if k not in found] if found else keys
+        if rest:
+            with self._counts_lock:
+                extra, self._memo_hits = self._memo_hits + len(found), 0
+            stored = self._store.read(rest, refresh_before_ns=self._refresh_before(),
+                                      extra_hits=extra) or {}
+            if self.shared is not None and len(stored) < len(rest):
+                # a local miss is looked up in the shared tier, and the local tier filled with it
+                from_shared = self.shared.read([k for k in rest if k not in stored])
+                if from_shared:
+                    self._store.write([(k, *encode(k, v)) for k, v in from_shared.items()])
+                    stored.update(from_shared)
+            self._memo.add(stored)
+            found.update(stored)
         with self._counts_lock:
+            if not rest:  # counted in the store's totals with its next lookup, or stats()
+                self._memo_hits += len(found)
             self.session_hits += len(found)
             self.session_misses += len(keys) - len(found)
         return found
@@ -213,6 +235,7 @@ class FeatureCache:
             extractor = extractor()
         named = (rows[0][0][:FINGERPRINT_HEX], str(extractor)) if rows and extractor else None
         self._store.write(rows, named=named, release=list(release))
+        self._memo.add(entries)
         if self.shared is not None:
             self.shared.write(rows)
             if release:
@@ -276,12 +299,14 @@ class FeatureCache:
     def stats(self) -> dict:
         """Return ``path``, ``entries``, ``bytes`` (of vectors), ``hits`` and ``misses`` (totals
         of every process that used the store) and ``session_hits``/``session_misses``."""
+        self._flush_hits()
         return {"path": str(self.path), **self._store.count(),
                 "session_hits": self.session_hits, "session_misses": self.session_misses}
 
     def check(self) -> dict:
         """Like :meth:`stats`, but raise :class:`~mmfeat.errors.CacheError` when the store
         cannot be used, instead of warning and reporting an empty store."""
+        self._flush_hits()
         counts = self._store.count(strict=True)
         return {"path": str(self.path), **counts, "read_only": self._store._read_only,
                 "session_hits": self.session_hits, "session_misses": self.session_misses}
@@ -304,6 +329,7 @@ class FeatureCache:
             raise ValueError(f"Got older_than={older_than!r}, expected a non-negative number of seconds.")
         if max_bytes is None and older_than is None:
             raise ValueError("Give max_bytes, older_than or both.")
+        self._memo.clear()
         removed = self._store.prune(max_bytes, older_than)
         if self.shared is not None and older_than is not None:
             removed += self.shared.prune(older_than)
@@ -318,6 +344,7 @@ class FeatureCache:
         The shared tier's entries are deleted too.
         """
         digests = sorted(set().union(*map(item_digests, items)))
+        self._memo.clear()
         removed = self._store.forget(digests)
         if self.shared is not None:  # forgetting an item forgets it on every machine
             removed += self.shared.forget(digests)
@@ -342,11 +369,28 @@ class FeatureCache:
         CacheError
             The store could not be reset (a read-only store, or a path that cannot be removed).
         """
+        self._memo.clear()
+        self._memo_hits = 0
         self._store.clear()
 
     def close(self) -> None:
-        """Close this process's connection (the next call reopens it)."""
+        """Close this process's connection (the next call reopens it) and drop the vectors
+        kept in memory."""
+        self._flush_hits()
+        self._memo.clear()
         self._store.close()
+
+    def _flush_hits(self) -> None:
+        """Add the hits served from memory to the store's totals."""
+        with self._counts_lock:
+            extra, self._memo_hits = self._memo_hits, 0
+        if extra:
+            self._store.read([], refresh_before_ns=0, extra_hits=extra)
+
+
+def _reopen(path, shared):
+    cache = FeatureCache(path, shared=shared)
+    return _INSTANCES.setdefault(cache._instance_key(), cache)
 
 
 def resolve_cache(cache, settings=None):
@@ -377,6 +421,13 @@ def fetch_or_compute(cache, settings, keys, compute, **options) -> dict:
     """``resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)``, for a
     cache that ``settings["location"]`` says is on: what a transform calls, once."""
     return resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)
+
+
+@atexit.register
+def _flush_all_hits():
+    for cache in list(_LIVE):
+        if cache._store._pid == os.getpid():
+            cache._flush_hits()
 
 
 _SHARED: dict = {}  # (url, pid) -> RedisStore: one connection and one warning per process

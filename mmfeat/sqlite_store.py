@@ -70,11 +70,13 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ primitives
 
-    def read(self, keys, *, refresh_before_ns: int, count: bool = True):
+    def read(self, keys, *, refresh_before_ns: int, count: bool = True, extra_hits: int = 0):
         """``{key: vector}`` of the keys present (damaged entries deleted), or None when the
         store cannot be read. Hits older than ``refresh_before_ns`` get their access time
-        rewritten; ``count`` adds to the hit/miss totals."""
-        return self.run(lambda db: self._read(db, keys, refresh_before_ns, count), None)
+        rewritten; ``count`` adds to the hit/miss totals, with ``extra_hits`` served from
+        memory since the last count."""
+        return self.run(lambda db: self._read(db, keys, refresh_before_ns, count, extra_hits),
+                        None)
 
     def write(self, rows, *, named=None, release=()):
         """Store ``[(key, dim, blob, checksum)]`` and drop this process's claims on
@@ -151,7 +153,7 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ statements
 
-    def _read(self, db, keys, refresh_before_ns, count):
+    def _read(self, db, keys, refresh_before_ns, count, extra_hits=0):
         found, damaged, stale = {}, [], []
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
@@ -179,7 +181,8 @@ class SQLiteStore:
                 _delete(db, damaged)
                 if count:
                     db.executemany("UPDATE meta SET value = value + ? WHERE name = ?",
-                                   [(len(found), "hits"), (len(keys) - len(found), "misses")])
+                                   [(len(found) + extra_hits, "hits"),
+                                     (len(keys) - len(found), "misses")])
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise

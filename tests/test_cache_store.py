@@ -177,6 +177,8 @@ def test_checksum_mismatch_is_a_miss_and_deleted(tmp_path):
         raw.execute("UPDATE features SET vec = ? WHERE key = 'b'", (bytes(blob),))
         raw.execute("UPDATE features SET dim = 3 WHERE key = 'c'")  # length no longer matches
     raw.close()
+    assert sorted(cache.get_many(["a", "b", "c"])) == ["a", "b", "c"]  # held in memory, intact
+    cache = FeatureCache(tmp_path)  # a process that reads the damaged file
     got = cache.get_many(["a", "b", "c"])
     assert list(got) == ["a"]
     np.testing.assert_array_equal(got["a"], expected("a"))
@@ -363,3 +365,72 @@ def test_claims_split_work_and_are_taken_over_from_dead_processes(tmp_path):
     assert list(store.wait_for(["a"], timeout=5)) == ["a"]
     store.release(["b"])
     assert store.wait_for(["b"], timeout=5) == {}
+
+
+# ---------------------------------------------------------------------- the in-memory tier
+
+
+def test_memo_keeps_the_most_recently_used_vectors_within_its_bytes():
+    from mmfeat.memo import VectorMemo
+
+    memo = VectorMemo(max_bytes=3 * 400)  # three vectors of 100 float32
+    memo.add({f"k{i}": np.full(100, i, np.float64) for i in range(3)})
+    assert sorted(memo.take(["k0"], 60)) == ["k0"]  # k0 used last: k1 goes first
+    memo.add({"k3": np.zeros(100)})
+    got = memo.take(["k0", "k1", "k2", "k3"], 60)
+    assert sorted(got) == ["k0", "k2", "k3"] and got["k0"].dtype == np.float32
+    got["k0"][0] = 99  # a copy: the memo's vector is unchanged
+    assert memo.take(["k0"], 60)["k0"][0] == 0
+    assert memo.take(["k0"], 0.0) == {}  # older than the age asked for: looked up again
+
+
+def test_repeated_fits_read_each_row_from_the_store_once_and_count_every_hit(image_paths, tmp_path):
+    from sklearn.base import clone
+
+    from mmfeat.image import ColorHistogram
+
+    ColorHistogram(cache=FeatureCache(tmp_path)).fit([]).transform(image_paths)  # fills the store
+    cache = FeatureCache(tmp_path)  # another process's view: nothing in memory yet
+    read, keys_read = cache._store.read, []
+
+    def counting_read(keys, **kwargs):
+        keys_read.extend(keys)
+        return read(keys, **kwargs)
+
+    cache._store.read = counting_read
+    ext = ColorHistogram(cache=cache).fit([])
+    want = ColorHistogram(cache=False).fit([]).transform(image_paths)
+    for fold in range(3):  # the folds of a grid search: overlapping rows, one store read each
+        rows = [p for i, p in enumerate(image_paths) if i % 3 != fold]
+        np.testing.assert_array_equal(clone(ext).fit(rows).transform(rows), want[[
+            i for i in range(len(image_paths)) if i % 3 != fold]])
+    assert sorted(set(keys_read)) == sorted(keys_read) and len(keys_read) == len(image_paths)
+    stats = cache.stats()  # the hits served from memory are in the store's totals too
+    assert stats["session_hits"] == 12 and (stats["hits"], stats["misses"]) == (12, 6)
+
+
+def test_memo_never_serves_a_changed_file_or_another_fingerprint(tmp_path):
+    import cv2
+
+    from mmfeat.image import ColorHistogram
+
+    path = tmp_path / "photo.png"
+    red, blue = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    red[..., 2], blue[..., 0] = 200, 200  # BGR
+    assert cv2.imwrite(str(path), red)
+    old = time.time_ns() - 10**10  # settled: this process remembers the file's digest
+    os.utime(path, ns=(old, old))
+    cache = FeatureCache(tmp_path / "store")
+    before = ColorHistogram(cache=cache).fit([]).transform([str(path)])
+    assert cv2.imwrite(str(path), blue)  # same size, same mtime: only the content changed
+    os.utime(path, ns=(old, old))
+    after = ColorHistogram(cache=cache).fit([]).transform([str(path)])
+    np.testing.assert_array_equal(after, ColorHistogram(cache=False).fit([]).transform([str(path)]))
+    assert not np.array_equal(after, before)
+    coarse = ColorHistogram(cache=cache, bins=(4, 4, 4)).fit([]).transform([str(path)])
+    assert coarse.shape[1] == 64 and cache.stats()["entries"] == 3
+
+    cache.clear()  # this process's clear empties its memory too: computed again
+    misses = cache.session_misses
+    ColorHistogram(cache=cache).fit([]).transform([str(path)])
+    assert cache.session_misses == misses + 1
