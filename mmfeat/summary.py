@@ -75,6 +75,27 @@ def summarise(frames: np.ndarray, stats) -> np.ndarray:
     return np.stack(columns, axis=1).ravel().astype(np.float32)
 
 
+def summarise_runs(frames: np.ndarray, edges: np.ndarray, stats) -> list:
+    """:func:`summarise` of each run of frames ``frames[:, a:b]`` for consecutive ``a, b`` of
+    ``edges`` (clips laid end to end), as a list of vectors.
+
+    Means and standard deviations are summed for every run at once (``np.add.reduceat``,
+    two passes like ``np.std``, in float64); other statistics run by run.
+    """
+    if not set(stats) <= {"mean", "std"}:
+        return [summarise(frames[:, a:b], stats) for a, b in zip(edges[:-1], edges[1:])]
+    frames = np.asarray(frames, dtype=np.float64)
+    starts, counts = edges[:-1], np.diff(edges)
+    mean = np.add.reduceat(frames, starts, axis=1) / counts
+    columns = {"mean": mean}
+    if "std" in stats:
+        deviations = frames - np.repeat(mean, counts, axis=1)
+        columns["std"] = np.sqrt(np.add.reduceat(deviations * deviations, starts, axis=1) / counts)
+    # (rows, runs) per statistic -> one feature-major vector per run
+    out = np.stack([columns[s] for s in stats], axis=2).transpose(1, 0, 2)
+    return list(out.reshape(len(counts), -1).astype(np.float32))
+
+
 def stat_names(row_names, stats) -> list[str]:
     """Column names matching :func:`summarise`: ``{row}_{stat}`` for each row, then each stat."""
     return [f"{row}_{stat}" for row in row_names for stat in stats]

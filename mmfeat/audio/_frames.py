@@ -46,16 +46,11 @@ def bounds(waves: list, hop_length: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
 
 
-def _framed(waves: list, n_fft: int, hop_length: int, mode: str) -> np.ndarray:
+def _padded(waves: list, n_fft: int, hop_length: int, mode: str):
     """Every clip padded by ``n_fft // 2`` on each side (``"constant"``: zeros, as librosa's
-    STFT; ``"edge"``: its end values, as its zero-crossing rate) and cut into frames of
-    ``n_fft`` samples every ``hop_length``: shape (total_frames, n_fft).
-
-    The padded clips are laid end to end in one buffer and every frame is gathered from it in
-    one copy (three times faster than padding and framing clip by clip).
-    """
-    from numpy.lib.stride_tricks import sliding_window_view
-
+    STFT; ``"edge"``: its end values, as its zero-crossing rate), laid end to end in one
+    buffer: ``(signal, starts)``, ``starts`` where each frame begins in it, every clip's
+    frames in order."""
     half = n_fft // 2
     sizes = [w.size for w in waves]
     offsets = np.concatenate([[0], np.cumsum([size + 2 * half for size in sizes])])
@@ -67,6 +62,16 @@ def _framed(waves: list, n_fft: int, hop_length: int, mode: str) -> np.ndarray:
         signal[end:end + half] = 0.0 if mode == "constant" else wave[-1]
     starts = np.concatenate([at + np.arange(n_frames(size, hop_length)) * hop_length
                              for at, size in zip(offsets, sizes)])
+    return signal, starts
+
+
+def _framed(waves: list, n_fft: int, hop_length: int, mode: str) -> np.ndarray:
+    """The padded clips (see :func:`_padded`) cut into frames of ``n_fft`` samples every
+    ``hop_length``: shape (total_frames, n_fft). Every frame is gathered from the one buffer
+    in one copy (three times faster than padding and framing clip by clip)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    signal, starts = _padded(waves, n_fft, hop_length, mode)
     return sliding_window_view(signal, n_fft)[starts]
 
 
@@ -93,18 +98,25 @@ def zero_crossing_rate(waves: list, n_fft: int, hop_length: int) -> np.ndarray:
     of every clip, frames stacked: shape (1, total_frames).
 
     Counted from a running sum of sign changes rather than per frame: the same integers, in
-    one pass over the samples instead of ``n_fft`` per frame.
+    one pass over all clips' samples instead of ``n_fft`` per frame. A frame never crosses
+    from one clip's padded samples into the next's, so one running sum serves every clip.
     """
-    half = n_fft // 2
-    rates = []
-    for wave in waves:
-        padded = np.pad(wave, half, mode="edge")
-        # librosa: |x| <= 1e-10 counts as zero, and zero as positive
-        negative = np.signbit(np.where(np.abs(padded) <= 1e-10, 0.0, padded))
-        running = np.concatenate([[0], np.cumsum(negative[1:] != negative[:-1])])
-        starts = np.arange(n_frames(wave.size, hop_length)) * hop_length
-        rates.append((running[starts + n_fft - 1] - running[starts]) / n_fft)
-    return np.concatenate(rates)[None, :]
+    signal, starts = _padded(waves, n_fft, hop_length, "edge")
+    # librosa: |x| <= 1e-10 counts as zero and zero as positive, so negative means < -1e-10
+    negative = signal < -1e-10
+    running = np.zeros(signal.size, dtype=np.int32)
+    np.cumsum(negative[1:] != negative[:-1], dtype=np.int32, out=running[1:])
+    return ((running[starts + n_fft - 1] - running[starts]) / n_fft)[None, :]
+
+
+@functools.lru_cache(maxsize=16)
+def fft_frequencies(sr: int, n_fft: int) -> np.ndarray:
+    """``librosa.fft_frequencies``, computed once per setting (read-only)."""
+    import librosa
+
+    freq = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    freq.setflags(write=False)
+    return freq
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,11 +135,6 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
     return fft.dct(np.eye(n_mels, dtype=np.float32), type=2, norm="ortho", axis=0)[:n_mfcc]
 
 
-def per_clip(frames: np.ndarray, edges: np.ndarray) -> list:
-    """Split stacked frames (rows, total_frames) back into one array per clip."""
-    return [frames[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
-
-
 def power_to_db(power: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """``librosa.power_to_db(clip)`` (ref 1, amin 1e-10, top_db 80) of each clip's frames."""
     db = 10.0 * np.log10(np.maximum(1e-10, power))
@@ -142,27 +149,24 @@ def spectral_contrast(magnitude: np.ndarray, edges: np.ndarray, *, sr: int, n_ff
     librosa's octave bands, peaks and valleys are per frame, but its dB conversion floors each
     clip 80 dB under that clip's loudest peak (and valley): done here per clip, by frame range.
     """
-    import librosa
 
-    freq = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    freq = fft_frequencies(sr, n_fft)
     octaves = np.zeros(n_bands + 2)
     octaves[1:] = fmin * 2.0 ** np.arange(n_bands + 1)
     valley = np.zeros((n_bands + 1, magnitude.shape[1]))
     peak = np.zeros_like(valley)
     for k, (low, high) in enumerate(zip(octaves[:-1], octaves[1:])):
-        band = (freq >= low) & (freq <= high)
-        idx = np.flatnonzero(band)
-        if k > 0:
-            band[idx[0] - 1] = True  # librosa's bands overlap by one bin below ...
-        if k == n_bands:
-            band[idx[-1] + 1:] = True  # ... and the last runs to Nyquist
-        sub_band = magnitude[band]
-        if k < n_bands:
-            sub_band = sub_band[:-1]
-        count = max(int(np.rint(quantile * band.sum())), 1)
-        ranked = np.sort(sub_band, axis=0)
-        valley[k] = ranked[:count].mean(axis=0)
-        peak[k] = ranked[-count:].mean(axis=0)
+        idx = np.flatnonzero((freq >= low) & (freq <= high))  # a run of bins: freq ascends
+        first = idx[0] - 1 if k > 0 else idx[0]  # librosa's bands overlap by one bin below ...
+        stop = freq.size if k == n_bands else idx[-1] + 1  # ... and the last runs to Nyquist
+        count = max(int(np.rint(quantile * (stop - first))), 1)
+        sub_band = magnitude[first:stop if k == n_bands else stop - 1]
+        if count == 1:  # most bands at this resolution: the extremes, without a sort
+            valley[k], peak[k] = sub_band.min(axis=0), sub_band.max(axis=0)
+        else:
+            ranked = np.sort(sub_band, axis=0)
+            valley[k] = ranked[:count].mean(axis=0)
+            peak[k] = ranked[-count:].mean(axis=0)
     return power_to_db(peak, edges) - power_to_db(valley, edges)
 
 
@@ -216,25 +220,27 @@ def _column_sums(values: np.ndarray, ord) -> np.ndarray:
 
 def centroid_and_bandwidth(magnitude: np.ndarray, *, sr: int, n_fft: int):
     """``librosa.feature.spectral_centroid`` and ``spectral_bandwidth`` (p=2) of the stacked
-    frames, each (1, total_frames), sharing one normalisation (librosa normalises twice)."""
-    import librosa
+    frames, each (1, total_frames), from three shared moments (librosa normalises twice)."""
 
-    freq = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
-    weights = (magnitude / _column_sums(magnitude, 1)).astype(np.float64)
-    centroid = (freq @ weights)[None, :]
-    # sum(w * (f - c)**2) = sum(w * f**2) - c**2 where the weights sum to 1 (0 where silent):
-    # two matrix products instead of a (bins x frames) array of deviations, in float64 so
-    # that the difference loses nothing that float32 features would keep
-    spread = (freq**2 @ weights)[None, :] - centroid**2 * weights.sum(axis=0)
-    return centroid, np.sqrt(np.maximum(spread, 0.0))
+    freq = fft_frequencies(sr, n_fft)
+    # The three moments sum(S), sum(f S), sum(f**2 S) of every frame in one matrix product,
+    # in float64 so that the difference below loses nothing that float32 features would keep;
+    # librosa's weights are S / sum(S), or S itself where a frame is silent (sum under the
+    # smallest normal float32).
+    total, first, second = np.stack([np.ones_like(freq), freq, freq**2]) @ magnitude.astype(
+        np.float64)
+    norm = np.where(total < np.finfo(magnitude.dtype).tiny, 1.0, total)
+    centroid = first / norm
+    # sum(w * (f - c)**2) = sum(w * f**2) - c**2 * sum(w): no (bins x frames) deviations
+    spread = second / norm - centroid**2 * (total / norm)
+    return centroid[None, :], np.sqrt(np.maximum(spread, 0.0))[None, :]
 
 
 def rolloff(magnitude: np.ndarray, *, sr: int, n_fft: int, roll_percent: float = 0.85):
     """``librosa.feature.spectral_rolloff``: the first frequency whose cumulative energy
     reaches ``roll_percent`` of the frame's, shape (1, total_frames)."""
-    import librosa
 
-    freq = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    freq = fft_frequencies(sr, n_fft)
     total = np.cumsum(magnitude, axis=0)
     return freq[np.argmax(total >= roll_percent * total[-1], axis=0)][None, :]
 
@@ -244,6 +250,20 @@ def _chroma_filterbank(sr: int, n_fft: int) -> np.ndarray:
     import librosa
 
     return librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=12)
+
+
+def rms(power: np.ndarray, *, n_fft: int) -> np.ndarray:
+    """``librosa.feature.rms(S=magnitude, frame_length=n_fft)`` from the power spectrum:
+    the DC bin (and Nyquist's for an even ``n_fft``) counted half, shape (1, total_frames)."""
+    ends = 0.5 * (power[0] + power[-1]) if n_fft % 2 == 0 else 0.5 * power[0]
+    return np.sqrt(2 * (power.sum(axis=0) - ends) / n_fft**2)[None, :]
+
+
+def flatness(power: np.ndarray, amin: float = 1e-10) -> np.ndarray:
+    """``librosa.feature.spectral_flatness(S=magnitude)`` (power 2) from the power spectrum:
+    geometric over arithmetic mean of each frame, shape (1, total_frames)."""
+    floored = np.maximum(amin, power)
+    return (np.exp(np.log(floored).mean(axis=0)) / floored.mean(axis=0))[None, :]
 
 
 def chroma(power: np.ndarray, *, sr: int, n_fft: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from numbers import Integral
 import numpy as np
 
 from .._sklearn_compat import Interval
-from ..summary import check_stats, stat_names, summarise
+from ..summary import check_stats, stat_names, summarise_runs
 from ..validation import invalid_parameter
 from . import _frames
 from ._base import AudioExtractor
@@ -120,7 +120,7 @@ class MFCCStats(AudioExtractor):
         blocks = np.concatenate([mfcc] + [_frames.deltas(mfcc, edges, order)
                                           for order in range(1, self.deltas + 1)])
         stats = check_stats(self.stats)
-        return [summarise(clip, stats) for clip in _frames.per_clip(blocks, edges)]
+        return summarise_runs(blocks, edges, stats)
 
     def _feature_suffixes(self):
         coefficients = [f"{i:02d}" for i in range(self.n_mfcc)]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._sklearn_compat import StrOptions
-from ..summary import check_stats, stat_names, summarise
+from ..summary import check_stats, stat_names, summarise_runs
 from ..validation import invalid_parameter
 from . import _frames
 from ._base import AudioExtractor
@@ -120,16 +120,16 @@ class SpectralStats(AudioExtractor):
         magnitude = _frames.magnitude(waves, self.n_fft, self.hop_length)
         edges = _frames.bounds(waves, self.hop_length)
         # each feature of all clips' frames at once (_frames says how each matches librosa)
-        computed = {}
+        computed = {}  # shared between features: centroid and bandwidth, the power spectrum
         blocks = np.concatenate([self._frames(name, waves, magnitude, edges, computed)
                                  for name in self._feature_list()])
-        return [summarise(clip, stats) for clip in _frames.per_clip(blocks, edges)]
+        return summarise_runs(blocks, edges, stats)
 
     def _frames(self, name, waves, magnitude, edges, computed) -> np.ndarray:
         """Frame-wise values of one feature, shape (rows, total_frames)."""
-        from librosa import feature
-
         sr, n_fft = self.sr, self.n_fft
+        if name in ("rms", "chroma", "flatness") and "power" not in computed:
+            computed["power"] = magnitude**2
         if name in ("centroid", "bandwidth"):
             if "centroid" not in computed:
                 computed["centroid"], computed["bandwidth"] = _frames.centroid_and_bandwidth(
@@ -140,13 +140,13 @@ class SpectralStats(AudioExtractor):
         if name == "zcr":
             return _frames.zero_crossing_rate(waves, n_fft, self.hop_length)
         if name == "rms":
-            return feature.rms(S=magnitude, frame_length=n_fft)
+            return _frames.rms(computed["power"], n_fft=n_fft)
         if name == "contrast":
             return _frames.spectral_contrast(magnitude, edges, sr=sr, n_fft=n_fft, fmin=_CONTRAST_FMIN,
                                              n_bands=_contrast_bands(sr))
         if name == "chroma":
-            return _frames.chroma(magnitude**2, sr=sr, n_fft=n_fft)
-        return feature.spectral_flatness(S=magnitude)
+            return _frames.chroma(computed["power"], sr=sr, n_fft=n_fft)
+        return _frames.flatness(computed["power"])
 
     def _feature_suffixes(self):
         rows = []
