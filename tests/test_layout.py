@@ -86,9 +86,11 @@ def _calls_between_modules(fn) -> Counter:
 
 
 def test_a_cache_hit_enters_each_module_of_its_path_once(tmp_path):
-    """A hit checks the item, reads the settings, keys the item, and asks the cache, whose store
-    reads the value and checks it: each module entered once, and no model, device, runtime or
-    loader (a tuple parameter, such as bins, keys the plan without the fingerprint's code)."""
+    """A hit checks the item, reads the settings, keys the item, and asks the cache, which finds
+    the vector in this process's memory, or else has its store read the value and check it:
+    each module entered once (the memory twice: looked in, then filled), and no model,
+    device, runtime or loader (a tuple parameter, such as bins, keys the plan without the
+    fingerprint's code)."""
     from mmfeat.cache import FeatureCache
     from mmfeat.image import ColorHistogram
 
@@ -97,5 +99,10 @@ def test_a_cache_hit_enters_each_module_of_its_path_once(tmp_path):
     first = ext.transform([image])
     calls = _calls_between_modules(lambda: np.testing.assert_array_equal(ext.transform([image]),
                                                                           first))
-    assert calls == {f"mmfeat.{m}": 1 for m in ("items", "config", "keys", "cache",
-                                                 "sqlite_store", "vectors")}, calls
+    path = ("items", "config", "keys", "cache")
+    assert calls == {f"mmfeat.{m}": 1 for m in (*path, "memo")}, calls
+    ext.cache._memo.clear()  # as after a minute: read from the store again
+    calls = _calls_between_modules(lambda: np.testing.assert_array_equal(ext.transform([image]),
+                                                                          first))
+    assert calls == {**{f"mmfeat.{m}": 1 for m in (*path, "sqlite_store", "vectors")},
+                     "mmfeat.memo": 2}, calls
