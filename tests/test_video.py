@@ -638,3 +638,34 @@ def test_a_stream_without_an_index_is_counted_and_read_without_seeking(tmp_path)
     np.testing.assert_allclose(whole[0, :3], [1 / 3] * 3, atol=1e-6)  # frames 7, 22, 37: one per band
     start = VideoFrames(brightness, n_frames=3, stats=("mean",), max_frames=10, cache=False).fit([])
     np.testing.assert_allclose(start.transform([path])[0], [1, 0, 0, 0], atol=1e-6)  # frames 1, 5, 8
+
+
+def test_keyframes_only_gives_the_keyframe_before_each_sampled_frame(tmp_path):
+    """seek="keyframes": the keyframe at or before each sampled index, as a full decode gives
+    it, each once, with only keyframes decoded; a key of its own in the cache."""
+    import av
+
+    from mmfeat.video._decode import VideoReader, sample_indices
+
+    rng = np.random.default_rng(1)
+    path = write_cv2(tmp_path / "gop.mp4", [np.clip(scene(t) + rng.integers(0, 40, (SIZE, SIZE, 3)),
+                                                    0, 255).astype(np.uint8) for t in range(100)])
+    with av.open(path) as container:
+        every = [(f.key_frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    keys = [i for i, (key, _) in enumerate(every) if key]
+    assert keys[:3] == [0, 12, 24]  # OpenCV's MPEG-4: a keyframe every 12 frames
+    with VideoReader(path) as video:
+        wanted = sample_indices(video.n_frames, video.fps, 16, "uniform")
+        frames = video.read_keyframes(wanted)
+    expected = sorted({max(k for k in keys if k <= i) for i in wanted})
+    assert sorted(frames) == expected and len(expected) < len(wanted)
+    for index in expected:
+        np.testing.assert_array_equal(frames[index], every[index][1])
+
+    hist = ColorHistogram(bins=(4, 2, 2))
+    exact = VideoFrames(hist, n_frames=4, cache=False).fit([])
+    approx = VideoFrames(hist, n_frames=4, seek="keyframes", cache=False).fit([])
+    assert exact.fingerprint() != approx.fingerprint()
+    assert approx.transform([path]).shape == exact.transform([path]).shape
+    with pytest.raises(ValueError, match="'seek' parameter"):
+        VideoFrames(hist, seek="nearest").fit([])

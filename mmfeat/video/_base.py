@@ -17,7 +17,7 @@ class VideoExtractor(Extractor):
     """Base of the video extractors: items are paths of video files.
 
     Videos are keyed by the content of their file like images (``item_kind = "image"``);
-    :func:`~mmfeat.video._decode.check_video_path` refuses bytes and arrays when an item is
+    :func:`~mmfeat.video._files.check_video_path` refuses bytes and arrays when an item is
     loaded.
     """
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..optional import require
 from ._base import WrapsExtractor
-from ._decode import check_video_path, read_sound
+from ._decode import read_sound
+from ._files import check_video_path
 
 
 class VideoAudio(WrapsExtractor):

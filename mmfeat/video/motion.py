@@ -13,7 +13,8 @@ from ..optional import require
 from ..summary import check_stats, stat_names, summarise
 from ..validation import invalid_parameter
 from ._base import VideoExtractor
-from ._decode import VideoReader, check_video_path, no_frames_error, warn_partial
+from ._decode import VideoReader, no_frames_error, warn_partial
+from ._files import check_video_path
 
 
 class MotionStats(VideoExtractor):
