@@ -212,7 +212,9 @@ def test_a_video_without_sound_or_missing_is_a_missing_value_for_late_fusion(fit
     with pytest.warns(ExtractionWarning, match="no sound track"):
         proba = fitted["late"].predict_proba(rows)
     assert proba.shape == (3, 4) and np.isfinite(proba).all()
-    np.testing.assert_allclose(proba[2], fitted["late"].predict_proba(fitted["test"].iloc[[2]])[0])
+    # The untouched row scores as it does alone (to float32 rounding of a batched product).
+    alone = fitted["late"].predict_proba(fitted["test"].iloc[[2]])[0]
+    np.testing.assert_allclose(proba[2], alone, rtol=1e-5)
 
 
 def test_demo_takes_a_video_flag():
