@@ -4,6 +4,7 @@ and a set of bad items (missing, empty, truncated, mislabelled files ...)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,40 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("MMFEAT_CACHE_DIR", None)
     else:
         os.environ["MMFEAT_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def seed_graphs(_isolated_cache):
+    """``seed_graphs(cache_dir)`` gives a new cache directory the ONNX graphs of the session's
+    cache, among them those of the default image and text models (exported there once, in this
+    process, as the tests running the models in this process need anyway), so that a child
+    process started on it runs the models at once. A first export costs a child about 10 s of
+    CPU (more on a busy machine); the export itself is test_onnx.py's subject."""
+    import shutil
+
+    from mmfeat import onnx_runtime
+    from mmfeat.image import CNNEmbedder
+    from mmfeat.text import SentenceEmbedder
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # the torch backends run instead: nothing to seed
+        return lambda cache_dir: None
+    CNNEmbedder(cache=False).fit_transform([np.zeros((40, 40, 3), np.uint8)])
+    SentenceEmbedder(cache=False).fit_transform(["a text"])
+    source = _isolated_cache
+
+    def seed(cache_dir):
+        graphs = Path(cache_dir) / "onnx"
+        graphs.mkdir(mode=0o700, parents=True)
+        shutil.copy2(source / onnx_runtime.RECORDS, Path(cache_dir) / onnx_runtime.RECORDS)
+        for graph in (source / "onnx").glob("*.onnx"):
+            try:  # a link costs nothing; mmfeat replaces a graph file, never writes into one
+                os.link(graph, graphs / graph.name)
+            except OSError:
+                shutil.copy2(graph, graphs / graph.name)
+
+    return seed
 
 
 def solid_image(rgb, size=64, seed=0):

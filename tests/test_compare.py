@@ -109,8 +109,9 @@ def test_robustness_of_the_winner(tmp_path):
     report = result.robustness
     test = result.splits[0][1]
     clean = report[report["perturbation"] == "none"]["score"].iloc[0]
-    assert clean == pytest.approx(result.folds[(result.folds["model"] == result.best)
-                                               & (result.folds["fold"] == 0)]["balanced_accuracy"].iloc[0])
+    folds = result.folds
+    first = folds[(folds["model"] == result.best) & (folds["fold"] == 0)]
+    assert clean == pytest.approx(first["balanced_accuracy"].iloc[0])
     assert set(report["perturbation"]) >= {"none", "missing", "blur", "snr"}
     assert set(report["modality"].dropna()) == {"image", "audio"}  # every modality compared
     assert report[report["perturbation"] != "none"]["n_changed"].max() == len(test)
@@ -131,7 +132,8 @@ def test_regression_and_a_failing_candidate(tmp_path):
     assert {"r2", "r2_std", "mae", "mae_std"} <= set(table.columns)
     assert "late fusion (product)" not in table.index
     failed = table.loc["early fusion + interactions", "status"]
-    assert failed.startswith("failed: ValueError: Modality 'image' has 3 features, fewer than rank=4")
+    assert failed.startswith("failed: ValueError: Modality 'image' has 3 features, "
+                             "fewer than rank=4")
     assert table.drop("early fusion + interactions")["status"].eq("ok").all()
     assert table.loc["audio only", "r2"] > 0.3 and result.best != "early fusion + interactions"
 
@@ -184,8 +186,9 @@ def test_command_line_writes_the_report_and_the_refitted_model(tmp_path):
     assert len(load_model(model).predict(df.assign(
         image=[str(tmp_path / "data" / p) for p in df["image"]],
         audio=[str(tmp_path / "data" / p) for p in df["audio"]]))) == len(df)
-    bad = subprocess.run([sys.executable, "-m", "mmfeat.cli", "compare", str(tmp_path / "data" / "manifest.csv"),
-                          "--target", "label", "--image", "picture"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "mmfeat.cli", "compare",
+                          str(tmp_path / "data" / "manifest.csv"), "--target", "label",
+                          "--image", "picture"], capture_output=True, text=True)
     assert bad.returncode == 2 and "has no column 'picture'" in bad.stderr
 
 

@@ -48,7 +48,8 @@ def fusion(**params):
 
 
 def held_out_accuracy(model, df, y, seed):
-    return cross_val_score(model, df, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed)).mean()
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return cross_val_score(model, df, y, cv=folds).mean()
 
 
 class RecordingLogisticRegression(LogisticRegression):
@@ -140,7 +141,8 @@ def test_plain_stacking_shares_are_each_blocks_part_of_the_linear_decision():
     names = model.meta_feature_names_
     moves = np.column_stack([
         np.abs(coef[names.index(f"{view}_1")]
-               * (model.estimators_[view].predict_proba(df[cols].to_numpy())[:, 1] - model.class_prior_[1]))
+               * (model.estimators_[view].predict_proba(df[cols].to_numpy())[:, 1]
+                  - model.class_prior_[1]))
         for view, cols in (("a", A), ("b", B))])
     expected = moves / moves.sum(axis=1, keepdims=True)
     assert np.allclose(model.modality_weights(df).to_numpy(), expected)
@@ -171,8 +173,9 @@ def test_regressor_shares_are_each_blocks_part_of_the_prediction():
         np.abs(coef[model.meta_feature_names_.index(f"{view}_prediction")]
                * (model.estimators_[view].predict(df[cols].to_numpy()) - target.mean()))
         for view, cols in (("a", A), ("b", B))])
-    assert np.allclose(model.modality_weights(df).to_numpy(), moves / moves.sum(axis=1, keepdims=True))
-    assert np.allclose(model.modality_report_["weight"], model.modality_weights(df).mean(), atol=0.05)
+    weights = model.modality_weights(df)
+    assert np.allclose(weights.to_numpy(), moves / moves.sum(axis=1, keepdims=True))
+    assert np.allclose(model.modality_report_["weight"], weights.mean(), atol=0.05)
     mean = LateFusionRegressor(modalities, rule="mean", cv=3).fit(df, target)
     assert (mean.modality_weights(df) == 0.5).all().all()
 
@@ -192,7 +195,8 @@ def test_trust_is_validated():
                                          "needed by .*trust='margin'"):
         no_proba.fit(df, y)
     # Plain stacking with the same estimator keeps using its decision function.
-    assert clone(no_proba).set_params(trust=None).fit(df, y).stack_method_["a"] == "decision_function"
+    plain = clone(no_proba).set_params(trust=None).fit(df, y)
+    assert plain.stack_method_["a"] == "decision_function"
 
 
 def test_trust_is_a_grid_search_parameter_and_survives_pickling():

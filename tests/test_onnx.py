@@ -32,8 +32,9 @@ def photos():
 
     rng = np.random.default_rng(0)
     images = load_sample_images().images
+    sizes = [(200, 260), (240, 240), (160, 300)]
     return [im[y:y + h, x:x + w] for im in images
-            for (y, x), (h, w) in zip(rng.integers(0, 150, (3, 2)), [(200, 260), (240, 240), (160, 300)])]
+            for (y, x), (h, w) in zip(rng.integers(0, 150, (3, 2)), sizes)]
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +57,12 @@ def test_auto_picks_onnx_on_the_cpu_and_torch_for_a_module():
     import torch
 
     assert CNNEmbedder()._runtime("cpu") == "onnx"
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten())
     assert CNNEmbedder(net, preprocess=lambda im: im)._runtime("cpu") == "torch"
     with pytest.raises(ValueError, match="backend='onnx' runs the named models"):
-        CNNEmbedder(net, preprocess=lambda im: im, backend="onnx").fit([np.zeros((8, 8, 3), np.uint8)])
+        CNNEmbedder(net, preprocess=lambda im: im, backend="onnx").fit(
+            [np.zeros((8, 8, 3), np.uint8)])
 
 
 def test_backends_share_cache_entries(photos, tmp_path, graphs):
@@ -84,14 +87,16 @@ print(x.shape)
 
 
 def test_parallel_processes_export_once(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", _EXPORT, str(tmp_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _EXPORT, str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert all("(1, 1280)" in out for out, _ in outs)
     files = sorted(p.name for p in (tmp_path / "onnx").iterdir())
     graphs = [f for f in files if f.endswith(".onnx")]
-    assert len(graphs) == 1 and stat.S_IMODE((tmp_path / "onnx" / graphs[0]).stat().st_mode) == 0o600
+    assert len(graphs) == 1
+    assert stat.S_IMODE((tmp_path / "onnx" / graphs[0]).stat().st_mode) == 0o600
     assert not [f for f in files if f.startswith(".mmfeat-tmp-")]  # no half-written graph left
 
 
@@ -115,21 +120,24 @@ def test_sentence_onnx_vectors_equal_torch_vectors(graphs):
     pytest.importorskip("sentence_transformers")
     from mmfeat.text import SentenceEmbedder
 
-    texts = ["A cat sleeps on the mat.", "  Stocks fell sharply today.  ", "Ünïcödé — émojis 🙂 CAPS",
-             "short", "word " * 600]  # the last is cut to the model's 256 tokens
+    texts = ["A cat sleeps on the mat.", "  Stocks fell sharply today.  ",
+             "Ünïcödé — émojis 🙂 CAPS", "short",
+             "word " * 600]  # the last is cut to the model's 256 tokens
     with config_context(cache_dir=graphs):
         for normalize in (True, False):
             onnx = SentenceEmbedder(backend="onnx", normalize=normalize, precision="float32",
                                     cache=False).fit_transform(texts)
-            torch = SentenceEmbedder(backend="torch", normalize=normalize, cache=False).fit_transform(texts)
-            cosine = (onnx * torch).sum(1) / np.linalg.norm(onnx, axis=1) / np.linalg.norm(torch, axis=1)
+            torch = SentenceEmbedder(backend="torch", normalize=normalize,
+                                     cache=False).fit_transform(texts)
+            norms = np.linalg.norm(onnx, axis=1) * np.linalg.norm(torch, axis=1)
+            cosine = (onnx * torch).sum(1) / norms
             assert cosine.min() >= 0.9999 and np.abs(onnx - torch).max() <= 1e-4
     assert SentenceEmbedder()._runtime("cpu") == "onnx"
 
 
-def test_sentence_onnx_encodes_without_torch(tmp_path):
-    """Once the graph is exported, a fresh process encodes with neither torch nor
-    sentence-transformers imported."""
+def test_sentence_onnx_encodes_without_torch(tmp_path, seed_graphs):
+    """Once the graph is exported (here by this process), a fresh process encodes with neither
+    torch nor sentence-transformers imported."""
     pytest.importorskip("sentence_transformers")
     code = (
         "import sys\n"
@@ -140,9 +148,7 @@ def test_sentence_onnx_encodes_without_torch(tmp_path):
         "print(x.shape, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
     )
     folder = tmp_path / "graphs"
-    first = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
-                           timeout=300)  # exports the graph (with torch)
-    assert first.returncode == 0, first.stderr
+    seed_graphs(folder)
     proc = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -161,26 +167,30 @@ from sklearn.pipeline import Pipeline
 from mmfeat.image import CNNEmbedder
 from mmfeat.text import SentenceEmbedder
 rng = np.random.default_rng(0)
-df = pd.DataFrame({"text": [f"text number {i} about {'cats' if i % 2 else 'stocks'}" for i in range(24)],
+df = pd.DataFrame({"text": [f"text number {i} about {'cats' if i % 2 else 'stocks'}"
+                            for i in range(24)],
                    "image": [np.full((32, 32, 3), 40 * (i % 2), np.uint8) for i in range(24)],
                    "label": [i % 2 for i in range(24)]})
 pipe = Pipeline([("features", ColumnTransformer([("text", SentenceEmbedder(), "text"),
                                                  ("image", CNNEmbedder(), "image")])),
                  ("clf", LogisticRegression())])
 GridSearchCV(pipe, {"clf__C": [0.1, 1.0]}, cv=3).fit(df, df["label"])
-print(sys.argv[1], "torch" in sys.modules, "onnxruntime" in sys.modules, "sentence_transformers" in sys.modules)
+print(sys.argv[1], "torch" in sys.modules, "onnxruntime" in sys.modules,
+      "sentence_transformers" in sys.modules)
 """
 
 
-def test_a_warm_grid_search_loads_no_model(tmp_path):
-    """Every vector cached: fitting and scoring import neither torch nor onnxruntime."""
+def test_a_warm_grid_search_loads_no_model(tmp_path, seed_graphs):
+    """Every vector cached: fitting and scoring import neither torch nor onnxruntime. (The
+    graphs are there already: the export is test_parallel_processes_export_once's subject.)"""
+    seed_graphs(tmp_path)
     env = dict(os.environ, MMFEAT_CACHE_DIR=str(tmp_path))
-    cold = subprocess.run([sys.executable, "-c", _WARM_GRID, "cold"], capture_output=True, text=True,
-                          timeout=600, env=env)
+    cold = subprocess.run([sys.executable, "-c", _WARM_GRID, "cold"], capture_output=True,
+                          text=True, timeout=600, env=env)
     assert cold.returncode == 0, cold.stderr
     assert cold.stdout.split()[2] == "True"  # the first run computed with ONNX Runtime
-    warm = subprocess.run([sys.executable, "-c", _WARM_GRID, "warm"], capture_output=True, text=True,
-                          timeout=600, env=env)
+    warm = subprocess.run([sys.executable, "-c", _WARM_GRID, "warm"], capture_output=True,
+                          text=True, timeout=600, env=env)
     assert warm.returncode == 0, warm.stderr
     assert warm.stdout.split() == ["warm", "False", "False", "False"]
 

@@ -82,8 +82,8 @@ def test_video_extractors_give_finite_features_for_every_clip(demo):
     from mmfeat.video import MotionStats, VideoAudio, VideoFrames
 
     videos = demo["video"]["video"]
-    for extractor in (VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=4), MotionStats(n_pairs=4, size=64),
-                      VideoAudio(MFCCStats(n_mfcc=13))):
+    for extractor in (VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=4),
+                      MotionStats(n_pairs=4, size=64), VideoAudio(MFCCStats(n_mfcc=13))):
         out = extractor.set_params(cache=False).fit(videos).transform(videos)
         assert out.shape[0] == N and np.isfinite(out).all(), type(extractor).__name__
 
@@ -141,7 +141,8 @@ def fitted(demo):
 
     data = demo["video"]
     train, test = train_test_split(data, test_size=0.5, stratify=data["label"], random_state=0)
-    early = make_early_fusion(**_video_and_text(), estimator=LogisticRegression(C=0.1, max_iter=2000))
+    early = make_early_fusion(**_video_and_text(),
+                              estimator=LogisticRegression(C=0.1, max_iter=2000))
     late = LateFusionClassifier(_video_and_text(), cv=3, random_state=0)
     return {"early": early.fit(train, train["label"]), "late": late.fit(train, train["label"]),
             "test": test}
@@ -165,7 +166,8 @@ def test_video_and_text_fused_are_well_above_chance(fitted, how):
         assert set(report.index) == {*VIDEO_MODALITIES, "text"}
 
 
-def test_batch_scoring_of_a_video_manifest_keeps_rows_in_place_and_fails_only_the_corrupt_one(fitted, tmp_path):
+def test_batch_scoring_of_a_video_manifest_keeps_rows_in_place_and_fails_only_the_corrupt_one(
+        fitted, tmp_path):
     import mmfeat
     from mmfeat.scoring import score
 
@@ -228,10 +230,12 @@ def test_demo_takes_a_video_flag():
 
 
 @pytest.mark.slow
-def test_demo_with_video_runs_end_to_end(tmp_path):
+def test_demo_with_video_runs_end_to_end(tmp_path, seed_graphs):
+    seed_graphs(tmp_path / "cache")
     env = {**os.environ, "MMFEAT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "mmfeat.cli", "demo", "--quick", "--video", "--n-samples", "100", "--cv", "2",
-           "--data-dir", str(tmp_path / "data"), "--report-dir", str(tmp_path / "report")]
+    cmd = [sys.executable, "-m", "mmfeat.cli", "demo", "--quick", "--video", "--n-samples", "100",
+           "--cv", "2", "--data-dir", str(tmp_path / "data"),
+           "--report-dir", str(tmp_path / "report")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "video MP4" in done.stdout
