@@ -22,6 +22,7 @@ SEARCH = textwrap.dedent(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
     sys.path.insert(0, {tests!r})
     from counting import CountingText
 
@@ -29,7 +30,9 @@ SEARCH = textwrap.dedent(
     X = pd.DataFrame({{"text": [("Sample " * (i % 5 + 1)) + str(i) for i in range(n)]}})
     y = [i % 5 for i in range(n)]
     features = ColumnTransformer([("text", CountingText(log_path=log, cache=cache), "text")])
-    pipe = Pipeline([("features", features), ("clf", LogisticRegression(max_iter=500))])
+    # scaled: unscaled counts (lengths, sums of code points) keep lbfgs at max_iter every fit
+    pipe = Pipeline([("features", features), ("scale", StandardScaler()),
+                     ("clf", LogisticRegression(max_iter=500))])
     search = GridSearchCV(pipe, {{"clf__C": [0.1, 1.0, 10.0]}}, cv=5, n_jobs=n_jobs).fit(X, y)
     print(search.best_score_)
     """

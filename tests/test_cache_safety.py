@@ -134,10 +134,12 @@ def test_a_stuck_writer_never_blocks_lookups_and_writes_give_up(tmp_path):
             cache.put_many({"new": np.ones(2)})
             waited = time.monotonic() - start
             start = time.monotonic()
-            cache.put_many({"next": np.ones(2)})  # the holder is stuck: the next write does not wait
+            # the holder is stuck: the next write does not wait
+            cache.put_many({"next": np.ones(2)})
             waited_again = time.monotonic() - start
         assert waited < 30 and waited_again < 2
-        assert any(issubclass(w.category, CacheWarning) and "busy" in str(w.message) for w in caught)
+        assert any(issubclass(w.category, CacheWarning) and "busy" in str(w.message)
+                   for w in caught)
     cache._stuck_until = 0.0  # as after the back-off: the lock is gone and the store works again
     cache.put_many({"new": np.ones(2)})
     assert set(cache.get_many(["warm", "new"])) == {"warm", "new"}

@@ -118,6 +118,7 @@ GRID = textwrap.dedent("""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
     from counting import CountingText
 
     address, log = sys.argv[1], sys.argv[2]
@@ -126,7 +127,9 @@ GRID = textwrap.dedent("""
     # n_jobs=1: joblib's Dask backend is active inside the tasks too, and an extractor that
     # spread its batches over it would wait for the very workers running it
     features = ColumnTransformer([("text", CountingText(log_path=log, n_jobs=1), "text")])
-    pipe = Pipeline([("features", features), ("clf", LogisticRegression(max_iter=500))])
+    # scaled: unscaled counts (lengths, sums of code points) keep lbfgs at max_iter every fit
+    pipe = Pipeline([("features", features), ("scale", StandardScaler()),
+                     ("clf", LogisticRegression(max_iter=500))])
     search = GridSearchCV(pipe, {{"clf__C": [0.1, 1.0, 10.0]}}, cv=3, refit=False)
     with Client(address), joblib.parallel_backend("dask"):
         search.fit(X, y)

@@ -287,7 +287,8 @@ def test_item_digest(tmp_path):
     assert item_digest(np.zeros((2, 3)), "image") != item_digest(np.zeros((3, 2)), "image")
     assert item_digest(np.zeros(4, np.uint8), "image") != item_digest(bytes(4), "image")
     wave = np.linspace(-1, 1, 100)
-    assert item_digest((wave, 16000), "audio") == item_digest((wave.astype(np.float32), 16000.0), "audio")
+    assert (item_digest((wave, 16000), "audio")
+            == item_digest((wave.astype(np.float32), 16000.0), "audio"))
     assert item_digest((wave, 16000), "audio") != item_digest((wave, 22050), "audio")
 
     with pytest.raises(ItemError, match="file not found"):
@@ -347,7 +348,8 @@ def test_claims_split_work_and_are_taken_over_from_dead_processes(tmp_path):
     claimed, busy = store.claim_many(["a", "b"])
     assert (claimed, busy) == (["a", "b"], [])
     # A claim by a process that died is stale: it is taken over at once.
-    child = multiprocessing.get_context("spawn").Process(target=_claim_and_exit, args=(str(tmp_path), ["c", "d"]))
+    child = multiprocessing.get_context("spawn").Process(target=_claim_and_exit,
+                                                         args=(str(tmp_path), ["c", "d"]))
     child.start()
     child.join(60)
     assert child.exitcode == 0

@@ -39,6 +39,7 @@ def grouped(tmp_path_factory):
     return root, df, result
 
 
+@pytest.mark.slow  # the real text model, ten candidates under four folds
 def test_every_candidate_is_scored_under_the_same_group_folds(grouped):
     root, df, result = grouped
     table = result.table
@@ -67,6 +68,7 @@ def test_every_candidate_is_scored_under_the_same_group_folds(grouped):
                                for _, t in result.splits]), per_fold.mean())
 
 
+@pytest.mark.slow  # the real text model, ten candidates under four folds
 def test_features_are_extracted_once_for_the_whole_comparison(grouped):
     root, df, result = grouped
     # 10 models x 4 folds x (fit + predict), and the refit: each distinct text once.
@@ -80,6 +82,7 @@ def test_features_are_extracted_once_for_the_whole_comparison(grouped):
     assert table.loc[single | (table["kind"] == "early"), "cache_hits"].gt(0).all()
 
 
+@pytest.mark.slow  # the real text model, ten candidates under four folds
 def test_report_files_and_refit(grouped):
     root, df, result = grouped
     report = root / "report"
@@ -100,6 +103,7 @@ def test_report_files_and_refit(grouped):
     assert result.robustness is None and not (report / "robustness.png").exists()
 
 
+@pytest.mark.slow  # every candidate, then the winner perturbed
 def test_robustness_of_the_winner(tmp_path):
     df = make_multimodal(60, data_dir=tmp_path / "data")
     modalities = {"image": ("image", ColorHistogram(bins=(12, 4, 4))),
@@ -170,6 +174,7 @@ def test_bad_arguments_are_named(tmp_path, kwargs, message):
         compare(df, **kwargs)
 
 
+@pytest.mark.slow  # a whole comparison in a new process
 def test_command_line_writes_the_report_and_the_refitted_model(tmp_path):
     make_multimodal(100, data_dir=tmp_path / "data")
     model = tmp_path / "best.skops"

@@ -297,6 +297,7 @@ def test_late_fusion_extracts_each_item_once(demo):
     assert FEATURISED == {"image": N_SAMPLES + 10, "text": N_SAMPLES + 10}
 
 
+@pytest.mark.slow  # starts worker processes
 def test_late_fusion_fits_modalities_in_parallel(demo):
     modalities = {"image": ("image", image(), classifier()), "audio": ("audio", audio(), classifier())}
     serial = LateFusionClassifier(modalities, cv=3).fit(demo, demo["label"])
@@ -468,6 +469,7 @@ def _imbalanced_views(seed, n=600):
 
 
 @pytest.mark.parametrize("rule", ["stack", "mean"])
+@pytest.mark.slow  # two seeds x 3 folds x two fusions
 def test_balanced_class_weight_improves_balanced_accuracy_on_a_rare_class(rule):
     # Measured (600 rows, 5-fold balanced accuracy, seeds 0-4): stacking 0.581 -> 0.730, the
     # mean rule 0.562 -> 0.746; every seed up.

@@ -61,6 +61,7 @@ class RecordingLogisticRegression(LogisticRegression):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.slow  # 5 seeds x 5 folds x two fusions
 def test_gated_stacking_beats_plain_stacking_where_a_view_misleads_on_some_rows(n_classes):
     # Same data, folds and random_state for both; measured gains of trust="margin" per seed
     # (5-fold accuracy): 2 classes +1.5 +2.5 +1.0 +2.3 +2.3 points (mean +1.9), 3 classes
@@ -74,6 +75,7 @@ def test_gated_stacking_beats_plain_stacking_where_a_view_misleads_on_some_rows(
     assert np.mean(gains) > 0.012 and min(gains) > 0, gains
 
 
+@pytest.mark.slow  # 5 seeds x 5 folds x two fusions
 def test_gated_stacking_does_not_lose_where_every_row_is_alike():
     # Both views moderate in every row: nothing to gate (measured: -0.1 to +0.2 points).
     gains = []

@@ -97,8 +97,8 @@ def test_positional_columns_still_need_the_columns_of_fit():
     """Selections by position mean nothing in another column order: those stay strict."""
     X = pd.DataFrame(np.random.default_rng(0).normal(size=(40, 4)), columns=list("abcd"))
     y = (X["a"] > 0).astype(int)
-    model = LateFusionClassifier({"first": ([0, 1], "passthrough"), "last": (slice(2, 4), "passthrough")},
-                                 cv=3).fit(X, y)
+    model = LateFusionClassifier({"first": ([0, 1], "passthrough"),
+                                  "last": (slice(2, 4), "passthrough")}, cv=3).fit(X, y)
     with pytest.raises(ValueError, match="Feature names must be in the same order"):
         model.predict(X[["d", "c", "b", "a"]])
 
@@ -192,7 +192,8 @@ def test_sample_weight_reaches_every_modality_and_the_meta_learner(data):
     assert weighted.class_prior_[list(weighted.classes_).index("fire")] > 0.8
     # The meta-learner learned the weights too: "fire" is predicted far more often.
     assert (weighted.predict(data) == "fire").sum() > (plain.predict(data) == "fire").sum() + 5
-    regressor = LateFusionRegressor(modalities(), cv=3).fit(data, data["score"], sample_weight=weight)
+    regressor = LateFusionRegressor(modalities(), cv=3).fit(data, data["score"],
+                                                            sample_weight=weight)
     assert np.isclose(regressor._target_mean, np.average(data["score"], weights=weight))
 
 
@@ -258,14 +259,15 @@ def test_parameters_are_validated_with_scikit_learns_messages(data, make, messag
 
 
 def test_make_early_fusion_validates_its_arguments():
-    with pytest.raises(ValueError, match=r"The 'handle_missing' parameter of make_early_fusion must "
-                                         r"be an instance of 'bool'.*Got 'yes' instead."):
+    with pytest.raises(ValueError, match=r"The 'handle_missing' parameter of make_early_fusion "
+                                         r"must be an instance of 'bool'.*Got 'yes' instead."):
         make_early_fusion(image=("image", ColorHistogram()), handle_missing="yes")
     with pytest.raises(ValueError, match=r"The 'image' parameter of make_early_fusion must be an "
                                          r"instance of 'tuple', an instance of 'list' or None. "
                                          r"Got 'image' instead."):
         make_early_fusion(image="image")
-    with pytest.raises(ValueError, match=r"The 'estimator' parameter of make_early_fusion must be "):
+    with pytest.raises(ValueError,
+                       match=r"The 'estimator' parameter of make_early_fusion must be "):
         make_early_fusion(image=("image", ColorHistogram()), estimator="svm")
 
 

@@ -29,10 +29,12 @@ def _specs():
             "audio": ("audio", MFCCStats(n_mfcc=20))}
 
 
+@pytest.mark.slow  # two tuned models under 5 folds
 def test_interactions_learn_what_concatenation_cannot(xor_data):
     df = xor_data
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    concat = cross_val_score(make_early_fusion(**_specs(), estimator="auto"), df, df["label"], cv=cv)
+    concat = cross_val_score(make_early_fusion(**_specs(), estimator="auto"), df, df["label"],
+                             cv=cv)
     tensor = cross_val_score(make_early_fusion(**_specs(), estimator="auto", interactions="all"),
                              df, df["label"], cv=cv)
     # Measured: 0.44 for concatenation (chance 0.5), 0.86 with interactions (rank 4).
@@ -54,7 +56,8 @@ def test_named_columns_and_pipeline_layout(xor_data):
     assert np.allclose(out[products].mean(), 0, atol=1e-8)
     assert np.allclose(out[products].std(ddof=0), 1, atol=1e-6)
     # Without pandas output for the whole model the same numbers come out, as an array.
-    plain = make_early_fusion(**_specs(), interactions=[("audio", "image")], rank=3).fit_transform(df)
+    plain = make_early_fusion(**_specs(), interactions=[("audio", "image")], rank=3)
+    plain = plain.fit_transform(df)
     assert isinstance(plain, np.ndarray) and np.allclose(plain, out.to_numpy())
     # Setting the union's output to arrays by hand takes the block names away: said plainly.
     with pytest.raises(TypeError, match="set_output"):
@@ -92,9 +95,11 @@ def test_model_file_round_trip(xor_data, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"interactions": [("image", "video")]}, r"names \['video'\], not among the modalities \['image', 'audio'\]"),
+    ({"interactions": [("image", "video")]},
+     r"names \['video'\], not among the modalities \['image', 'audio'\]"),
     ({"interactions": [("image", "image")]}, "a pair of two modality names"),
-    ({"interactions": "all", "rank": 400}, "Modality .image. has 192 features, fewer than rank=400"),
+    ({"interactions": "all", "rank": 400},
+     "Modality .image. has 192 features, fewer than rank=400"),
     ({"interactions": "some"}, "The 'interactions' parameter of make_early_fusion must be"),
     ({"interactions": "all", "rank": 0}, "The 'rank' parameter of make_early_fusion must be"),
 ])
