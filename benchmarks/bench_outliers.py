@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
+from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -85,13 +88,22 @@ def _targets(report):
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default="data/bench-outliers")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
+def _late_report(fusion, train, test, options, groups=None):
+    """Fit ``fusion`` (with ``outliers="missing"``) on ``train``, print its robustness report on
+    ``test`` with the option off and on, and the targets."""
+    start = time.perf_counter()
+    fusion.fit(train, train["label"], **({} if groups is None else {"groups": groups}))
+    fit_s = time.perf_counter() - start
+    report = robustness_report(fusion, test, test["label"], **options)
+    print(f"## Late fusion (stacking), outliers off and 'missing' (fit {fit_s:.1f} s)\n")
+    print(_table(report, ["off", "missing"]))
+    print("\n" + _targets(report) + "\n")
+    thresholds = fusion.modality_report_.set_index("modality")["novelty_threshold"]
+    print("novelty thresholds:", ", ".join(f"{m} {t:.3g}" for m, t in thresholds.items()), "\n")
+    return report
+
+
+def demo(args):
     df = make_multimodal(args.n, random_state=args.seed, data_dir=args.data_dir)
     train, test = train_test_split(df, train_size=0.6, stratify=df["label"],
                                    random_state=args.seed)
@@ -99,17 +111,8 @@ def main():
     print(f"make_multimodal({args.n}, random_state={args.seed}), {len(train)} rows to fit, "
           f"{len(test)} held out; robustness_report(..., "
           f"random_state={args.seed})\n")
-
-    start = time.perf_counter()
-    late = LateFusionClassifier(demo_extractors(quick=True), outliers="missing")
-    late.fit(train, train["label"])
-    fit_s = time.perf_counter() - start
-    report = robustness_report(late, test, test["label"], **options)
-    print(f"## Late fusion (stacking), outliers off and 'missing' (fit {fit_s:.1f} s)\n")
-    print(_table(report, ["off", "missing"]))
-    print("\n" + _targets(report) + "\n")
-    thresholds = late.modality_report_.set_index("modality")["novelty_threshold"]
-    print("novelty thresholds:", ", ".join(f"{m} {t:.3g}" for m, t in thresholds.items()), "\n")
+    _late_report(LateFusionClassifier(demo_extractors(quick=True), outliers="missing"), train,
+                 test, options)
 
     trust = LateFusionClassifier(demo_extractors(quick=True), outliers="trust")
     trust_report = robustness_report(trust.fit(train, train["label"]), test, test["label"],
@@ -123,6 +126,66 @@ def main():
                                      **options)
     print("## Early fusion (handle_missing=True, estimator='auto'), outliers off and 'missing'\n")
     print(_table(early_report, ["off", "missing"]))
+
+
+#: The real data sets' modalities (benchmarks/real_data.py) and the extractors of bench_real.py.
+REAL = {"emoji": ("image", "text", "audio"), "digits": ("image", "audio")}
+
+
+def real(name, args):
+    """The report on a real data set: one fifth of its groups held out (stratified group
+    k-fold's first fold, seeded), the fusion fitted on the rest with the groups, each corruption
+    at its strongest level."""
+    import real_data
+    from bench_real import extractor
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    df = real_data.BUILDERS[name]()
+    df["label"] = df["label"].astype(str)
+    splitter = StratifiedGroupKFold(5, shuffle=True, random_state=args.seed)
+    fit_rows, held_out = next(splitter.split(df, df["label"], df["group"]))
+    train, test = df.iloc[fit_rows], df.iloc[held_out]
+    modalities = {m: (m, extractor(m, quick=False)) for m in REAL[name]}
+    print(f"### {name}: {len(train)} rows to fit, {len(test)} held out (StratifiedGroupKFold(5, "
+          f"random_state={args.seed})'s first fold, by {name}'s groups); extractors of "
+          f"bench_real.py; strongest level of each corruption\n")
+    options = dict(random_state=args.seed, corruptions=STRONGEST,
+                   work_dir=real_data.ROOT / "robustness" / name)
+    groups = train["group"].to_numpy()
+    _late_report(LateFusionClassifier(modalities, outliers="missing", random_state=args.seed),
+                 train, test, options, groups=groups)
+    trust = LateFusionClassifier(modalities, outliers="trust", random_state=args.seed)
+    trust_report = robustness_report(trust.fit(train, train["label"], groups=groups), test,
+                                     test["label"], **options)
+    print("## Late fusion (stacking), outliers='trust'\n")
+    print(_table(trust_report, ["trust"]) + "\n")
+
+
+#: Each corruption at the strongest level of robustness_report's defaults.
+STRONGEST = {"image": {"blur": [0.75], "noise": [0.75], "occlusion": [0.75]},
+             "audio": {"snr": [0]}, "text": {"word_dropout": [0.75]}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default="data/bench-outliers")
+    parser.add_argument("--real", default="",
+                        help="comma-separated real data sets to report on too: "
+                             + ",".join(REAL) + " (built by benchmarks/real_data.py)")
+    parser.add_argument("--no-demo", action="store_true", help="the real data sets only")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if not args.no_demo:
+        demo(args)
+    if args.real:
+        # Features of the real sets come from (and go to) bench_real.py's cache.
+        os.environ.setdefault("MMFEAT_CACHE_DIR", str(HERE.parent / "data" / "real" / "cache"))
+        sys.path.insert(0, str(HERE))
+    for name in filter(None, args.real.split(",")):
+        print()
+        real(name, args)
 
 
 if __name__ == "__main__":

@@ -116,12 +116,50 @@ def test_thresholds_come_from_training_rows_only(data, fitted):
     assert np.mean(novelty(model, fresh[A].to_numpy()) > model["threshold"]) <= 0.03
 
 
-def test_trust_gives_the_meta_learner_each_modalitys_novelty(data):
-    train, y_train, test, *_ = data
-    model = LateFusionClassifier(SPEC, cv=3, outliers="trust").fit(train, y_train)
+def test_trust_learns_to_discount_a_strange_modality(data, fitted):
+    train, y_train, test, y_test, corrupted, wrong = data
+    model = LateFusionClassifier(SPEC, cv=3, outliers="trust", random_state=0).fit(train, y_train)
     assert {"a_novelty", "b_novelty", "a_0_x_novelty"} <= set(model.meta_feature_names_)
     assert model.final_estimator_.n_features_in_ == len(model.meta_feature_names_)
-    assert model.predict_proba(test).shape == (len(test), 3)
+    # The meta-learner saw every training row, and a copy of each per modality with that
+    # modality's output taken from another row and its novelty at the cap.
+    assert model.final_estimator_.coef_.shape[0] == 3
+    coef = pd.DataFrame(model.final_estimator_.coef_, columns=model.meta_feature_names_)
+    for view in ("a", "b"):  # each class's own evidence is discounted where strange
+        for c in range(3):
+            assert coef.loc[c, f"{view}_{c}"] > 0 > coef.loc[c, f"{view}_{c}_x_novelty"]
+    plain = fitted[None]
+    lost = accuracy(plain, test, y_test) - accuracy(plain, corrupted, y_test)
+    assert accuracy(model, test, y_test) - accuracy(model, corrupted, y_test) < 0.5 * lost
+    assert accuracy(model, test, y_test) >= accuracy(plain, test, y_test) - 0.02
+
+
+def test_strange_copies_are_the_rows_with_one_modality_made_strange(data):
+    from mmfeat.fusion.meta import NOVELTY_CAP, meta_features
+    from mmfeat.fusion.novelty import with_strange_copies
+
+    train, y_train, *_ = data
+    model = LateFusionClassifier(SPEC, cv=3, outliers="trust", random_state=0).fit(train, y_train)
+    rng = np.random.default_rng(0)
+    outputs = {name: rng.dirichlet(np.ones(3), size=len(train)) for name in ("a", "b")}
+    outputs["b"][:10] = np.nan  # b missing in 10 rows: never copied as strange b
+    novelties = {name: np.zeros(len(train)) for name in outputs}
+    weights = np.arange(len(train), dtype=float)
+    meta, y, params = with_strange_copies(model, outputs, train, novelties, y_train,
+                                          {"sample_weight": weights})
+    n, n_b = len(train), len(train) - 10
+    assert meta.shape == (2 * n + n_b, len(model.meta_feature_names_))
+    np.testing.assert_array_equal(meta[:n], meta_features(model, outputs, train, novelties))
+    names = model.meta_feature_names_
+    strange_a = meta[n:2 * n, names.index("a_novelty")]
+    np.testing.assert_allclose(strange_a, NOVELTY_CAP)
+    np.testing.assert_array_equal(meta[n:2 * n, names.index("b_novelty")], 0.0)
+    np.testing.assert_allclose(meta[2 * n:, names.index("b_novelty")], NOVELTY_CAP)
+    assert (meta[2 * n:, names.index("b_available")] == 1).all()
+    # The copies keep their row's target and weight.
+    rows = np.concatenate([np.arange(n), np.arange(n), np.arange(10, n)])
+    np.testing.assert_array_equal(y, y_train[rows])
+    np.testing.assert_array_equal(params["sample_weight"], weights[rows])
 
 
 def test_regression_and_a_saved_model(data, tmp_path):
@@ -225,10 +263,10 @@ def test_histograms_are_also_scored_in_log_units():
     splits = [(np.setdiff1d(np.arange(300), part), part)
               for part in np.array_split(np.arange(300), 5)]
     model, _ = fit_novelty(train, splits)
-    assert [view["transform"] for view in model["views"]] == ["identity", "log"]
+    assert [view["transform"] for view in model["views"]] == ["identity", "standard", "log"]
     assert (novelty(model, spread) > model["threshold"]).mean() > 0.95
     assert (novelty(model, test) > model["threshold"]).mean() <= 0.03
     linear = {**model, "views": model["views"][:1]}  # the features' own units alone
     assert (novelty(linear, spread) > model["threshold"]).mean() < 0.05
-    # Signed features (embeddings, MFCCs) are scored in their own units only.
-    assert len(fit_novelty(train - 0.5, splits)[0]["views"]) == 1
+    # Signed features (embeddings, MFCCs) are not scored in log units.
+    assert "log" not in [view["transform"] for view in fit_novelty(train - 0.5, splits)[0]["views"]]

@@ -122,9 +122,12 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         novelty over its threshold (capped at 2; 0 where missing) and the modality's outputs'
         departure from the missing fill times it (``{modality}_novelty``,
         ``{modality}_{class}_x_novelty``), from out-of-fold scores, to learn how much to
-        discount a strange modality (``rule="stack"`` only). It learns only from the
-        strangeness the training rows have: on clean training data, "missing" is the one that
-        protects (see the robustness report in the user guide). None: neither.
+        discount a strange modality (``rule="stack"`` only). Training rows are rarely strange,
+        so the meta-learner also learns from a copy of each training row per modality with
+        that modality's output taken from another row drawn at random and its novelty at the
+        cap (no item is extracted again; ``random_state`` draws them). It discounts by degree,
+        where "missing" sets aside: on the demo data "missing" protects more (see the
+        robustness report in the user guide). None: neither.
     class_weight : "balanced", dict or None, default=None
         Class weights for the default models, so that a rare class counts in training as much
         as a frequent one ("balanced": each class inversely to its frequency in ``y``; a dict:

@@ -36,6 +36,7 @@ from .blocks import available_rows
 from .columns import check_input, passthrough_columns, select
 from .meta import meta_features, meta_layout, shares
 from .modality_fit import describe, fit_modalities, predict_modality
+from .novelty import with_strange_copies
 from .specs import ModalityComposition, parse_modality
 from .task import Regression
 
@@ -265,8 +266,10 @@ class _BaseLateFusion(ModalityComposition):
         self.__dict__.pop("meta_feature_names_", None)  # from an earlier fit with rule="stack"
         if self.rule == "stack":
             self.meta_feature_names_ = names
-            self.final_estimator_ = clone(self._final()).fit(
-                meta_features(self, outputs, X, novelties), y, **final_params)
+            fit_on = (meta_features(self, outputs, X, novelties), y, final_params)
+            if self._outlier_inputs:  # learns to discount a strange modality from copies
+                fit_on = with_strange_copies(self, outputs, X, novelties, y, final_params)
+            self.final_estimator_ = clone(self._final()).fit(*fit_on[:2], **fit_on[2])
         # The fusion's weights where nothing is missing: each modality's mean share of the
         # decision over the training rows that have every modality (all rows, if none has).
         row_shares = shares(self, outputs, X, novelties)
