@@ -107,7 +107,8 @@ def late(**params):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo data, plus a numeric column that carries a little of the label."""
-    df = make_multimodal(n_samples=N_SAMPLES, random_state=0, data_dir=tmp_path_factory.mktemp("demo"))
+    df = make_multimodal(n_samples=N_SAMPLES, random_state=0,
+                         data_dir=tmp_path_factory.mktemp("demo"))
     rng = np.random.default_rng(0)
     codes = pd.factorize(df["label"], sort=True)[0]
     return df.assign(score=codes + rng.normal(0, 2.0, len(df)))
@@ -169,7 +170,8 @@ def test_early_fusion_is_a_named_column_transformer(demo):
 
 def test_early_fusion_beats_each_single_modality(demo):
     y, cv = demo["label"], StratifiedKFold(5, shuffle=True, random_state=0)
-    specs = {"image": ("image", image()), "text": ("text", WordCounts()), "audio": ("audio", audio())}
+    specs = {"image": ("image", image()), "text": ("text", WordCounts()),
+             "audio": ("audio", audio())}
 
     def accuracy(**modalities):
         model = make_early_fusion(**modalities, estimator=LogisticRegression(C=0.01, max_iter=1000))
@@ -204,10 +206,12 @@ def test_early_fusion_handles_missing_modalities(demo_missing):
     assert not features.isna().any().any()
 
     # The make_early_fusion argument sets every block, and the passthrough block imputes.
-    union = make_early_fusion(text=("text", WordCounts()), passthrough=["score"], handle_missing=True)
+    union = make_early_fusion(text=("text", WordCounts()), passthrough=["score"],
+                              handle_missing=True)
     with_nan = demo_missing.assign(score=demo_missing["score"].where(demo_missing.index % 7 > 0))
     out = union.set_output(transform="pandas").fit_transform(with_nan)
-    assert list(out.columns[-3:]) == ["text__bow_missing", "numeric__score", "numeric__missingindicator_score"]
+    assert list(out.columns[-3:]) == ["text__bow_missing", "numeric__score",
+                                      "numeric__missingindicator_score"]
     assert not out.isna().any().any()
 
 
@@ -226,8 +230,9 @@ def test_modality_block_options():
     with pytest.raises(ValueError, match=r"'weight' parameter of ModalityBlock must be a float in "
                                          r"the range \[0.0, inf\). Got 'heavy'"):
         ModalityBlock(identity, weight="heavy").fit(X)
-    with pytest.raises(ValueError, match=r"'pca' parameter of ModalityBlock must be None, an int in "
-                                         r"the range \[1, inf\) or a float in the range \(0.0, 1.0\)\. Got 0"):
+    with pytest.raises(ValueError, match=r"'pca' parameter of ModalityBlock must be None, an int "
+                                         r"in the range \[1, inf\) or a float in the range "
+                                         r"\(0.0, 1.0\)\. Got 0"):
         ModalityBlock(identity, pca=0).fit(X)
     with pytest.raises(ValueError, match="options \\['wieght'\\]"):
         make_early_fusion(text=("text", WordCounts(), {"wieght": 2}))
@@ -240,7 +245,8 @@ def test_grid_search_tunes_blocks_in_parallel(demo):
     # Library extractors only: the worker processes need not import this test module.
     model = make_early_fusion(image=("image", image()), audio=("audio", audio()),
                               estimator=LogisticRegression(C=0.05, max_iter=1000))
-    grid = {"features__audio__weight": [0.5, 2.0], "features__image__extractor__bins": [(12, 2, 2), (6, 2, 2)]}
+    grid = {"features__audio__weight": [0.5, 2.0],
+            "features__image__extractor__bins": [(12, 2, 2), (6, 2, 2)]}
     search = GridSearchCV(model, grid, cv=3, n_jobs=2, error_score="raise").fit(demo, demo["label"])
     scores = search.cv_results_["mean_test_score"]
     assert np.isfinite(scores).all() and len(set(scores)) > 1  # every setting ran and mattered
@@ -274,7 +280,8 @@ def test_late_fusion_fits_predicts_and_reports(demo):
     assert list(report.columns) == ["modality", "n_available", "model", "oof_score", "log_loss",
                                     "ece", "calibration", "calibrated_log_loss",
                                     "calibrated_ece", "weight"]
-    assert (report["model"] == "LogisticRegression").all() and (report["calibration"] == "none").all()
+    assert (report["model"] == "LogisticRegression").all()
+    assert (report["calibration"] == "none").all()
     assert report["modality"].tolist() == list(MODALITIES)
     assert (report["n_available"] == N_SAMPLES).all()
     assert report["oof_score"].between(0.4, 0.85).all()  # each view alone is noisy
@@ -299,7 +306,8 @@ def test_late_fusion_extracts_each_item_once(demo):
 
 @pytest.mark.slow  # starts worker processes
 def test_late_fusion_fits_modalities_in_parallel(demo):
-    modalities = {"image": ("image", image(), classifier()), "audio": ("audio", audio(), classifier())}
+    modalities = {"image": ("image", image(), classifier()),
+                  "audio": ("audio", audio(), classifier())}
     serial = LateFusionClassifier(modalities, cv=3).fit(demo, demo["label"])
     parallel = LateFusionClassifier(modalities, cv=3, n_jobs=2).fit(demo, demo["label"])
     assert np.allclose(serial.predict_proba(demo), parallel.predict_proba(demo))
@@ -321,7 +329,8 @@ def test_late_fusion_predicts_rows_missing_a_modality(demo_missing):
     # Each modality's estimator saw only the rows it has.
     for modality in MODALITIES:
         width = model.estimators_[modality][-1][-1].n_features_in_
-        assert width == model.estimators_[modality][0].transform(demo_missing[modality].dropna().iloc[:2]).shape[1]
+        some = demo_missing[modality].dropna().iloc[:2]
+        assert width == model.estimators_[modality][0].transform(some).shape[1]
         n_seen = model.estimators_[modality][-1][0].n_samples_seen_
         assert np.all(n_seen == report.loc[modality, "n_available"])
     # A row with no modality at all still gets a prediction: the meta-learner's view of priors.
@@ -356,7 +365,8 @@ def test_late_fusion_stack_methods(n_classes, stack_method):
             return [f"{name}_{c}" for c in range(3)]
         return [f"{name}_decision" if methods[name] == "decision_function" else f"{name}_1"]
 
-    assert model.meta_feature_names_ == columns("a") + ["a_available"] + columns("b") + ["b_available"]
+    assert model.meta_feature_names_ == (columns("a") + ["a_available"]
+                                         + columns("b") + ["b_available"])
     assert model.modality_report_["n_available"].tolist() == [150, 120]
     assert model.score(df, y) > 0.6
     if stack_method == "auto":
@@ -414,8 +424,8 @@ def test_late_fusion_parameters(demo):
 
 @pytest.mark.slow
 def test_grid_search_tunes_late_fusion_in_parallel(demo):
-    model = LateFusionClassifier({"image": ("image", image(), classifier()), "audio": ("audio", audio())},
-                                 LogisticRegression())
+    model = LateFusionClassifier({"image": ("image", image(), classifier()),
+                                  "audio": ("audio", audio())}, LogisticRegression())
     grid = {"final_estimator__C": [0.01, 1.0], "rule": ["stack", "mean"], "cv": [3],
             "image__estimator__logisticregression__C": [0.1]}
     search = GridSearchCV(model, grid, cv=3, n_jobs=2, error_score="raise").fit(demo, demo["label"])
@@ -447,7 +457,8 @@ def test_late_fusion_regressor(demo_missing):
     assert model.predict(demo_missing).shape == (N_SAMPLES,)
     assert model.score(demo_missing, y) > 0.2
     report = model.modality_report_
-    assert report["modality"].tolist() == ["audio", "text"] and np.isclose(report["weight"].sum(), 1)
+    assert report["modality"].tolist() == ["audio", "text"]
+    assert np.isclose(report["weight"].sum(), 1)
     assert (report["oof_score"] > 0).all()  # out-of-fold R²
     mean = LateFusionRegressor(modalities, cv=3, rule="mean").fit(demo_missing, y)
     nothing = demo_missing.iloc[:2].assign(audio=None, text=None)
@@ -477,10 +488,11 @@ def test_balanced_class_weight_improves_balanced_accuracy_on_a_rare_class(rule):
     for seed in range(2):
         df, y, modalities = _imbalanced_views(seed, n=450)
         cv = StratifiedKFold(3, shuffle=True, random_state=seed)
-        plain, balanced = (cross_val_score(LateFusionClassifier(modalities, rule=rule, cv=3,
-                                                                random_state=0, class_weight=weight),
-                                           df, y, cv=cv, scoring="balanced_accuracy").mean()
-                           for weight in (None, "balanced"))
+        plain, balanced = (
+            cross_val_score(LateFusionClassifier(modalities, rule=rule, cv=3, random_state=0,
+                                                 class_weight=weight),
+                            df, y, cv=cv, scoring="balanced_accuracy").mean()
+            for weight in (None, "balanced"))
         gains.append(balanced - plain)
     assert min(gains) > 0.05 and np.mean(gains) > 0.1, gains
 
@@ -548,7 +560,8 @@ def _slow_check(estimator, name):
         LateFusionClassifier({"raw": (_ALL, "passthrough", LogisticRegression()),
                               "scaled": (_ALL, StandardScaler(), LogisticRegression())},
                              cv=3, rule="mean"),
-        LateFusionRegressor({"raw": (_ALL, "passthrough"), "scaled": (_ALL, StandardScaler())}, cv=3),
+        LateFusionRegressor({"raw": (_ALL, "passthrough"), "scaled": (_ALL, StandardScaler())},
+                            cv=3),
     ],
     expected_failed_checks=lambda estimator: {
         "stack": _EXPECTED_FAILURES,

@@ -152,7 +152,8 @@ def test_calibrated_product_rule_beats_the_uncalibrated_one(plain):
 
     model = LateFusionClassifier(over_confident(), rule="product", cv=4).fit(df, y)
     report = model.modality_report_.set_index("modality")
-    temperature = float(re.fullmatch(r"temperature \(T=(.*)\)", report.loc["image", "calibration"])[1])
+    calibration = report.loc["image", "calibration"]
+    temperature = float(re.fullmatch(r"temperature \(T=(.*)\)", calibration)[1])
     assert temperature > 3  # the over-confident modality is softened the most
     assert (report["calibrated_ece"] < report["ece"]).all()
     assert report.loc["image", "calibrated_log_loss"] < report.loc["image", "log_loss"] / 2
@@ -161,17 +162,19 @@ def test_calibrated_product_rule_beats_the_uncalibrated_one(plain):
 def test_calibration_options(plain):
     df, y = plain
     stacked = LateFusionClassifier(over_confident(), cv=3).fit(df, y)
-    assert (stacked.modality_report_["calibration"] == "none").all()  # "auto": the stacker calibrates
+    # "auto": the stacker calibrates
+    assert (stacked.modality_report_["calibration"] == "none").all()
     assert stacked.modality_report_["log_loss"].notna().all()
     calibrated = LateFusionClassifier(over_confident(), cv=3, calibrate="temperature").fit(df, y)
     assert calibrated.modality_report_["calibration"].str.startswith("temperature").all()
     assert not np.allclose(calibrated.predict_proba(df), stacked.predict_proba(df))
-    svc = {"image": ("image", ColorHistogram(bins=(4, 2, 2)), make_pipeline(StandardScaler(), LinearSVC()))}
+    svc = {"image": ("image", ColorHistogram(bins=(4, 2, 2)),
+                     make_pipeline(StandardScaler(), LinearSVC()))}
     with pytest.raises(ValueError, match="calibrate='sigmoid' needs probabilities, but modality "
                                          "'image' gives decision_function"):
         LateFusionClassifier(svc, cv=3, calibrate="sigmoid").fit(df, y)
-    with pytest.raises(ValueError, match="The 'calibrate' parameter of LateFusionClassifier must be "
-                                         "a str among .* or None. Got 'platt' instead."):
+    with pytest.raises(ValueError, match="The 'calibrate' parameter of LateFusionClassifier must "
+                                         "be a str among .* or None. Got 'platt' instead."):
         LateFusionClassifier(svc, calibrate="platt").fit(df, y)
 
 
@@ -229,7 +232,8 @@ def test_late_fusion_regressor_splits_by_group(grouped):
     target = (y == "fire").astype(float) * 10
     regressor = LateFusionRegressor(image_and_audio(), cv=3)
     by_row = regressor.fit(df, target).modality_report_.set_index("modality")["oof_score"]
-    by_group = regressor.fit(df, target, groups=g).modality_report_.set_index("modality")["oof_score"]
+    by_group = regressor.fit(df, target, groups=g).modality_report_
+    by_group = by_group.set_index("modality")["oof_score"]
     # Out-of-fold R² of the audio on new groups is far below what random folds promise.
     assert by_row["audio"] > by_group["audio"] + 0.2, (by_row, by_group)
     inner = regressor.estimators_["audio"][-1].get_params()["ridgecv__cv"]

@@ -76,15 +76,17 @@ def late(split):
 def early_strict(split):
     """Early fusion without handle_missing: its extractors raise on a missing item."""
     train, _ = split
-    return make_early_fusion(**demo_extractors(quick=True),
-                             estimator=LogisticRegression(C=0.05, max_iter=2000)).fit(train, train["label"])
+    model = make_early_fusion(**demo_extractors(quick=True),
+                              estimator=LogisticRegression(C=0.05, max_iter=2000))
+    return model.fit(train, train["label"])
 
 
 @pytest.fixture(scope="module")
 def image_only(split):
     train, _ = split
-    return make_early_fusion(image=demo_extractors(quick=True)["image"], handle_missing=True,
-                             estimator=LogisticRegression(C=0.05, max_iter=2000)).fit(train, train["label"])
+    model = make_early_fusion(image=demo_extractors(quick=True)["image"], handle_missing=True,
+                              estimator=LogisticRegression(C=0.05, max_iter=2000))
+    return model.fit(train, train["label"])
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,8 @@ def late_report(late, split, originals, tmp_path_factory):
 def test_import_loads_neither_matplotlib_nor_heavy_libraries():
     heavy = {"matplotlib", "torch", "sentence_transformers", "librosa", "cv2", "soundfile", "av"}
     code = "import sys, mmfeat.robustness; print(' '.join(sorted(set(sys.modules) & %r)))" % heavy
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
 
@@ -162,7 +165,8 @@ def test_audio_noise_keeps_channels_and_reads_waveform_items(tmp_path):
 
     t = np.arange(8000) / 8000
     stereo = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)])  # (2, n)
-    out = corrupt_audio((stereo.astype(np.float32), 8000), tmp_path / "stereo.wav", snr_db=10, rng=0)
+    out = corrupt_audio((stereo.astype(np.float32), 8000), tmp_path / "stereo.wav", snr_db=10,
+                        rng=0)
     noisy, sr = sf.read(out)
     assert sr == 8000 and noisy.shape == (8000, 2)
     assert not np.allclose(noisy, stereo.T)
@@ -215,12 +219,14 @@ def test_late_fusion_report_covers_every_modality_and_level(late_report, split, 
     expected = [("none", None)]
     for kind in MODALITIES:
         expected.append(("missing", None))
-        expected += [(p, level) for p, levels in DEFAULT_CORRUPTIONS[kind].items() for level in levels]
+        expected += [(p, level) for p, levels in DEFAULT_CORRUPTIONS[kind].items()
+                     for level in levels]
     got = [(p, None if np.isnan(level) else level)
            for p, level in zip(report["perturbation"], report["level"])]
     assert got == expected
-    assert report["modality"].iloc[1:].tolist() == [m for m in MODALITIES for _ in
-                                                    range(1 + sum(map(len, DEFAULT_CORRUPTIONS[m].values())))]
+    rows_per_modality = {m: 1 + sum(map(len, DEFAULT_CORRUPTIONS[m].values())) for m in MODALITIES}
+    assert report["modality"].iloc[1:].tolist() == [m for m in MODALITIES
+                                                    for _ in range(rows_per_modality[m])]
     assert (report["status"] == "ok").all(), report["status"].tolist()  # handle_missing: every row
     assert report["score"].notna().all()
     np.testing.assert_allclose(report["delta"], report["score"] - report["score"].iloc[0])
@@ -241,16 +247,20 @@ def test_the_clean_score_is_the_models_own_and_scoring_can_be_named(late, split)
     report = robustness_report(late, test, test["label"], corruptions=None)
     assert report["score"].iloc[0] == pytest.approx(late.score(test, test["label"]))
     assert report["perturbation"].tolist() == ["none", "missing", "missing", "missing"]
-    report = robustness_report(late, test, test["label"], corruptions=None, scoring="balanced_accuracy")
-    assert report["score"].iloc[0] == pytest.approx(balanced_accuracy_score(test["label"], late.predict(test)))
+    report = robustness_report(late, test, test["label"], corruptions=None,
+                               scoring="balanced_accuracy")
+    clean = balanced_accuracy_score(test["label"], late.predict(test))
+    assert report["score"].iloc[0] == pytest.approx(clean)
     assert report.attrs["scoring"] == "balanced_accuracy"
 
 
-def test_a_model_of_the_image_alone_falls_to_chance_without_it_and_ignores_the_rest(image_only, split):
+def test_a_model_of_the_image_alone_falls_to_chance_without_it_and_ignores_the_rest(image_only,
+                                                                                    split):
     _, test = split
     report = robustness_report(image_only, test, test["label"], modalities=list(MODALITIES),
                                corruptions={"image": {"noise": [0.75], "occlusion": [0.75]},
-                                            "text": {"word_dropout": [0.75]}, "audio": {"snr": [0]}})
+                                            "text": {"word_dropout": [0.75]},
+                                            "audio": {"snr": [0]}})
     clean = report["score"].iloc[0]
     assert clean > 0.5
     score = report.set_index(["modality", "perturbation"])["score"]
@@ -261,10 +271,12 @@ def test_a_model_of_the_image_alone_falls_to_chance_without_it_and_ignores_the_r
         assert (score[modality] == clean).all()
 
 
-def test_a_model_that_cannot_take_a_missing_modality_is_reported_and_the_rest_measured(early_strict, split):
+def test_a_model_that_cannot_take_a_missing_modality_is_reported_and_the_rest_measured(
+        early_strict, split):
     _, test = split
     report = robustness_report(early_strict, test, test["label"],
-                               corruptions={"image": {"blur": [0.5]}, "text": {"word_dropout": [0.5]}})
+                               corruptions={"image": {"blur": [0.5]},
+                                            "text": {"word_dropout": [0.5]}})
     missing = report[report["perturbation"] == "missing"]
     assert missing["score"].isna().all()
     for modality, status in zip(missing["modality"], missing["status"]):
@@ -286,21 +298,24 @@ def test_missing_and_unreadable_items_stay_as_they_are(late, split, tmp_path):
     work = tmp_path / "work"
     with pytest.warns(ExtractionWarning, match="empty file"):  # the model's own, as when clean
         report = robustness_report(late, test, test["label"], work_dir=work, random_state=5,
-                                   corruptions={"image": {"blur": [0.5]}, "text": {"word_dropout": [0.5]}})
+                                   corruptions={"image": {"blur": [0.5]},
+                                                "text": {"word_dropout": [0.5]}})
     assert (report["status"] == "ok").all(), report["status"].tolist()
     changed = report.set_index(["modality", "perturbation"])["n_changed"]
     assert changed["image", "missing"] == len(test) - 1  # the broken file is removed too
     assert changed["image", "blur"] == len(test) - 2  # but it cannot be blurred
     assert changed["text", "word_dropout"] == len(test) - 1
     written = sorted(p.name for p in (work / "image" / "blur-0.5").iterdir())
-    assert len(written) == len(test) - 2 and "000000.png" not in written and "000001.png" not in written
+    assert len(written) == len(test) - 2
+    assert "000000.png" not in written and "000001.png" not in written
     assert broken.read_bytes() == b""
 
 
 def test_the_same_random_state_gives_the_same_files_and_scores(late, split, tmp_path):
     _, test = split
     plan = {"image": {"noise": [0.5]}, "text": {"word_dropout": [0.5]}}
-    a, b, c = (robustness_report(late, test, test["label"], modalities={"image": "image", "text": "text"},
+    a, b, c = (robustness_report(late, test, test["label"],
+                                 modalities={"image": "image", "text": "text"},
                                  corruptions=plan, random_state=seed, work_dir=tmp_path / name)
                for name, seed in (("a", 1), ("b", 1), ("c", 2)))
     pd.testing.assert_frame_equal(a, b)
@@ -311,7 +326,8 @@ def test_the_same_random_state_gives_the_same_files_and_scores(late, split, tmp_
 def test_a_regressor_is_scored_by_its_own_r2(split):
     train, test = split
     codes = {label: i for i, label in enumerate(sorted(train["label"].unique()))}
-    model = LateFusionRegressor(demo_extractors(quick=True), cv=3).fit(train, train["label"].map(codes))
+    model = LateFusionRegressor(demo_extractors(quick=True), cv=3)
+    model.fit(train, train["label"].map(codes))
     y = test["label"].map(codes)
     report = robustness_report(model, test, y, corruptions={"audio": {"snr": [0]}})
     assert report["score"].iloc[0] == pytest.approx(r2_score(y, model.predict(test)))

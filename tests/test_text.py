@@ -68,7 +68,8 @@ def test_feature_names_and_pandas_output(embedder, texts):
 @pytest.mark.parametrize("cache", [False, "tmp"])
 def test_duplicates_are_encoded_once(texts, tmp_path, cache, reference):
     CountingEmbedder.encoded = []
-    embedder = CountingEmbedder(precision='float32', cache=tmp_path if cache == "tmp" else False, batch_size=4)
+    embedder = CountingEmbedder(precision='float32', cache=tmp_path if cache == "tmp" else False,
+                                batch_size=4)
     batch = [texts[0], texts[1], texts[0], texts[2], texts[1], texts[0]]
     out = embedder.fit(batch).transform(batch)
     assert sorted(CountingEmbedder.encoded) == sorted(texts[:3])
@@ -79,7 +80,8 @@ def test_duplicates_are_encoded_once(texts, tmp_path, cache, reference):
 def test_batches_hold_similar_lengths_and_rows_stay_in_place(embedder, texts):
     CountingEmbedder.encoded = []
     mixed = [("word " * n).strip() for n in (40, 1, 25, 3, 60, 2)]
-    out = CountingEmbedder(precision='float32', cache=False, batch_size=2).fit(mixed).transform(mixed)
+    counting = CountingEmbedder(precision='float32', cache=False, batch_size=2)
+    out = counting.fit(mixed).transform(mixed)
     assert CountingEmbedder.encoded == sorted(mixed, key=len)  # shortest first, in batches
     alone = np.vstack([embedder.transform([t]) for t in mixed])
     np.testing.assert_allclose(out, alone, atol=1e-5)
@@ -122,7 +124,8 @@ def test_normalize_option(reference, texts, unnormalized_model):
 ])
 def test_bad_text_raises_naming_the_row(embedder, texts, bad, row, cause):
     with pytest.raises(ExtractionError, match=f"row {row} .*{cause}") as info:
-        SentenceEmbedder(precision='float32', cache=False).fit(texts).transform([texts[0], bad, texts[1]])
+        fresh = SentenceEmbedder(precision='float32', cache=False).fit(texts)
+        fresh.transform([texts[0], bad, texts[1]])
     assert info.value.row == row
 
 
@@ -180,7 +183,8 @@ def test_local_directory_gives_the_same_vectors(reference, texts, tmp_path):
 
 def test_changed_weights_change_the_fingerprint(tmp_path):
     copy = tmp_path / "edited"
-    shutil.copytree(gt_minilm.get_model_path(), copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    shutil.copytree(gt_minilm.get_model_path(), copy,
+                    ignore=shutil.ignore_patterns("*.safetensors"))
     (copy / "model.safetensors").write_bytes(b"not the same weights")
     edited = SentenceEmbedder(precision='float32', model=copy)
     assert edited.fingerprint() != SentenceEmbedder(precision='float32').fingerprint()
@@ -189,7 +193,8 @@ def test_changed_weights_change_the_fingerprint(tmp_path):
 def test_unknown_model_without_network_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="no-such-org/no-such-model.*neither the bundled"):
-        SentenceEmbedder(precision='float32', model="no-such-org/no-such-model", cache=False).fit(["a text"])
+        SentenceEmbedder(precision='float32', model="no-such-org/no-such-model",
+                         cache=False).fit(["a text"])
 
 
 def test_directory_without_a_model_gives_a_clear_error(tmp_path):
@@ -213,10 +218,11 @@ def test_loading_the_model_prints_no_progress_bar(tmp_path):
     # switches them off with HF_HUB_DISABLE_PROGRESS_BARS): load in a process without that
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     code = ("from mmfeat.text import SentenceEmbedder; "
-            "SentenceEmbedder(precision='float32', cache=False).fit(['a text']).transform(['a text']); "
+            "SentenceEmbedder(precision='float32', cache=False)"
+            ".fit(['a text']).transform(['a text']); "
             "from transformers.utils import logging; print(logging.is_progress_bar_enabled())")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Loading weights" not in result.stderr, result.stderr[-500:]
     assert result.stdout.strip() == "True"  # the user's own bars are switched back on
@@ -244,7 +250,8 @@ def test_a_huge_text_is_cut_before_tokenising(embedder):
 
 def test_the_cut_keeps_every_token_the_model_reads(embedder):
     # runs of spaces and long words hold few tokens in many characters: the cut widens for them
-    model = SentenceEmbedder(precision='float32', backend="torch", cache=False).fit(["x"])._get_model()  # whole texts
+    in_torch = SentenceEmbedder(precision='float32', backend="torch", cache=False).fit(["x"])
+    model = in_torch._get_model()  # whole texts
     for text in [("word" + " " * 100) * 3000, ("x" * 90 + " ") * 3000]:
         expected = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
         np.testing.assert_allclose(embedder.transform([text]), expected, atol=1e-5)
