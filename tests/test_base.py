@@ -233,23 +233,29 @@ def test_feature_names_and_pandas_output():
 HEAVY = ("torch", "sentence_transformers", "transformers", "librosa", "onnxruntime", "av", "dask")
 
 
+LIGHT = ["mmfeat", "mmfeat.base", "mmfeat.cache", "mmfeat.io", "mmfeat.image", "mmfeat.text",
+         "mmfeat.audio", "mmfeat.video", "mmfeat.fusion", "mmfeat.scoring", "mmfeat.cli"]
+
+
+def _heavy_loaded_by(modules):
+    """The heavy libraries in a fresh process once ``modules`` are imported."""
+    code = (f"import sys, {', '.join(modules)}; "
+            f"print(' '.join(sorted(set({HEAVY!r}) & set(sys.modules))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
 def test_import_stays_light():
     """Importing any part of mmfeat loads none of the heavy libraries: they load on first use.
-    One fresh process per module, all started at once (each import is its own subject)."""
-    modules = ["mmfeat", "mmfeat.base", "mmfeat.cache", "mmfeat.io", "mmfeat.image",
-               "mmfeat.text", "mmfeat.audio", "mmfeat.video", "mmfeat.fusion", "mmfeat.scoring",
-               "mmfeat.cli"]
-    procs = {}
-    for module in modules:
-        code = f"import sys, {module}; print(' '.join(sorted(set({HEAVY!r}) & set(sys.modules))))"
-        procs[module] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True)
-    loaded = {}
-    for module, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, f"import {module}: {err}"
-        loaded[module] = out.split()
-    assert loaded == {module: [] for module in modules}  # the modules each import loaded
+    One process importing every part loads whatever any one of them would; only when it finds
+    a heavy library is each part imported alone, to name the one that loads it."""
+    loaded = _heavy_loaded_by(LIGHT)
+    if loaded:
+        culprits = {module: _heavy_loaded_by([module]) for module in LIGHT}
+        pytest.fail(f"importing mmfeat loaded {loaded}: "
+                    f"{ {m: found for m, found in culprits.items() if found} }")
 
 
 class BrokenModelText(CountingText):
