@@ -270,3 +270,25 @@ def test_histograms_are_also_scored_in_log_units():
     assert (novelty(linear, spread) > model["threshold"]).mean() < 0.05
     # Signed features (embeddings, MFCCs) are not scored in log units.
     assert "log" not in [view["transform"] for view in fit_novelty(train - 0.5, splits)[0]["views"]]
+
+
+def test_features_on_several_scales_are_also_scored_standardised():
+    """Noise in features that vary little (an embedding's quiet dimensions) is nothing beside
+    the large ones in the features' own units, and far once each feature is standardised."""
+    rng = np.random.default_rng(0)
+
+    def embeddings(n):  # features on three scales
+        return np.hstack([rng.normal(size=(n, 5)) * 10, rng.normal(size=(n, 10)),
+                          rng.normal(size=(n, 30)) * 0.01])
+
+    train, test = embeddings(300), embeddings(200)
+    noisy = test.copy()
+    noisy[:, 15:] += rng.normal(size=(200, 30)) * 0.1
+    splits = [(np.setdiff1d(np.arange(300), part), part)
+              for part in np.array_split(np.arange(300), 5)]
+    model, _ = fit_novelty(train, splits)
+    assert [view["transform"] for view in model["views"]] == ["identity", "standard"]
+    assert (novelty(model, noisy) > model["threshold"]).mean() > 0.95
+    assert (novelty(model, test) > model["threshold"]).mean() <= 0.03
+    own_units = {**model, "views": model["views"][:1]}
+    assert (novelty(own_units, noisy) > model["threshold"]).mean() < 0.1
