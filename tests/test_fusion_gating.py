@@ -61,25 +61,26 @@ class RecordingLogisticRegression(LogisticRegression):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-@pytest.mark.slow  # 5 seeds x 5 folds x two fusions
+@pytest.mark.slow  # 3 seeds x 5 folds x two fusions
 def test_gated_stacking_beats_plain_stacking_where_a_view_misleads_on_some_rows(n_classes):
     # Same data, folds and random_state for both; measured gains of trust="margin" per seed
-    # (5-fold accuracy): 2 classes +1.5 +2.5 +1.0 +2.3 +2.3 points (mean +1.9), 3 classes
-    # (600 rows) +1.5 +2.3 +1.0 +3.0 +2.5 (mean +2.1).
+    # (5-fold accuracy), seeds 0-4: 2 classes +1.5 +2.5 +1.0 +2.3 +2.3 points (mean +1.9),
+    # 3 classes (600 rows) +3.0 +3.7 +1.2 +3.5 +4.2 (mean +3.1). The first three are tested.
     n = 400 if n_classes == 2 else 600
     gains = []
-    for seed in range(5):
+    for seed in range(3):
         df, y, _ = views(n, seed, n_classes=n_classes)
         gains.append(held_out_accuracy(fusion(trust="margin"), df, y, seed)
                      - held_out_accuracy(fusion(), df, y, seed))
     assert np.mean(gains) > 0.012 and min(gains) > 0, gains
 
 
-@pytest.mark.slow  # 5 seeds x 5 folds x two fusions
+@pytest.mark.slow  # 3 seeds x 5 folds x two fusions
 def test_gated_stacking_does_not_lose_where_every_row_is_alike():
-    # Both views moderate in every row: nothing to gate (measured: -0.1 to +0.2 points).
+    # Both views moderate in every row: nothing to gate (measured, seeds 0-4: 0.0 -1.0 +2.0
+    # +0.25 -0.5 points, mean +0.15; the first three are tested).
     gains = []
-    for seed in range(5):
+    for seed in range(3):
         df, y, _ = views(400, seed, misleading=0.0, sharp=1.0)
         gains.append(held_out_accuracy(fusion(trust="margin"), df, y, seed)
                      - held_out_accuracy(fusion(), df, y, seed))
