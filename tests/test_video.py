@@ -36,7 +36,8 @@ from mmfeat.video import MotionStats, PartialDecodeWarning, VideoAudio, VideoFra
 pytestmark = pytest.mark.slow  # the whole module: it starts processes, clusters or whole models
 
 SIZE, FPS, SR = 64, 15, 16_000
-BACKGROUNDS = [(200, 40, 40), (180, 60, 30), (220, 30, 70), (40, 50, 200), (30, 80, 180), (60, 40, 220)]
+BACKGROUNDS = [(200, 40, 40), (180, 60, 30), (220, 30, 70), (40, 50, 200), (30, 80, 180),
+               (60, 40, 220)]
 
 
 # ---------------------------------------------------------------------- writing clips
@@ -50,7 +51,8 @@ def scene(t, background=(200, 40, 40), motion="right", size=SIZE):
     frame[:] = background
     c, r = size // 2, size // 8
     x, y = {"right": (8 + 2 * t, c), "down": (c, 8 + 2 * t), "still": (c, c)}[motion]
-    cv2.circle(frame, (int(x * size / SIZE) % size, int(y * size / SIZE) % size), r, (255, 255, 255), -1)
+    cv2.circle(frame, (int(x * size / SIZE) % size, int(y * size / SIZE) % size), r,
+               (255, 255, 255), -1)
     return frame
 
 
@@ -71,7 +73,8 @@ def tone(freq, seconds, sr=SR):
     return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(seconds * sr)) / sr)).astype(np.float32)
 
 
-def write_av(path, frames, *, vcodec="mpeg4", sound=None, acodec="aac", sr=SR, fps=FPS, times_ms=None):
+def write_av(path, frames, *, vcodec="mpeg4", sound=None, acodec="aac", sr=SR, fps=FPS,
+             times_ms=None):
     """A video through PyAV, with ``sound`` (mono float32 at ``sr``) as its sound track;
     ``times_ms`` gives each frame its own time (a variable frame rate)."""
     av = pytest.importorskip("av")
@@ -119,7 +122,8 @@ def clips(tmp_path_factory):
     for i, background in enumerate(BACKGROUNDS):
         ext, fourcc = containers[i % 3]
         motion = "right" if i < 3 else "down"
-        silent.append(write_cv2(d / f"silent{i}.{ext}", clip(2 * FPS, background=background, motion=motion), fourcc))
+        silent.append(write_cv2(d / f"silent{i}.{ext}",
+                                clip(2 * FPS, background=background, motion=motion), fourcc))
     return {"silent": silent, "y": [0, 0, 0, 1, 1, 1], "dir": d}
 
 
@@ -132,7 +136,8 @@ def sound_clips(tmp_path_factory):
     for i, background in enumerate(BACKGROUNDS):
         ext, acodec = [("mp4", "aac"), ("mkv", "pcm_s16le"), ("avi", "pcm_s16le")][i % 3]
         frames = clip(FPS, background=background, motion="right" if i < 3 else "down")
-        sounding.append(write_av(d / f"sound{i}.{ext}", frames, sound=tone(TONES[i], 1.0), acodec=acodec))
+        sounding.append(write_av(d / f"sound{i}.{ext}", frames, sound=tone(TONES[i], 1.0),
+                                 acodec=acodec))
     return sounding
 
 
@@ -143,7 +148,8 @@ def codec_clips(clips):
     return {
         "h264_mp4": write_av(d / "same_h264.mp4", frames, vcodec="libx264"),
         "vp9_webm": write_av(d / "same_vp9.webm", frames, vcodec="libvpx-vp9"),
-        "vfr_mkv": write_av(d / "vfr.mkv", frames, times_ms=np.cumsum([0] + [40, 90] * 15)[:30].tolist()),
+        "vfr_mkv": write_av(d / "vfr.mkv", frames,
+                            times_ms=np.cumsum([0] + [40, 90] * 15)[:30].tolist()),
     }
 
 
@@ -211,7 +217,8 @@ def _avi_frames(data: bytes) -> list:
     return spans
 
 
-BAD = ["missing", "zero_bytes", "truncated_mp4", "still_image", "not_a_video", "no_decodable_frames"]
+BAD = ["missing", "zero_bytes", "truncated_mp4", "still_image", "not_a_video",
+       "no_decodable_frames"]
 CAUSES = {
     "missing": "file not found",
     "zero_bytes": r"empty file \(0 bytes\)",
@@ -229,7 +236,8 @@ CAUSES = {
 CASES = {
     "frames": (lambda: VideoFrames(ColorHistogram(bins=(4, 4, 2)), n_frames=4), "silent",
                ("extractor__bins", (2, 2, 2))),
-    "motion": (lambda: MotionStats(n_pairs=6, orientation_bins=4), "silent", ("orientation_bins", 8)),
+    "motion": (lambda: MotionStats(n_pairs=6, orientation_bins=4), "silent",
+               ("orientation_bins", 8)),
     "sound": (lambda: VideoAudio(MFCCStats(n_mfcc=13)), "sound_clips", ("extractor__n_mfcc", 8)),
 }
 
@@ -260,7 +268,8 @@ def test_clone_params_and_fingerprint(case):
     runtime_only = clone(ext).set_params(batch_size=3, verbose=True).fit(items)
     assert runtime_only.fingerprint() == ext.fingerprint()
     if "extractor" in ext.get_params(deep=False):  # the inner extractor's runtime parameters too
-        assert clone(ext).set_params(extractor__batch_size=2).fit(items).fingerprint() == ext.fingerprint()
+        batched = clone(ext).set_params(extractor__batch_size=2).fit(items)
+        assert batched.fingerprint() == ext.fingerprint()
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -279,7 +288,9 @@ def test_bad_rows_raise_naming_the_row_and_cause(case, odd_clips):
         assert info.value.row == 2
         if isinstance(item, str):
             assert item in str(info.value)
-            cause = CAUSES[bad] if not (name == "sound" and bad == "no_decodable_frames") else "no sound track"
+            cause = CAUSES[bad]
+            if name == "sound" and bad == "no_decodable_frames":
+                cause = "no sound track"
             assert re.search(cause, info.value.cause), info.value.cause
 
 
@@ -295,14 +306,15 @@ def test_bad_rows_become_nan_in_place_under_nan_policy(case, odd_clips):
     np.testing.assert_allclose(np.delete(result, where, axis=0), out, rtol=1e-5, atol=1e-6)
     counted = [w for w in caught if issubclass(w.category, ExtractionWarning)]
     assert len(counted) == 1
-    assert f"{len(BAD)} of {len(mixed)} rows failed and were given NaN features (2 more were missing values)" \
-        in str(counted[0].message)
+    assert (f"{len(BAD)} of {len(mixed)} rows failed and were given NaN features "
+            "(2 more were missing values)" in str(counted[0].message))
 
 
-# ---------------------------------------------------------------------- containers, codecs, odd files
+# ------------------------------------------------------------------ containers, codecs, odd files
 
 
-def test_same_content_in_every_container_and_codec_gives_the_same_frames(odd_clips, codec_clips, clips):
+def test_same_content_in_every_container_and_codec_gives_the_same_frames(odd_clips, codec_clips,
+                                                                         clips):
     frames = VideoFrames(ColorHistogram(bins=(8, 4, 4)), n_frames=4, cache=False)
     kinds = ["mp4v_mp4", "mjpg_avi", "mjpg_mkv", "h264_mp4", "vp9_webm", "vfr_mkv", "avi_named_mp4"]
     files = {**odd_clips, **codec_clips}
@@ -317,7 +329,8 @@ def test_same_content_in_every_container_and_codec_gives_the_same_frames(odd_cli
 def test_corrupt_or_cut_files_give_features_from_the_frames_that_decode(odd_clips):
     frames = VideoFrames(ColorHistogram(bins=(4, 4, 2)), n_frames=8, cache=False).fit([])
     whole = frames.transform([odd_clips["mjpg_avi"]])
-    for name, got in (("cut_avi", "3 of 8 frames decoded"), ("corrupt_frame", "7 of 8 frames decoded")):
+    for name, got in (("cut_avi", "3 of 8 frames decoded"),
+                      ("corrupt_frame", "7 of 8 frames decoded")):
         with pytest.warns(PartialDecodeWarning, match=re.escape(got)):
             part = frames.transform([odd_clips[name]])
         assert np.isfinite(part).all()
@@ -331,7 +344,8 @@ def test_a_file_with_only_sound_is_not_a_video_but_has_a_sound_track(odd_clips):
     pytest.importorskip("av")
     with pytest.raises(ExtractionError, match=CAUSES["sound_only"]):
         MotionStats(cache=False).fit([]).transform([odd_clips["sound_only"]])
-    sound = VideoAudio(MFCCStats(n_mfcc=13), cache=False).fit([]).transform([odd_clips["sound_only"]])
+    sound = VideoAudio(MFCCStats(n_mfcc=13), cache=False).fit([])
+    sound = sound.transform([odd_clips["sound_only"]])
     assert np.isfinite(sound).all()
 
 
@@ -360,7 +374,8 @@ def test_bounds_and_sampling_choose_the_frames(odd_clips):
     whole = VideoFrames(hist, n_frames=8, cache=False).fit([]).transform([path])
     names = list(VideoFrames(hist).fit([]).get_feature_names_out())
     assert names[:2] == ["frames_hsv_h0_s0_v0_mean", "frames_hsv_h0_s0_v0_std"]
-    assert abs(whole[0, names.index("frames_hsv_h0_s0_v0_mean")] - 0.5) < 0.01  # half red, half blue
+    # half red, half blue
+    assert abs(whole[0, names.index("frames_hsv_h0_s0_v0_mean")] - 0.5) < 0.01
     every_second = VideoFrames(hist, n_frames=8, sampling=1.0, stats=("mean",), cache=False).fit([])
     assert abs(every_second.transform([path])[0, 0] - 0.5) < 0.01  # frames at 0, 1, 2, 3 s
 
@@ -423,7 +438,8 @@ def test_stateful_image_extractor_learns_from_sampled_frames(tmp_path):
     rng = np.random.default_rng(0)
     texture = cv2.resize(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), (160, 160),
                          interpolation=cv2.INTER_NEAREST)  # corners for ORB to find
-    paths = [write_cv2(tmp_path / f"textured{i}.avi", [np.roll(texture, 3 * t + i, axis=1) for t in range(10)],
+    paths = [write_cv2(tmp_path / f"textured{i}.avi",
+                       [np.roll(texture, 3 * t + i, axis=1) for t in range(10)],
                        "MJPG") for i in range(2)]
     frames = VideoFrames(ORBBagOfWords(n_words=4, random_state=0), n_frames=3, cache=False)
     out = frames.fit(paths).transform(paths)
@@ -432,7 +448,8 @@ def test_stateful_image_extractor_learns_from_sampled_frames(tmp_path):
 
 
 def test_parallel_decoding_gives_the_same_features(clips):
-    frames = VideoFrames(ColorHistogram(bins=(4, 4, 2)), n_frames=4, batch_size=2, cache=False).fit([])
+    frames = VideoFrames(ColorHistogram(bins=(4, 4, 2)), n_frames=4, batch_size=2,
+                         cache=False).fit([])
     np.testing.assert_array_equal(frames.set_params(n_jobs=2).transform(clips["silent"]),
                                   frames.set_params(n_jobs=None).transform(clips["silent"]))
 
@@ -492,7 +509,8 @@ def test_efficientnet_frames_named_tunable_and_keyed(clips, tmp_path):
     assert out.shape == (3, 2560) and frames.uses_model
     assert frames.get_feature_names_out()[84] == "frames_cnn_0042_mean"
     assert store.stats()["entries"] == 3  # one vector per video, not per frame
-    assert store.entries_by_extractor()[0][0] == "VideoFrames(n_frames=2, extractor=CNNEmbedder(image_size=64))"
+    assert (store.entries_by_extractor()[0][0]
+            == "VideoFrames(n_frames=2, extractor=CNNEmbedder(image_size=64))")
     bigger = clone(frames).set_params(extractor__image_size=96).fit([])
     assert bigger.extractor.image_size == 96 and bigger.fingerprint() != frames.fingerprint()
     assert not np.allclose(bigger.transform(clips["silent"][:1]), out[:1])
@@ -510,11 +528,13 @@ def test_motion_says_which_way_and_how_fast_things_move(clips, odd_clips, tmp_pa
     small, big = (write_cv2(tmp_path / f"{n}.avi", clip(30, size=n), "MJPG") for n in (128, 256))
     for method in ("farneback", "dis"):
         motion = MotionStats(method=method, cache=False).fit([])
-        right, down, nothing, lower, higher = motion.transform([clips["silent"][1], clips["silent"][4], still,
+        right, down, nothing, lower, higher = motion.transform([clips["silent"][1],
+                                                                clips["silent"][4], still,
                                                                 small, big])
         assert right[col["motion_dx_mean"]] > 0.05 and abs(right[col["motion_dy_mean"]]) < 0.02
         assert down[col["motion_dy_mean"]] > 0.05 and abs(down[col["motion_dx_mean"]]) < 0.02
-        assert right[col["motion_orient_000_mean"]] > 0.6 and down[col["motion_orient_090_mean"]] > 0.6
+        assert right[col["motion_orient_000_mean"]] > 0.6
+        assert down[col["motion_orient_090_mean"]] > 0.6
         assert nothing[col["motion_moving_max"]] < 0.01 and nothing[col["motion_speed_mean"]] < 0.01
         # speeds in frame sides per second: the same on a clip of twice the resolution
         assert abs(higher[col["motion_speed_mean"]] / lower[col["motion_speed_mean"]] - 1) < 0.15
@@ -545,7 +565,8 @@ def test_sound_track_is_the_audio_extractor_on_the_decoded_wave(sound_clips):
 def test_sound_track_at_another_rate_and_bounded(sound_clips):
     sound = VideoAudio(MFCCStats(n_mfcc=13, sr=8000), max_duration=0.5, cache=False).fit([])
     out = sound.transform(sound_clips[:2])
-    direct = MFCCStats(n_mfcc=13, sr=8000, cache=False).fit([]).transform([(tone(300, 0.5), SR), (tone(330, 0.5), SR)])
+    direct = MFCCStats(n_mfcc=13, sr=8000, cache=False).fit([])
+    direct = direct.transform([(tone(300, 0.5), SR), (tone(330, 0.5), SR)])
     assert out.shape == (2, 52) and np.isfinite(out).all()
     for i in (0, 1):  # resampled by FFmpeg, not librosa: near, not equal, to the clip's own tone
         assert np.abs(out[i] - direct[i]).sum() < np.abs(out[i] - direct[1 - i]).sum()
@@ -560,7 +581,8 @@ def test_no_sound_track_is_a_missing_value_for_fusion(sound_clips, odd_clips):
         VideoAudio(cache=False).fit([]).transform([sound_clips[0], mute])
     frame = pd.DataFrame({"video": sound_clips + [mute]})
     union = make_early_fusion(sound=("video", VideoAudio(MFCCStats(n_mfcc=13))),
-                              frames=("video", VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=2)),
+                              frames=("video",
+                                      VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=2)),
                               handle_missing=True).set_output(transform="pandas")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtractionWarning)
@@ -573,25 +595,42 @@ def test_no_sound_track_is_a_missing_value_for_fusion(sound_clips, odd_clips):
 
 
 BAD_PARAMS = [
-    (VideoFrames, {"n_frames": 0}, r"'n_frames' parameter of VideoFrames must be an int in the range \[1, inf\)"),
-    (VideoFrames, {"sampling": "keyframes"}, r"'sampling' parameter of VideoFrames must be a str among \{'uniform'\} or a float in the range \(0.0, inf\)"),
-    (VideoFrames, {"stats": ("mean", "avg")}, r"'stats' parameter of VideoFrames must be a non-empty sequence"),
-    (VideoFrames, {"extractor": MFCCStats()}, r"'extractor' parameter of VideoFrames must be an mmfeat image extractor"),
-    (VideoFrames, {"extractor": "cnn"}, r"'extractor' parameter of VideoFrames must be an object implementing"),
-    (VideoFrames, {"max_duration": -1.0}, r"'max_duration' parameter of VideoFrames must be a float in the range \(0.0, inf\) or None"),
-    (VideoFrames, {"max_frames": 0}, r"'max_frames' parameter of VideoFrames must be an int in the range \[1, inf\) or None"),
-    (VideoFrames, {"extractor": ColorHistogram(bins=(0, 2, 2))}, r"'bins' parameter of ColorHistogram must be a tuple of 3 ints"),
-    (MotionStats, {"speed_edges": (0.5, 0.1)}, r"'speed_edges' parameter of MotionStats must be a non-empty tuple of increasing"),
-    (MotionStats, {"method": "lucas-kanade"}, r"'method' parameter of MotionStats must be a str among"),
-    (MotionStats, {"size": 8}, r"'size' parameter of MotionStats must be an int in the range \[16, inf\)"),
-    (MotionStats, {"orientation_bins": 0}, r"'orientation_bins' parameter of MotionStats must be an int in the range \[1, 360\]"),
-    (VideoAudio, {"extractor": ColorHistogram()}, r"'extractor' parameter of VideoAudio must be an mmfeat audio extractor"),
-    (VideoAudio, {"extractor": MFCCStats(n_fft=100_000)}, r"'n_fft' parameter of MFCCStats must be at most sr=16000"),
-    (VideoAudio, {"max_duration": 0}, r"'max_duration' parameter of VideoAudio must be a float in the range \(0.0, inf\) or None"),
+    (VideoFrames, {"n_frames": 0},
+     r"'n_frames' parameter of VideoFrames must be an int in the range \[1, inf\)"),
+    (VideoFrames, {"sampling": "keyframes"},
+     r"'sampling' parameter of VideoFrames must be a str among \{'uniform'\} or a float in the "
+     r"range \(0.0, inf\)"),
+    (VideoFrames, {"stats": ("mean", "avg")},
+     r"'stats' parameter of VideoFrames must be a non-empty sequence"),
+    (VideoFrames, {"extractor": MFCCStats()},
+     r"'extractor' parameter of VideoFrames must be an mmfeat image extractor"),
+    (VideoFrames, {"extractor": "cnn"},
+     r"'extractor' parameter of VideoFrames must be an object implementing"),
+    (VideoFrames, {"max_duration": -1.0},
+     r"'max_duration' parameter of VideoFrames must be a float in the range \(0.0, inf\) or None"),
+    (VideoFrames, {"max_frames": 0},
+     r"'max_frames' parameter of VideoFrames must be an int in the range \[1, inf\) or None"),
+    (VideoFrames, {"extractor": ColorHistogram(bins=(0, 2, 2))},
+     r"'bins' parameter of ColorHistogram must be a tuple of 3 ints"),
+    (MotionStats, {"speed_edges": (0.5, 0.1)},
+     r"'speed_edges' parameter of MotionStats must be a non-empty tuple of increasing"),
+    (MotionStats, {"method": "lucas-kanade"},
+     r"'method' parameter of MotionStats must be a str among"),
+    (MotionStats, {"size": 8},
+     r"'size' parameter of MotionStats must be an int in the range \[16, inf\)"),
+    (MotionStats, {"orientation_bins": 0},
+     r"'orientation_bins' parameter of MotionStats must be an int in the range \[1, 360\]"),
+    (VideoAudio, {"extractor": ColorHistogram()},
+     r"'extractor' parameter of VideoAudio must be an mmfeat audio extractor"),
+    (VideoAudio, {"extractor": MFCCStats(n_fft=100_000)},
+     r"'n_fft' parameter of MFCCStats must be at most sr=16000"),
+    (VideoAudio, {"max_duration": 0},
+     r"'max_duration' parameter of VideoAudio must be a float in the range \(0.0, inf\) or None"),
 ]
 
 
-@pytest.mark.parametrize("cls, params, match", BAD_PARAMS, ids=lambda v: str(v)[:24] if isinstance(v, dict) else None)
+@pytest.mark.parametrize("cls, params, match", BAD_PARAMS,
+                         ids=lambda v: str(v)[:24] if isinstance(v, dict) else None)
 def test_bad_parameters_are_refused_in_fit(cls, params, match, clips):
     if cls is VideoAudio:
         pytest.importorskip("av")
@@ -617,16 +656,20 @@ def test_batch_scoring_of_a_video_manifest_keeps_every_row_in_place(clips, odd_c
     from mmfeat.scoring import score
 
     train = pd.DataFrame({"video": clips["silent"], "label": clips["y"]})
-    model = make_early_fusion(frames=("video", VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=2)),
-                              motion=("video", MotionStats(n_pairs=4)), estimator=LogisticRegression())
+    frames = VideoFrames(ColorHistogram(bins=(4, 2, 2)), n_frames=2)
+    model = make_early_fusion(frames=("video", frames), motion=("video", MotionStats(n_pairs=4)),
+                              estimator=LogisticRegression())
     mmfeat.save_model(model.fit(train, train.label), tmp_path / "model.joblib")
-    videos = [clips["silent"][0], odd_clips["truncated_mp4"], odd_clips["still_image"], clips["silent"][4]]
-    pd.DataFrame({"id": [10, 11, 12, 13], "video": videos}).to_csv(tmp_path / "manifest.csv", index=False)
+    videos = [clips["silent"][0], odd_clips["truncated_mp4"], odd_clips["still_image"],
+              clips["silent"][4]]
+    manifest = pd.DataFrame({"id": [10, 11, 12, 13], "video": videos})
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
     score(tmp_path / "model.joblib", tmp_path / "manifest.csv", tmp_path / "scores", progress=False)
     out = pd.read_parquet(tmp_path / "scores").sort_values("id")
     assert out["id"].tolist() == [10, 11, 12, 13]
     assert out["prediction"].tolist()[::3] == [0, 1] and out["prediction"].iloc[1:3].isna().all()
-    assert "truncated MP4/MOV file" in out["error"].iloc[1] and "a still image (PNG)" in out["error"].iloc[2]
+    assert "truncated MP4/MOV file" in out["error"].iloc[1]
+    assert "a still image (PNG)" in out["error"].iloc[2]
 
 
 def test_a_stream_without_an_index_is_counted_and_read_without_seeking(tmp_path):
@@ -634,10 +677,13 @@ def test_a_stream_without_an_index_is_counted_and_read_without_seeking(tmp_path)
     frames = [np.full((SIZE, SIZE, 3), (5 * i, 0, 0), np.uint8) for i in range(45)]
     path = write_av(tmp_path / "raw.h264", frames, vcodec="libx264")
     brightness = ColorHistogram(bins=(1, 1, 4))  # value bands of 64 levels
-    whole = VideoFrames(brightness, n_frames=3, stats=("mean",), cache=False).fit([]).transform([path])
-    np.testing.assert_allclose(whole[0, :3], [1 / 3] * 3, atol=1e-6)  # frames 7, 22, 37: one per band
+    whole = VideoFrames(brightness, n_frames=3, stats=("mean",),
+                        cache=False).fit([]).transform([path])
+    # frames 7, 22, 37: one per band
+    np.testing.assert_allclose(whole[0, :3], [1 / 3] * 3, atol=1e-6)
     start = VideoFrames(brightness, n_frames=3, stats=("mean",), max_frames=10, cache=False).fit([])
-    np.testing.assert_allclose(start.transform([path])[0], [1, 0, 0, 0], atol=1e-6)  # frames 1, 5, 8
+    # frames 1, 5, 8
+    np.testing.assert_allclose(start.transform([path])[0], [1, 0, 0, 0], atol=1e-6)
 
 
 def test_keyframes_only_gives_the_keyframe_before_each_sampled_frame(tmp_path):
