@@ -72,6 +72,7 @@ _MMFEAT_CLASSES = (
     ("mmfeat.fusion.late", "LateFusionRegressor"),
     ("mmfeat.fusion.tuning", "TunedLogisticRegression"),
     ("mmfeat.fusion.rules", "LogProbabilityStacker"),
+    ("mmfeat.fusion.platt", "PlattScaled"),
     ("mmfeat.video.frames", "VideoFrames"),
     ("mmfeat.video.motion", "MotionStats"),
     ("mmfeat.video.audio", "VideoAudio"),

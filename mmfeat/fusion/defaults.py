@@ -4,13 +4,13 @@ chooses from) and the meta-learner, for classification and regression."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from .._sklearn_compat import _routing_enabled
+from .platt import PlattScaled
 
 # Blocks up to this many features (audio statistics, a few numeric columns) also try an RBF SVM,
 # when they have at most SVM_MAX_ROWS rows.
@@ -62,10 +62,10 @@ def default_classifiers(n_features, y):
     candidates = [("logistic", default_logistic(), None)]
     rarest = np.unique(y, return_counts=True)[1].min()
     if n_features <= NARROW_BLOCK and rarest >= 20 and len(y) <= SVM_MAX_ROWS:
-        # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9.
-        svm = weighted(CalibratedClassifierCV(weighted(SVC()), cv=3, ensemble=False))
-        candidates.append(("rbf_svm", make_pipeline(weighted(StandardScaler(), False), svm),
-                           None))
+        # Platt-scaled probabilities, as SVC(probability=True) gave before scikit-learn 1.9;
+        # in late fusion, its sigmoids are fitted on the out-of-fold decision values.
+        svm = make_pipeline(weighted(StandardScaler(), False), weighted(SVC()))
+        candidates.append(("rbf_svm", PlattScaled(svm), None))
     return candidates
 
 

@@ -25,6 +25,7 @@ from .calibration import apply_calibration
 from .columns import as_numbers
 from .meta import confidence as _confidence  # noqa: F401  (its home before meta.py)
 from .novelty import fit_novelty, novelty, report_strange
+from .platt import PlattScaled, cross_fitted_sigmoids, decision_columns, fit_sigmoids
 from .task import class_columns
 
 # Feature matrices up to this many cells (e.g. 5,000 rows of 1,000 features) are modelled with
@@ -109,21 +110,36 @@ def fit_modality(name, column, extractor, candidates, items, y, classes, cv, spl
     # 31 s for three modalities of 420 rows). Parallelism across modalities is n_jobs's job.
     threads = 1 if features.shape[0] * features.shape[1] <= SMALL_MATRIX else None
     with threadpool_limits(limits=threads, user_api="blas"):
+        weights = None if sample_weight is None else sample_weight[available]
         best = None
         for label, estimator, inner_cv in candidates:
+            # A Platt-scaled model: its own model cross-validated for decision values, and
+            # the sigmoids fitted on those (held out already: no inner folds needed).
+            platt = estimator if isinstance(estimator, PlattScaled) else None
+            model = estimator if platt is None else platt.estimator
             fit_params = routed if routed is not None else weight_params(
-                estimator, sample_weight, f"the estimator of modality {name!r}")
+                model, sample_weight, f"the estimator of modality {name!r}")
             fit_params = _index(fit_params, available, len(available))
-            oof = _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params,
-                               groups, inner_cv)
+            oof = _out_of_fold(name, model, features, y, classes, splits,
+                               method if platt is None else "platt", fit_params, groups,
+                               inner_cv)
+            sigmoids = None
+            if platt is not None:
+                codes = np.searchsorted(classes, y)
+                sigmoids = fit_sigmoids(oof, codes, weights)  # for the model on all rows
+                oof = cross_fitted_sigmoids(oof, codes, splits, weights)
             loss = 0.0
             if len(candidates) > 1:
-                loss = _proba_loss(oof, y, classes,
-                                   None if sample_weight is None else sample_weight[available])
+                loss = _proba_loss(oof, y, classes, weights)
             if best is None or loss < best[0]:
-                best = (loss, label, estimator, inner_cv, fit_params, oof)
-        _, label, estimator, inner_cv, fit_params, oof = best
-        estimator = _fit_one(estimator, features, y, fit_params, groups, inner_cv)
+                best = (loss, label, estimator, inner_cv, fit_params, oof, sigmoids)
+        _, label, estimator, inner_cv, fit_params, oof, sigmoids = best
+        if sigmoids is None:
+            estimator = _fit_one(estimator, features, y, fit_params, groups, inner_cv)
+        else:
+            estimator = clone(estimator).set_fitted(
+                _fit_one(estimator.estimator, features, y, fit_params, groups, inner_cv),
+                classes, sigmoids)
         novelty_model, novelty_oof = fit_novelty(features, splits) if learn_novelty else (None,
                                                                                         None)
     return extractor, estimator, available, oof, label, splits, novelty_model, novelty_oof
@@ -131,7 +147,8 @@ def fit_modality(name, column, extractor, candidates, items, y, classes, cv, spl
 
 def _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params, groups,
                  inner_cv):
-    """Out-of-fold output of ``method`` in the fusion's columns (:func:`~mmfeat.fusion.task.class_columns`), each
+    """Out-of-fold output of ``method`` in the fusion's columns (:func:`~mmfeat.fusion.task.class_columns`; for
+    ``"platt"``, decision values in :func:`~mmfeat.fusion.platt.decision_columns`), each
     row predicted by the model of the split that held it out (``cross_val_predict``, with fit
     parameters and groups indexed per split)."""
     n = features.shape[0]
@@ -145,8 +162,12 @@ def _out_of_fold(name, estimator, features, y, classes, splits, method, fit_para
     for train, test in splits:
         model = _fit_one(estimator, features[train], y[train], _index(fit_params, train, n),
                          None if groups is None else groups[train], inner_cv)
-        out = class_columns(name, getattr(model, method)(features[test]),
-                             getattr(model, "classes_", None), classes, method)
+        if method == "platt":  # decision values, for sigmoids fitted on all of them
+            out = decision_columns(model.decision_function(features[test]), model.classes_,
+                                   classes)
+        else:
+            out = class_columns(name, getattr(model, method)(features[test]),
+                                getattr(model, "classes_", None), classes, method)
         if oof is None:
             oof = np.empty((n, out.shape[1]))
         oof[test] = out
