@@ -8,7 +8,7 @@ ones, cosine >= 0.95), precision="float32" (the same numbers, checked to 1e-4) a
 The quality of int8 on real tasks is benchmarks/bench_text_int8.py.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_text.py \\
-        [--n 2000] [--n-mixed 500] [--rounds 3]
+        [--n 2000] [--n-mixed 500] [--rounds 3] [--default-only]
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--n-mixed", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--default-only", action="store_true",
+                        help="only the default against the raw loop (the slow rows left out)")
     args = parser.parse_args()
 
     import torch
@@ -67,15 +69,17 @@ def main():
     rows = []
     runs = [(f"text: {args.n} short sentences", sentences(args.n)),
             (f"text: {args.n_mixed} texts of 1-14 sentences", mixed_texts(args.n_mixed))]
-    for label, params in (("default", {}), ("precision='float32'", {"precision": "float32"}),
-                          ("backend='torch'", {"backend": "torch", "precision": "float32"})):
+    variants = (("default", {}), ("precision='float32'", {"precision": "float32"}),
+                ("backend='torch'", {"backend": "torch", "precision": "float32"}))
+    for label, params in variants[:1] if args.default_only else variants:
         embedder = SentenceEmbedder(batch_size=64, device="cpu", cache=False,
                                     **params).fit(["warm up"])
         if not params:
-            precision = "int8" if embedder._int8("cpu") else "float32"
+            precision = "int8" if embedder._int8() else "float32"
             label += f" ({embedder._runtime('cpu')}, {precision})"
         rows += _rows(raw_model, embedder, label, runs, args.rounds, exact="precision" in params)
-    rows.append(_int8_row(sentences(args.n), args.rounds))
+    if not args.default_only:
+        rows.append(_int8_row(sentences(args.n), args.rounds))
     print("\nSentenceEmbedder(cache=False) vs SentenceTransformer.encode, all-MiniLM-L6-v2, "
           "batch 64, "
           f"CPU, {torch.get_num_threads()} torch threads, best of {args.rounds} paired rounds\n")
