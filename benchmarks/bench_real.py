@@ -235,10 +235,16 @@ def hog_rows():
     return [
         ("hand: plain 4x4-cell Sobel HOG (144)",
          lambda images: np.array([plain_hog(item) for item in images])),
-        ("mmfeat: GradientHistogram() (default)", ours()),
-        ("mmfeat: GradientHistogram(cell_size=16) (4x4 cells, 2x2 blocks)", ours(cell_size=16)),
-        ("mmfeat: GradientHistogram(cell_size=16, block_size=1) (4x4 cells)",
-         ours(cell_size=16, block_size=1)),
+        ("mmfeat: GradientHistogram() (default: 8x8 cells, normalised over the image)",
+         ours()),
+        ("mmfeat: GradientHistogram(block_size=2, norm='block') (Dalal-Triggs L2-Hys blocks, "
+         "the previous default)", ours(block_size=2, norm="block")),
+        ("mmfeat: GradientHistogram(block_size=1, norm='block') (L2-Hys per cell)",
+         ours(block_size=1, norm="block")),
+        ("mmfeat: GradientHistogram(block_size=2) (overlapping blocks, normalised over the "
+         "image)", ours(block_size=2)),
+        ("mmfeat: GradientHistogram(cell_size=16, block_size=2, norm='block') (4x4 cells)",
+         ours(cell_size=16, block_size=2, norm="block")),
     ]
 
 

@@ -216,7 +216,8 @@ BAD_PARAMS = {
         ({"cell_size": 0},
          r"'cell_size' parameter of GradientHistogram must be an int in the range \[1, inf\)"),
         ({"block_size": 2.0}, r"'block_size' parameter of GradientHistogram .* Got 2.0 instead"),
-        ({"size": 12}, "at least one block"),
+        ({"norm": "l1"}, r"'norm' parameter of GradientHistogram must be a str among"),
+        ({"size": 12, "block_size": 2}, "at least one block"),
     ],
     "orb": [
         ({"n_words": 0}, r"'n_words' parameter of ORBBagOfWords .* Got 0 instead"),

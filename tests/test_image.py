@@ -102,10 +102,34 @@ def test_gradient_histogram_separates_stripe_orientations():
     images += [stripes(False, p, ph) for p, ph in [(8, 0), (10, 3), (12, 5)]]
     extractor = GradientHistogram(cache=False)
     features = extractor.fit_transform(images)
-    assert features.shape == (6, 7 * 7 * 4 * 9)
+    assert features.shape == (6, 8 * 8 * 9)  # 8 x 8 cells of 8 pixels, one cell per block
     assert len(extractor.get_feature_names_out()) == features.shape[1]
     assert np.isfinite(features).all() and (features >= 0).all()
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-4)
     assert closer_within_groups(features, ["horizontal"] * 3 + ["vertical"] * 3)
+    blocks = GradientHistogram(block_size=2, norm="block", cache=False).fit_transform(images)
+    assert blocks.shape == (6, 7 * 7 * 4 * 9)
+    assert closer_within_groups(blocks, ["horizontal"] * 3 + ["vertical"] * 3)
+
+
+def test_gradient_histogram_keeps_faint_edges_faint():
+    # Strong stripes on the left half, faint ones (a twentieth of the contrast) on the right:
+    # normalised over the image, a right-hand cell stays far weaker than a left-hand one;
+    # normalised per block (L2-Hys), both come out at the same strength.
+    image = np.full((64, 64, 3), 128, np.uint8)
+    image[::8, :32] = 255
+    image[::8, 32:] = 134
+    cells = {}
+    for norm in ("image", "block"):
+        features = GradientHistogram(norm=norm, cache=False).fit_transform([image])[0]
+        per_cell = np.linalg.norm(features.reshape(8, 8, 9), axis=2)
+        cells[norm] = per_cell[3, 1], per_cell[3, 6]  # a left and a right cell, inside
+    strong, faint = cells["image"]
+    assert faint < strong / 5
+    strong, faint = cells["block"]
+    assert faint == pytest.approx(strong, rel=0.05)
+    with pytest.raises(ValueError, match="'norm' parameter of GradientHistogram"):
+        GradientHistogram(norm="l1").fit([])
 
 
 def test_gradient_histogram_window_size():
@@ -113,7 +137,7 @@ def test_gradient_histogram_window_size():
     features = extractor.fit_transform([stripes(True, 8)])
     assert features.shape == (1, 3 * 7 * 4 * 4)
     with pytest.raises(ValueError, match="at least one block"):
-        GradientHistogram(size=12, cell_size=8).fit([])
+        GradientHistogram(size=12, cell_size=8, block_size=2).fit([])
     with pytest.raises(ValueError, match="'n_bins' parameter of GradientHistogram must be an int "
                                          "in the range \\[1, inf\\). Got 0"):
         GradientHistogram(n_bins=0).fit([])

@@ -6,20 +6,29 @@ from numbers import Integral
 
 import numpy as np
 
-from .._sklearn_compat import Interval
+from .._sklearn_compat import Interval, StrOptions
 from ..base import Extractor
 from ..io import DEFAULT_MAX_PIXELS, load_image
 from ..validation import check_int_tuple
 
 
 class GradientHistogram(Extractor):
-    """Histograms of oriented gradients over a grid of cells, normalised per block (HOG).
+    """Histograms of oriented gradients over a grid of cells (HOG-style).
 
     Each image is turned to grey and resized to a fixed window, so that every image gives the
     same number of features. Gradients come from the centred ``[-1, 0, 1]`` filter; each pixel
     votes its gradient magnitude into the two orientation bins nearest its (unsigned, 0-180
-    degree) angle; the cell histograms of every ``block_size x block_size`` block of cells
-    (blocks overlap, one cell apart) are normalised with L2-Hys, as in Dalal & Triggs (2005).
+    degree) angle, in the histogram of its cell. The cell histograms of every ``block_size x
+    block_size`` block of cells (blocks overlap, one cell apart) are concatenated, and the
+    whole vector is L2-normalised (``norm="image"``, the default) or each block is
+    normalised with L2-Hys (``norm="block"``, as in Dalal & Triggs, 2005).
+
+    The default, one cell per block normalised over the image, keeps how strong each cell's
+    edges are beside the others'; per-block normalisation raises a block of faint edges (a
+    flat background's, a glyph's anti-aliasing) to the strength of the strongest. On the
+    real-data benchmark (``benchmarks/bench_real.py --models hog``) the default scored 0.677
+    on emoji and 0.992 on handwritten digits against 0.652 and 0.992 for the Dalal-Triggs
+    blocks (``block_size=2, norm="block"``, the default before).
 
     Parameters
     ----------
@@ -30,8 +39,11 @@ class GradientHistogram(Extractor):
         Side of a square cell, in pixels.
     n_bins : int, default=9
         Orientation bins over 0-180 degrees.
-    block_size : int, default=2
+    block_size : int, default=1
         Side of a square block, in cells.
+    norm : {"image", "block"}, default="image"
+        ``"image"``: the whole descriptor L2-normalised; ``"block"``: each block L2-Hys
+        normalised (L2, clipped at 0.2, L2 again).
     max_pixels : int or None, default=89_478_485
         Larger images are refused before decoding (decompression-bomb guard); None switches
         the guard off.
@@ -47,7 +59,7 @@ class GradientHistogram(Extractor):
     ----------
     n_features_out_ : int
         ``blocks_y * blocks_x * block_size**2 * n_bins``, where ``blocks_y = height // cell_size
-        - block_size + 1`` (1764 with the defaults).
+        - block_size + 1`` (576 with the defaults: 8 x 8 cells of 9 bins).
 
     See Also
     --------
@@ -69,6 +81,9 @@ class GradientHistogram(Extractor):
     >>> stripes = np.zeros((32, 32, 3), np.uint8); stripes[::4] = 255
     >>> GradientHistogram(size=16, cell_size=8, n_bins=4, cache=False).fit_transform([stripes]).shape
     (1, 16)
+    >>> GradientHistogram(size=16, cell_size=8, n_bins=4, block_size=2, norm="block",
+    ...                   cache=False).fit_transform([stripes]).shape
+    (1, 16)
     """
 
     modality = "image"
@@ -79,14 +94,17 @@ class GradientHistogram(Extractor):
         "cell_size": [Interval(Integral, 1, None, closed="left")],
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "block_size": [Interval(Integral, 1, None, closed="left")],
+        "norm": [StrOptions({"image", "block"})],
     }
 
-    def __init__(self, size=64, *, cell_size=8, n_bins=9, block_size=2, max_pixels=DEFAULT_MAX_PIXELS,
-                 batch_size=64, n_jobs=None, cache=None, on_error="raise", verbose=False):
+    def __init__(self, size=64, *, cell_size=8, n_bins=9, block_size=1, norm="image",
+                 max_pixels=DEFAULT_MAX_PIXELS, batch_size=64, n_jobs=None, cache=None,
+                 on_error="raise", verbose=False):
         self.size = size
         self.cell_size = cell_size
         self.n_bins = n_bins
         self.block_size = block_size
+        self.norm = norm
         self.max_pixels = max_pixels
         self.batch_size = batch_size
         self.n_jobs = n_jobs
@@ -159,8 +177,10 @@ class GradientHistogram(Extractor):
         # every block_size x block_size window of cells, one cell apart: (by, bx, nb, bs, bs)
         blocks = np.lib.stride_tricks.sliding_window_view(hist, (bs, bs), axis=(0, 1))
         blocks = blocks.transpose(0, 1, 3, 4, 2).reshape(blocks_y * blocks_x, bs * bs * nb)
-        # L2-Hys: L2-normalise, clip at 0.2 so no single strong edge dominates, renormalise
         eps = 1e-6
+        if self.norm == "image":
+            return (blocks / np.sqrt((blocks**2).sum() + eps)).ravel()
+        # L2-Hys: L2-normalise, clip at 0.2 so no single strong edge dominates, renormalise
         blocks = blocks / np.sqrt((blocks**2).sum(axis=1, keepdims=True) + eps)
         np.minimum(blocks, 0.2, out=blocks)
         blocks /= np.sqrt((blocks**2).sum(axis=1, keepdims=True) + eps)
