@@ -329,7 +329,7 @@ class FeatureCache:
             raise ValueError(f"Got older_than={older_than!r}, expected a non-negative number of seconds.")
         if max_bytes is None and older_than is None:
             raise ValueError("Give max_bytes, older_than or both.")
-        self._memo.clear()
+        _forget_in_memory(self.path)
         removed = self._store.prune(max_bytes, older_than)
         if self.shared is not None and older_than is not None:
             removed += self.shared.prune(older_than)
@@ -344,7 +344,7 @@ class FeatureCache:
         The shared tier's entries are deleted too.
         """
         digests = sorted(set().union(*map(item_digests, items)))
-        self._memo.clear()
+        _forget_in_memory(self.path)
         removed = self._store.forget(digests)
         if self.shared is not None:  # forgetting an item forgets it on every machine
             removed += self.shared.forget(digests)
@@ -369,7 +369,7 @@ class FeatureCache:
         CacheError
             The store could not be reset (a read-only store, or a path that cannot be removed).
         """
-        self._memo.clear()
+        _forget_in_memory(self.path)
         self._memo_hits = 0
         self._store.clear()
 
@@ -421,6 +421,14 @@ def fetch_or_compute(cache, settings, keys, compute, **options) -> dict:
     """``resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)``, for a
     cache that ``settings["location"]`` says is on: what a transform calls, once."""
     return resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)
+
+
+def _forget_in_memory(path) -> None:
+    """Empty the memory of every instance of this process on the store at ``path``: after a
+    clear, prune or forget through one, none serves what the user meant to drop."""
+    for cache in list(_LIVE):
+        if cache.path == path:
+            cache._memo.clear()
 
 
 @atexit.register

@@ -436,3 +436,11 @@ def test_memo_never_serves_a_changed_file_or_another_fingerprint(tmp_path):
     misses = cache.session_misses
     ColorHistogram(cache=cache).fit([]).transform([str(path)])
     assert cache.session_misses == misses + 1
+
+
+def test_clear_through_one_instance_empties_every_instance_s_memory(tmp_path):
+    first, second = FeatureCache(tmp_path), FeatureCache(tmp_path)
+    first.put_many({"a": np.ones(3)})
+    assert list(second.get_many(["a"])) == ["a"]  # now in second's memory too
+    first.clear()
+    assert second.get_many(["a"]) == {}
