@@ -84,7 +84,8 @@ class FeatureCache:
         self.session_hits = self.session_misses = 0
         self._store = SQLiteStore(self.path)
         self._memo = VectorMemo(self.memo_bytes)
-        self._memo_hits = 0  # served from memory, not yet added to the store's totals
+        # served from memory by this process, not yet added to the store's totals
+        self._memo_hits, self._memo_pid = 0, os.getpid()
         _LIVE.add(self)
         self._counts_lock = threading.Lock()
         self._shared_arg = shared
@@ -206,7 +207,7 @@ class FeatureCache:
         rest = [k for k in keys if k not in found] if found else keys
         if rest:
             with self._counts_lock:
-                extra, self._memo_hits = self._memo_hits + len(found), 0
+                extra = self._take_memo_hits() + len(found)
             stored = self._store.read(rest, refresh_before_ns=self._refresh_before(),
                                       extra_hits=extra) or {}
             if self.shared is not None and len(stored) < len(rest):
@@ -219,7 +220,7 @@ class FeatureCache:
             found.update(stored)
         with self._counts_lock:
             if not rest:  # counted in the store's totals with its next lookup, or stats()
-                self._memo_hits += len(found)
+                self._memo_hits = self._take_memo_hits() + len(found)
             self.session_hits += len(found)
             self.session_misses += len(keys) - len(found)
         return found
@@ -380,10 +381,17 @@ class FeatureCache:
         self._memo.clear()
         self._store.close()
 
+    def _take_memo_hits(self) -> int:
+        """The hits served from memory since the last count, and none counted yet (call with
+        ``_counts_lock`` held). A forked child's are its own: its parent counts the parent's."""
+        hits = self._memo_hits if self._memo_pid == os.getpid() else 0
+        self._memo_hits, self._memo_pid = 0, os.getpid()
+        return hits
+
     def _flush_hits(self) -> None:
         """Add the hits served from memory to the store's totals."""
         with self._counts_lock:
-            extra, self._memo_hits = self._memo_hits, 0
+            extra = self._take_memo_hits()
         if extra:
             self._store.read([], refresh_before_ns=0, extra_hits=extra)
 
