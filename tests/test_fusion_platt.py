@@ -9,7 +9,13 @@ from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 
 from mmfeat.fusion import LateFusionClassifier
-from mmfeat.fusion.platt import PlattScaled, apply_sigmoids, cross_fitted_sigmoids, fit_sigmoids
+from mmfeat.fusion.platt import (
+    PlattScaled,
+    apply_sigmoids,
+    cross_fitted_sigmoids,
+    decision_columns,
+    fit_sigmoids,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,15 @@ def test_alone_it_gives_calibratedclassifiercv_probabilities(n_classes):
     theirs = CalibratedClassifierCV(SVC(), cv=3, ensemble=False).fit(X, y)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+def test_a_split_missing_classes_gets_their_columns_at_the_lowest_value():
+    # Trained on classes 0 and 2 of 0..3: a binary SVM's one decision value becomes two
+    # columns, and classes 1 and 3 get a value under any the row has.
+    decisions = decision_columns(np.array([0.5, -2.0]), np.array([0, 2]), np.arange(4))
+    np.testing.assert_array_equal(decisions, [[-0.5, -1.5, 0.5, -1.5], [2.0, -3.0, -2.0, -3.0]])
+    three = decision_columns(np.ones((2, 3)), np.array([0, 1, 3]), np.arange(4))
+    np.testing.assert_array_equal(three[:, 2], -1.0)
 
 
 def test_sigmoids_stay_finite_on_a_separable_class():

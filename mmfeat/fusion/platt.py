@@ -18,20 +18,25 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._sklearn_compat import _safe_indexing
 
-# A class the model of a split never saw gets this decision value, under any one-vs-rest
-# value of an SVM (its votes are at least 0, its confidences within -1/3 .. 1/3).
+# A class the model of a split never saw gets this decision value (or one under the row's
+# lowest), under any one-vs-rest value of an SVM (votes at least 0, confidences within
+# -1/3 .. 1/3).
 _UNSEEN = -1.0
 
 
 def decision_columns(out, model_classes, classes):
     """A model's decision values in ``classes``'s columns (one for two classes): a class the
-    model never saw gets ``_UNSEEN``."""
+    model never saw gets a value under the row's others (``_UNSEEN`` at most)."""
     out = np.asarray(out, dtype=np.float64)
     if len(classes) == 2:
         if len(model_classes) != 2:
             raise ValueError("A split's training rows hold a single class.")
         return out.reshape(-1, 1)
-    full = np.full((len(out), len(classes)), _UNSEEN)
+    if len(model_classes) == 2:  # a split with two of the classes: one value, for the second
+        out = np.column_stack([-out.ravel(), out.ravel()])
+    # per row, so that a row's probabilities never depend on the others predicted with it
+    unseen = np.minimum(_UNSEEN, out.min(axis=1, initial=0.0) - 1.0)
+    full = np.repeat(unseen[:, None], len(classes), axis=1)
     full[:, np.searchsorted(classes, model_classes)] = out.reshape(len(out), -1)
     return full
 
