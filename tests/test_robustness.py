@@ -242,6 +242,7 @@ def test_late_fusion_report_covers_every_modality_and_level(late_report, split, 
     assert all(_digest(p) == d for p, d in originals.items())
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_the_clean_score_is_the_models_own_and_scoring_can_be_named(late, split):
     _, test = split
     report = robustness_report(late, test, test["label"], corruptions=None)
@@ -254,6 +255,7 @@ def test_the_clean_score_is_the_models_own_and_scoring_can_be_named(late, split)
     assert report.attrs["scoring"] == "balanced_accuracy"
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_a_model_of_the_image_alone_falls_to_chance_without_it_and_ignores_the_rest(image_only,
                                                                                     split):
     _, test = split
@@ -271,6 +273,7 @@ def test_a_model_of_the_image_alone_falls_to_chance_without_it_and_ignores_the_r
         assert (score[modality] == clean).all()
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_a_model_that_cannot_take_a_missing_modality_is_reported_and_the_rest_measured(
         early_strict, split):
     _, test = split
@@ -287,6 +290,7 @@ def test_a_model_that_cannot_take_a_missing_modality_is_reported_and_the_rest_me
     assert others["perturbation"].tolist() == ["none", "blur", "word_dropout"]
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_missing_and_unreadable_items_stay_as_they_are(late, split, tmp_path):
     _, test = split
     test = test.copy()
@@ -311,6 +315,7 @@ def test_missing_and_unreadable_items_stay_as_they_are(late, split, tmp_path):
     assert broken.read_bytes() == b""
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_the_same_random_state_gives_the_same_files_and_scores(late, split, tmp_path):
     _, test = split
     plan = {"image": {"noise": [0.5]}, "text": {"word_dropout": [0.5]}}
@@ -323,6 +328,7 @@ def test_the_same_random_state_gives_the_same_files_and_scores(late, split, tmp_
     assert _digest(files[0]) == _digest(files[1]) != _digest(files[2])
 
 
+@pytest.mark.slow  # a fitted demo model with the real text model
 def test_a_regressor_is_scored_by_its_own_r2(split):
     train, test = split
     codes = {label: i for i, label in enumerate(sorted(train["label"].unique()))}
@@ -336,6 +342,7 @@ def test_a_regressor_is_scored_by_its_own_r2(split):
     assert report.set_index("perturbation").loc["missing", "score"].max() < report["score"].iloc[0]
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_modalities_are_read_from_fusion_models(late, early_strict, split):
     _, test = split
     for model in (late, early_strict):
@@ -356,6 +363,7 @@ def test_modalities_are_read_from_fusion_models(late, early_strict, split):
     ({"random_state": -1}, "random_state=-1"),
     ({"scoring": "accuracy_typo"}, "accuracy_typo"),
 ])
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_bad_report_parameters_are_named(params, match, late, split):
     _, test = split
     with pytest.raises(ValueError, match=match):
@@ -389,6 +397,7 @@ def test_the_plot_is_a_png_with_a_panel_per_corruption(late_report, tmp_path):
     assert width > 1000 and height > 600  # 1 + 5 panels, 3 a row, readable
 
 
+@pytest.mark.slow  # fitted demo models with the real text model
 def test_the_plot_marks_what_the_model_cannot_take(early_strict, split, tmp_path):
     import cv2
 

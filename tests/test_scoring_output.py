@@ -117,15 +117,15 @@ def test_files_mmfeat_did_not_create_are_left_alone(model, tmp_path):
     assert (out / ".part-00000.parquet.123.tmp").exists()
 
 
-def test_a_job_where_every_row_fails_exits_non_zero(model, tmp_path):
+def test_a_job_where_every_row_fails_exits_non_zero(model, tmp_path, capsys):
+    from mmfeat.cli import main
+
     csv = tmp_path / "t.csv"
     pd.DataFrame({"id": [1, 2], "image": ["gone-1.png", "gone-2.png"]}).to_csv(csv, index=False)
     with pytest.raises(ScoringError, match="every one of the 2 rows failed"):
         score(model["path"], csv, tmp_path / "out", progress=False)
-    proc = subprocess.run([sys.executable, "-m", "mmfeat.cli", "score", str(model["path"]),
-                           str(csv), str(tmp_path / "out2"), "-q"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "every one of the 2 rows failed" in proc.stderr
+    code = main(["score", str(model["path"]), str(csv), str(tmp_path / "out2"), "-q"])
+    assert code == 2 and "every one of the 2 rows failed" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -106,6 +106,7 @@ def unnormalized_model(tmp_path_factory):
     return target
 
 
+@pytest.mark.slow  # another model's graph exported
 def test_normalize_option(reference, texts, unnormalized_model):
     raw = SentenceEmbedder(unnormalized_model, normalize=False, precision='float32',
                            cache=False).fit(texts).transform(texts)
@@ -213,6 +214,7 @@ def test_bad_parameters(params, match):
         SentenceEmbedder(precision='float32', cache=False, **params).fit(["a text"])
 
 
+@pytest.mark.slow  # the model loaded in a new process
 def test_loading_the_model_prints_no_progress_bar(tmp_path):
     # transformers draws a "Loading weights" bar unless bars are switched off (the test session
     # switches them off with HF_HUB_DISABLE_PROGRESS_BARS): load in a process without that
@@ -248,6 +250,7 @@ def test_a_huge_text_is_cut_before_tokenising(embedder):
         assert grown < 150, f"peak memory grew by {grown:.0f} MB"  # 2.1 GB when tokenised whole
 
 
+@pytest.mark.slow  # the model in torch too
 def test_the_cut_keeps_every_token_the_model_reads(embedder):
     # runs of spaces and long words hold few tokens in many characters: the cut widens for them
     in_torch = SentenceEmbedder(precision='float32', backend="torch", cache=False).fit(["x"])
