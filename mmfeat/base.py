@@ -1,5 +1,5 @@
-"""The Extractor base class: the one place for batching, caching, the error policy,
-feature names and lazy model loading.
+"""The Extractor base class: the one place for batching, caching, the error policy
+(its rules in ``error_policy.py``), feature names and lazy model loading.
 
 A subclass implements only:
 
@@ -16,20 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import batching, models
+from . import batching, error_policy, models
 from ._sklearn_compat import Interval, Options, StrOptions, _check_feature_names_in
 from .cache import FeatureCache, fetch_or_compute
 from .config import cache_settings
-from .errors import ExtractionError, ExtractionWarning, report_errors
 from .introspect import Findable
-from .items import as_items, check_items, checked_items, describe
+from .items import as_items, check_items, checked_items
 from .keys import rows_by_key, stable_form
 
 # Parameters of these types (and tuples of them) key a plan by their values: nothing else to
@@ -351,41 +349,12 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
         self.handle_failures(items, failed)
         return out
 
-    def _error(self, items, row, cause) -> ExtractionError:
-        return ExtractionError(row, describe(items[row]), cause, type(self).__name__)
-
     def handle_failures(self, items, failed: dict) -> None:
         """Apply the error policy to ``{row: cause}``: raise for the first failed row under
-        ``on_error="raise"``, else report the rows (collectors, one warning)."""
+        ``on_error="raise"``, else report the rows (collectors, one warning); see
+        :mod:`mmfeat.error_policy`."""
         if failed:
-            if self.on_error == "raise":
-                self._raise(items, failed)
-            self._report(items, failed)
-
-    def _raise(self, items, failed):
-        """Raise for the first failed row in row order, counting every other failed row."""
-        row = min(failed)
-        more = f" ({len(failed) - 1} more rows failed)" if len(failed) > 1 else ""
-        raise self._error(items, row, failed[row] + more)
-
-    def _report(self, items, failed):
-        """Report every failed row to the active collectors; warn when real failures occurred.
-
-        Missing values (None/NaN) come out as NaN rows without a warning, as NaN passes
-        through scikit-learn's own transformers; a file or item that could not be read warns.
-        """
-        errors = [self._error(items, row, failed[row]) for row in sorted(failed)]
-        report_errors(errors)
-        broken = [e for e in errors if e.cause != "missing value"]
-        if broken:
-            missing = len(errors) - len(broken)
-            also = f" ({missing} more were missing values)" if missing else ""
-            warnings.warn(
-                f"{type(self).__name__}: {len(broken)} of {len(items)} rows failed and were given "
-                f"NaN features{also}; first: {broken[0]}",
-                ExtractionWarning,
-                stacklevel=3,
-            )
+            error_policy.apply(self, items, failed)
 
 
 class _NoBar:

@@ -10,19 +10,19 @@ misses nobody else is computing, compute those, store them, and wait for the one
 process is computing. Callers never sequence those steps themselves. Where the entries live
 is the store's business: the local SQLite file (``sqlite_store.py``) holds, per entry, a key,
 the vector, its size, a checksum and the last access time; never the raw content of an item,
-its path or its text.
+its path or its text. What the instances of a process share (one per store, their memory,
+their totals at exit, one connection per shared tier) is the upkeep's (``cache_upkeep.py``).
 """
 
 from __future__ import annotations
 
-import atexit
-import numbers
 import os
 import threading
 import time
-import weakref
 from pathlib import Path
 
+from . import cache_upkeep as upkeep
+from .cache_upkeep import _INSTANCES, _LIVE
 from .config import cache_settings, shared_cache_url
 from .keys import FINGERPRINT_HEX, item_digests
 from .memo import VectorMemo
@@ -32,9 +32,6 @@ from .memo import VectorMemo
 from .sqlite_schema import _OWNER_WARNED  # noqa: F401
 from .sqlite_store import STORE_NAME, SQLiteStore  # noqa: F401
 from .vectors import encode
-
-_INSTANCES = {}  # (directory, pid) -> FeatureCache, for resolve_cache
-_LIVE = weakref.WeakSet()  # every instance, for the hit counts kept in memory at exit
 
 
 class FeatureCache:
@@ -90,7 +87,7 @@ class FeatureCache:
         self._counts_lock = threading.Lock()
         self._shared_arg = shared
         url = shared_cache_url() if shared is None else (shared or None)
-        self.shared = _shared_store(url) if url else None
+        self.shared = upkeep.shared_store(url) if url else None
 
     @property
     def read_only(self) -> bool:
@@ -277,23 +274,7 @@ class FeatureCache:
         those that arrived. Keys whose claim ended without a result (the item failed) or whose
         owner died meanwhile (same liveness rule as :meth:`claim_many`; in the shared tier, a
         lease not renewed) are left out at once for the caller to compute."""
-        pending, found = list(keys), {}
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            arrived = self._store.read(pending, refresh_before_ns=0, count=False)
-            if arrived is None:
-                break
-            if self.shared is not None:
-                arrived.update(self.shared.read([k for k in pending if k not in arrived]))
-            found.update(arrived)
-            rest = [k for k in pending if k not in arrived]
-            live = self._store.live_claims(rest, stale_after)
-            if self.shared is not None:
-                live |= self.shared.live_claims([k for k in rest if k not in live])
-            pending = [k for k in rest if k in live]
-            if pending:
-                time.sleep(poll)
-        return found
+        return upkeep.wait_for(self._store, self.shared, keys, poll, timeout, stale_after)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -320,17 +301,8 @@ class FeatureCache:
         reaches the shared tier too (its server's idle clock); its size is bounded by the
         server's ``maxmemory`` instead of ``max_bytes``.
         """
-        if max_bytes is not None and (
-                not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool)
-                or max_bytes < 0):
-            raise ValueError(f"Got max_bytes={max_bytes!r}, expected a non-negative integer.")
-        if older_than is not None and (
-                not isinstance(older_than, numbers.Real) or isinstance(older_than, bool)
-                or not older_than >= 0):
-            raise ValueError(f"Got older_than={older_than!r}, expected a non-negative number of seconds.")
-        if max_bytes is None and older_than is None:
-            raise ValueError("Give max_bytes, older_than or both.")
-        _forget_in_memory(self.path)
+        upkeep.check_prune_args(max_bytes, older_than)
+        upkeep.forget_in_memory(self.path)
         removed = self._store.prune(max_bytes, older_than)
         if self.shared is not None and older_than is not None:
             removed += self.shared.prune(older_than)
@@ -345,7 +317,7 @@ class FeatureCache:
         The shared tier's entries are deleted too.
         """
         digests = sorted(set().union(*map(item_digests, items)))
-        _forget_in_memory(self.path)
+        upkeep.forget_in_memory(self.path)
         removed = self._store.forget(digests)
         if self.shared is not None:  # forgetting an item forgets it on every machine
             removed += self.shared.forget(digests)
@@ -370,7 +342,7 @@ class FeatureCache:
         CacheError
             The store could not be reset (a read-only store, or a path that cannot be removed).
         """
-        _forget_in_memory(self.path)
+        upkeep.forget_in_memory(self.path)
         self._memo_hits = 0
         self._store.clear()
 
@@ -388,12 +360,7 @@ class FeatureCache:
         self._memo_hits, self._memo_pid = 0, os.getpid()
         return hits
 
-    def _flush_hits(self) -> None:
-        """Add the hits served from memory to the store's totals."""
-        with self._counts_lock:
-            extra = self._take_memo_hits()
-        if extra:
-            self._store.read([], refresh_before_ns=0, extra_hits=extra)
+    _flush_hits = upkeep.flush_hits  # add the hits served from memory to the store's totals
 
 
 def _reopen(path, shared):
@@ -429,30 +396,3 @@ def fetch_or_compute(cache, settings, keys, compute, **options) -> dict:
     """``resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)``, for a
     cache that ``settings["location"]`` says is on: what a transform calls, once."""
     return resolve_cache(cache, settings).fetch_or_compute(keys, compute, **options)
-
-
-def _forget_in_memory(path) -> None:
-    """Empty the memory of every instance of this process on the store at ``path``: after a
-    clear, prune or forget through one, none serves what the user meant to drop."""
-    for cache in list(_LIVE):
-        if cache.path == path:
-            cache._memo.clear()
-
-
-@atexit.register
-def _flush_all_hits():
-    for cache in list(_LIVE):
-        if cache._store._pid == os.getpid():
-            cache._flush_hits()
-
-
-_SHARED: dict = {}  # (url, pid) -> RedisStore: one connection and one warning per process
-
-
-def _shared_store(url):
-    from .redis_store import RedisStore
-
-    key = (url, os.getpid())
-    if key not in _SHARED:
-        _SHARED[key] = RedisStore.from_url(url)
-    return _SHARED[key]
