@@ -1,4 +1,5 @@
-"""``python -m mmfeat``: the ``mmfeat`` command, for an environment whose scripts are not on PATH."""
+"""``python -m mmfeat``: the ``mmfeat`` command, for an environment whose scripts are not on
+PATH."""
 
 import sys
 

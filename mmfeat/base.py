@@ -75,8 +75,8 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
     #: scikit-learn's parameter constraints, checked in ``fit``; subclasses extend this dict.
     _parameter_constraints: dict = {
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"),
-                   None],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+                   Interval(Integral, 1, None, closed="left"), None],
         "device": [str],
         "cache": [None, Options(bool, {False}), str, os.PathLike, FeatureCache],
         "on_error": [StrOptions({"raise", "nan"})],
@@ -191,14 +191,16 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_features_out_")
         _check_feature_names_in(self, input_features, generate_names=False)
-        return np.asarray([f"{self.feature_prefix}_{s}" for s in self._feature_suffixes()], dtype=object)
+        return np.asarray([f"{self.feature_prefix}_{s}" for s in self._feature_suffixes()],
+                          dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.one_d_array = True
         tags.input_tags.string = self.item_kind == "text"
-        tags.transformer_tags.preserves_dtype = ["float32"]  # features are float32, whatever the input
+        # features are float32, whatever the input
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
     # ------------------------------------------------------------------ shared machinery
@@ -238,9 +240,9 @@ class Extractor(Findable, TransformerMixin, BaseEstimator):
 
     def _plan_key(self):
         """The parameter set a plan is remembered for: every parameter and the fitted state.
-        Plain values (numbers, strings, a cache, tuples of them) key it as they are, so that a hit looks at
-        nothing else. None (resolve every time) for a model given as an object, whose weights
-        may change in place, and for wrappers of other estimators, which resolve theirs."""
+        Plain values (numbers, strings, a cache, tuples of them) key it as they are, so that a hit
+        looks at nothing else. None (resolve every time) for a model given as an object, whose
+        weights may change in place, and for wrappers of other estimators, which resolve theirs."""
         params = self.get_params(deep=False)
         typed = tuple((k, _typed(v)) for k, v in params.items())
         if all(t is not None for _, t in typed):

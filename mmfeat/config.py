@@ -3,9 +3,10 @@
 As scikit-learn's configuration, the settings are thread-local: :func:`set_config` and
 :func:`config_context` change the calling thread's settings only, and every other thread
 (a new one included) keeps the defaults. The defaults come from the environment variables
-``MMFEAT_CACHE_DIR``, ``MMFEAT_FILE_KEYS`` and ``MMFEAT_SHARED_CACHE``, read when a setting is needed, which is also how
-worker processes (GridSearchCV ``n_jobs``, Dask workers) are configured: they do not see a
-parent's ``set_config``. Give an extractor ``cache=DIR`` to use one store everywhere.
+``MMFEAT_CACHE_DIR``, ``MMFEAT_FILE_KEYS`` and ``MMFEAT_SHARED_CACHE``, read when a setting is
+needed, which is also how worker processes (GridSearchCV ``n_jobs``, Dask workers) are
+configured: they do not see a parent's ``set_config``. Give an extractor ``cache=DIR`` to use one
+store everywhere.
 """
 
 from __future__ import annotations
@@ -148,12 +149,14 @@ def set_config(*, cache_dir=_UNCHANGED, file_keys=_UNCHANGED, shared_cache=_UNCH
         elif file_keys in _FILE_KEY_MODES:
             overrides["file_keys"] = file_keys
         else:
-            raise ValueError(f"Got file_keys={file_keys!r}, expected one of {_FILE_KEY_MODES} or None.")
+            raise ValueError(f"Got file_keys={file_keys!r}, "
+                             f"expected one of {_FILE_KEY_MODES} or None.")
     if shared_cache is not _UNCHANGED:
         if shared_cache is None:
             overrides.pop("shared_cache", None)
         else:
-            overrides["shared_cache"] = None if shared_cache is False else _check_shared_url(shared_cache)
+            overrides["shared_cache"] = (None if shared_cache is False
+                                         else _check_shared_url(shared_cache))
 
 
 @contextmanager

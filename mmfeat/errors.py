@@ -45,7 +45,8 @@ class UntrustedTypesError(TypeError):
     def __init__(self, path: str, types: list, how: str = "load_model(path, trusted=[...])"):
         self.path, self.types, self.how = path, list(types), how
         super().__init__(f"The model file {path} holds types that are not trusted: {self.types}. "
-                         f"If you know where the file comes from and expect these types, pass them: {how}.")
+                         "If you know where the file comes from and expect these types, "
+                         f"pass them: {how}.")
 
     def __reduce__(self):
         return (type(self), (self.path, self.types, self.how))
@@ -100,7 +101,8 @@ class UsageError(Exception):
 
 # Rows that failed under on_error="nan" are also reported to every active collector, so that
 # callers such as batch scoring can put the cause of each failure in an output column.
-_collectors: contextvars.ContextVar[tuple] = contextvars.ContextVar("mmfeat_error_collectors", default=())
+_collectors: contextvars.ContextVar[tuple] = contextvars.ContextVar("mmfeat_error_collectors",
+                                                                   default=())
 
 
 @contextmanager

@@ -29,8 +29,8 @@ def find_extractors(model) -> dict:
 
     Extractors are looked up through ``get_params(deep=True)`` (named by their deep parameter
     name, e.g. ``"features__image"``) and through fitted attributes (the fitted clones a
-    ``ColumnTransformer`` keeps in ``transformers_``, named e.g. ``"features.transformers_[image]"``).
-    The same object is listed once.
+    ``ColumnTransformer`` keeps in ``transformers_``, named e.g.
+    ``"features.transformers_[image]"``). The same object is listed once.
 
     Parameters
     ----------
@@ -107,7 +107,8 @@ def set_on_error(model, on_error="nan", *, verbose=None):
     except Exception:  # an estimator whose get_params fails: its fitted extractors still count
         deep = []
     if deep:
-        model.set_params(**{f"{k}__{name}": value for k in deep for name, value in settings.items()})
+        model.set_params(**{f"{k}__{name}": value for k in deep
+                            for name, value in settings.items()})
     for extractor in find_extractors(model).values():
         params = extractor.get_params(deep=False)
         extractor.set_params(**{k: v for k, v in settings.items() if k in params})

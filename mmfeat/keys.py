@@ -115,7 +115,8 @@ def _file_buffer() -> bytearray:
 # (path, inode, size, mtime, ctime). ctime cannot be set by user programs (unlike mtime), so a
 # rewrite that keeps size and mtime still misses here. Only files whose last change is older
 # than _SETTLED_NS are remembered: a write in the same clock tick as our read could otherwise
-# leave every stat field unchanged. A grid search keys each file dozens of times; this reads it once.
+# leave every stat field unchanged. A grid search keys each file dozens of times; this reads it
+# once.
 _FILE_DIGESTS: dict = {}
 _FILE_DIGESTS_MAX = 100_000
 _SETTLED_NS = 2_000_000_000
@@ -215,7 +216,8 @@ def stable_form(value):
     if isinstance(value, dict):
         return {str(k): stable_form(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, np.ndarray):
-        return "array:" + hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16)
+        return "array:" + digest.hexdigest()
     if isinstance(value, functools.partial):
         return {"partial": stable_form(value.func), "args": stable_form(list(value.args)),
                 "keywords": stable_form(value.keywords)}

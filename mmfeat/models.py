@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 _MODELS: dict = {}  # (class, model identity, device) -> loaded model, shared by clones
-_MODELS_LOCK = threading.RLock()  # re-entrant: a wrapping extractor loads its inner model within its own
+# re-entrant: a wrapping extractor loads its inner model within its own
+_MODELS_LOCK = threading.RLock()
 _MODEL_SOURCES = weakref.WeakKeyDictionary()  # a user's model object -> its last key in _MODELS
 
 
@@ -93,7 +94,8 @@ def _resolve(extractor) -> Plan:
         identity = extractor._model_identity()
     fingerprint = extractor._fingerprint(identity)
     return partial._replace(fingerprint=fingerprint, key_prefix=key_prefix(fingerprint),
-                            model_key=(type(extractor).__qualname__, identity, device, partial.runtime))
+                            model_key=(type(extractor).__qualname__, identity, device,
+                                       partial.runtime))
 
 
 def target(extractor) -> tuple:
@@ -154,7 +156,8 @@ def _may_have_accelerator() -> bool:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` if available, then ``"mps"``, else ``"cpu"``; other values as given."""
+    """``"auto"`` -> ``"cuda"`` if available, then ``"mps"``, else ``"cpu"``; other values as
+    given."""
     if device != "auto":
         return device
     if "torch" not in sys.modules and not _may_have_accelerator():

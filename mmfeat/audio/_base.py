@@ -55,8 +55,8 @@ class AudioExtractor(Extractor):
         # A window longer than a second is no longer short-time analysis, and one longer than
         # the clip would describe padding; hops longer than the window skip samples unseen.
         if self.n_fft > self.sr:
-            raise invalid_parameter(self, "n_fft", f"at most sr={self.sr} samples (a window of 1 s)",
-                                    self.n_fft)
+            raise invalid_parameter(self, "n_fft",
+                                    f"at most sr={self.sr} samples (a window of 1 s)", self.n_fft)
         if self.duration is not None and self.n_fft > self.duration * self.sr:
             raise invalid_parameter(
                 self, "n_fft", f"at most duration * sr = {self.duration} * {self.sr} = "

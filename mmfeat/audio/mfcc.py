@@ -124,5 +124,6 @@ class MFCCStats(AudioExtractor):
 
     def _feature_suffixes(self):
         coefficients = [f"{i:02d}" for i in range(self.n_mfcc)]
-        rows = coefficients + [f"d{order}_{c}" for order in range(1, self.deltas + 1) for c in coefficients]
+        rows = coefficients + [f"d{order}_{c}" for order in range(1, self.deltas + 1)
+                               for c in coefficients]
         return stat_names(rows, check_stats(self.stats))

@@ -106,8 +106,8 @@ class SpectralStats(AudioExtractor):
         features = self._feature_list()
         unknown = [f for f in features if f not in FEATURES]
         if not features or unknown or len(set(features)) != len(features):
-            raise invalid_parameter(self, "features", f"a non-empty sequence of distinct names among "
-                                    f"{FEATURES}", self.features)
+            raise invalid_parameter(self, "features", "a non-empty sequence of distinct names "
+                                    f"among {FEATURES}", self.features)
         if "contrast" in features and self.sr <= 2 * _CONTRAST_FMIN:
             raise invalid_parameter(self, "sr", f"above {2 * _CONTRAST_FMIN:g} Hz with 'contrast' "
                                     "among the features", self.sr)
@@ -142,8 +142,8 @@ class SpectralStats(AudioExtractor):
         if name == "rms":
             return _frames.rms(computed["power"], n_fft=n_fft)
         if name == "contrast":
-            return _frames.spectral_contrast(magnitude, edges, sr=sr, n_fft=n_fft, fmin=_CONTRAST_FMIN,
-                                             n_bands=_contrast_bands(sr))
+            return _frames.spectral_contrast(magnitude, edges, sr=sr, n_fft=n_fft,
+                                             fmin=_CONTRAST_FMIN, n_bands=_contrast_bands(sr))
         if name == "chroma":
             return _frames.chroma(computed["power"], sr=sr, n_fft=n_fft)
         return _frames.flatness(computed["power"])

@@ -199,7 +199,8 @@ def compare(X, y=None, *, modalities, target=None, groups=None, cv=5, task="auto
         task = "regression" if type_of_target(y) == "continuous" else "classification"
     rank_by = rank_by or ("balanced_accuracy" if task == "classification" else "r2")
     if rank_by not in METRICS[task]:
-        raise ValueError(f"rank_by={rank_by!r} is not a {task} metric; use one of {list(METRICS[task])}.")
+        raise ValueError(f"rank_by={rank_by!r} is not a {task} metric; "
+                         f"use one of {list(METRICS[task])}.")
     if not modalities:
         raise ValueError("No modality given: modalities={name: (column, extractor)}.")
     for name, spec in modalities.items():

@@ -178,7 +178,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
     groups, pitch = _groups(groups_seq, n_samples, n_groups)
     if video:  # a fourth child: the three above, and so every other cell, are unchanged
         video_plan_seq, video_items_seq = seed_seq.spawn(1)[0].spawn(2)
-        video_shown, video_missing = _video_plan(video_plan_seq, labels, missing_rate, bool(interaction))
+        video_shown, video_missing = _video_plan(video_plan_seq, labels, missing_rate,
+                                                 bool(interaction))
         video_seqs = video_items_seq.spawn(n_samples)
 
     def write(i, item_seq):
@@ -203,7 +204,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         if video:
             row["video"] = None if i in video_missing else f"videos/{i:05d}.mp4"
             if row["video"] is not None:
-                _write_video(root / row["video"], np.random.default_rng(video_seqs[i]), video_shown[i])
+                _write_video(root / row["video"], np.random.default_rng(video_seqs[i]),
+                             video_shown[i])
         return row
 
     # OpenCV, numpy and libsndfile release the GIL for most of the work.
@@ -211,7 +213,8 @@ def make_multimodal(n_samples=600, *, n_classes=4, random_state=0, data_dir="dat
         rows = list(pool.map(write, range(n_samples), items_seq.spawn(n_samples)))
 
     # Object columns keep None as the missing value (a pandas "str" column would use NaN).
-    columns = ["id", *MODALITIES, *(["video"] if video else []), "label"] + ([] if groups is None else ["group"])
+    columns = (["id", *MODALITIES, *(["video"] if video else []), "label"]
+               + ([] if groups is None else ["group"]))
     manifest = pd.DataFrame(rows, columns=columns, dtype=object)
     manifest["id"] = manifest["id"].astype(np.int64)
     _remove_stale(root, manifest)
@@ -234,7 +237,9 @@ def demo_extractors(quick: bool = False, *, video: bool = False, verbose: bool =
     from ..text import SentenceEmbedder
 
     def image():
-        return ColorHistogram(bins=(12, 4, 4), verbose=verbose) if quick else CNNEmbedder(verbose=verbose)
+        if quick:
+            return ColorHistogram(bins=(12, 4, 4), verbose=verbose)
+        return CNNEmbedder(verbose=verbose)
 
     extractors = {
         "image": ("image", image()),

@@ -190,4 +190,5 @@ def _write_video(path, rng, cue):
     if cue is None:
         write_clip(path, rng)
     else:
-        write_clip(path, rng, motion=MOTIONS[cue], hue=_THEMES[cue].hue, tone_hz=_THEMES[cue].tone_hz)
+        write_clip(path, rng, motion=MOTIONS[cue], hue=_THEMES[cue].hue,
+                   tone_hz=_THEMES[cue].tone_hz)

@@ -75,7 +75,8 @@ def _frames(rng: np.random.Generator, motion: str | None, hue: int | None, n_fra
         g = int(rng.integers(40, 216))
         color = (g, g, g)
     else:
-        hsv = np.uint8([[[(hue + int(rng.integers(-3, 4))) % 180, rng.integers(170, 256), rng.integers(170, 256)]]])
+        hsv = np.uint8([[[(hue + int(rng.integers(-3, 4))) % 180, rng.integers(170, 256),
+                          rng.integers(170, 256)]]])
         color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
     # The background is clearly lighter or darker than the disc: optical flow sees grey
     # levels only, and a red disc on a grey of its own luminance would not be seen to move.
@@ -83,7 +84,8 @@ def _frames(rng: np.random.Generator, motion: str | None, hue: int | None, n_fra
     level = luma + (-1 if luma > 128 else 1) * rng.uniform(60, 90)
     slope = rng.uniform(-20, 20, size=2)
     ramp = np.linspace(-0.5, 0.5, SIZE)
-    background = (level + slope[0] * ramp[None, :] + slope[1] * ramp[:, None]).clip(0, 255).astype(np.uint8)
+    background = (level + slope[0] * ramp[None, :] + slope[1] * ramp[:, None]).clip(0, 255)
+    background = background.astype(np.uint8)
     background = np.repeat(background[..., None], 3, axis=2)
     radius = int(rng.integers(6, 10))
     centres = _path(motion, rng, np.arange(n_frames) / fps) * SIZE
@@ -106,8 +108,10 @@ def _sound(rng: np.random.Generator, tone_hz: float | None, n_samples: int) -> n
         f0, level = _NEUTRAL_HZ * rng.uniform(0.98, 1.02), rng.uniform(0.1, 0.3)
     else:
         f0, level = tone_hz * rng.uniform(0.96, 1.04), 1.0
-    tremolo = 1 - 0.3 * (1 + np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 2 * np.pi))) / 2
-    wave = level * tremolo * (np.sin(2 * np.pi * f0 * t) + rng.uniform(0, 0.4) * np.sin(4 * np.pi * f0 * t))
+    tremolo = 1 - 0.3 * (1 + np.sin(2 * np.pi * rng.uniform(1, 4) * t
+                                    + rng.uniform(0, 2 * np.pi))) / 2
+    wave = level * tremolo * (np.sin(2 * np.pi * f0 * t)
+                              + rng.uniform(0, 0.4) * np.sin(4 * np.pi * f0 * t))
     wave = wave / max(1.0, np.abs(wave).max()) + rng.normal(0, rng.uniform(0.02, 0.1), n_samples)
     return (wave * rng.uniform(0.2, 0.6)).clip(-1, 1).astype(np.float32)
 
@@ -142,15 +146,16 @@ def write_clip(path, rng: np.random.Generator, *, motion: str | None = None, hue
         video.pix_fmt = "yuv420p"
         video.bit_rate = 400_000
         video.thread_count = 1  # one thread: the same bytes on every machine
-        audio = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono", options={"flags": "+bitexact"})
+        audio = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono",
+                                     options={"flags": "+bitexact"})
         audio.thread_count = 1
         for image in frames:
             container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(video.encode())
         block = audio.codec_context.frame_size or 1024
         for start in range(0, len(sound), block):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[None, start : start + block]),
-                                               format="fltp", layout="mono")
+            samples = np.ascontiguousarray(sound[None, start : start + block])
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
             frame.sample_rate, frame.pts = SAMPLE_RATE, start
             frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
             container.mux(audio.encode(frame))
