@@ -1,4 +1,5 @@
-"""Saving and loading fitted models, with the versions and extractor fingerprints they were made with.
+"""Saving and loading fitted models, with the versions and extractor fingerprints they were made
+with.
 
 A model file is a joblib file holding one dict::
 
@@ -107,8 +108,9 @@ def apply_limits(model, *, source="the model") -> list:
             changed += [f"{name}.{key}: {params[key]!r} -> {value!r}" for key, value in new.items()]
     if changed:
         warnings.warn(f"{source}: settings past this job's limits were replaced "
-                      f"({'; '.join(changed)}). Trust the file's own settings only if it is yours: load_model(..., "
-                      "trust_settings=True), mmfeat score --trust-model-settings.",
+                      f"({'; '.join(changed)}). Trust the file's own settings only if it is "
+                      "yours: load_model(..., trust_settings=True), "
+                      "mmfeat score --trust-model-settings.",
                       ModelSettingsWarning, stacklevel=3)
     return changed
 
@@ -288,9 +290,9 @@ def load_model(path, *, return_info=False, check_fingerprints=False, trusted=Non
         ]
         if changed:
             warnings.warn(
-                f"The model file {os.fspath(path)}: the feature code of {', '.join(changed)} changed "
-                "since the model was saved (fingerprint differs), so its features differ from the "
-                "ones the model was trained on. Refit the model.",
+                f"The model file {os.fspath(path)}: the feature code of {', '.join(changed)} "
+                "changed since the model was saved (fingerprint differs), so its features differ "
+                "from the ones the model was trained on. Refit the model.",
                 ModelVersionWarning,
                 stacklevel=2,
             )

@@ -66,7 +66,8 @@ def providers(device: str) -> list:
     offers it, else the CPU."""
     import onnxruntime
 
-    if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+    if (device.startswith("cuda")
+            and "CUDAExecutionProvider" in onnxruntime.get_available_providers()):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -194,7 +195,8 @@ def quantized_static(name: str, key: dict, export, calibration):
 
 
 def session(name: str, key: dict, export, device: str = "cpu"):
-    """An ``onnxruntime.InferenceSession`` of the graph ``name``/``key`` (see :func:`ensure_graph`)."""
+    """An ``onnxruntime.InferenceSession`` of the graph ``name``/``key`` (see
+    :func:`ensure_graph`)."""
     import onnxruntime
 
     n_threads, chosen = threads(), providers(device)
@@ -292,8 +294,9 @@ def _checked(path: Path, *, warn: bool):
     if recorded == hashlib.sha256(data).hexdigest():
         return data
     if warn:
-        why = "has no recorded digest" if recorded is None else \
-            f"is not the graph that was exported ({len(data)} bytes: truncated, damaged or replaced)"
+        why = "has no recorded digest" if recorded is None else (
+            f"is not the graph that was exported ({len(data)} bytes: truncated, damaged or "
+            "replaced)")
         warnings.warn(f"{path} {why}; it is not run, and is exported again", CacheWarning,
                       stacklevel=4)
     return None

@@ -21,12 +21,14 @@ def check_int_tuple(estimator, name: str, length: int, low: int, high=None) -> N
     """Check that a parameter is a tuple (or list) of ``length`` ints in ``[low, high]``."""
     value = getattr(estimator, name)
     ok = isinstance(value, (tuple, list)) and len(value) == length and all(
-        isinstance(v, Integral) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+        isinstance(v, Integral) and not isinstance(v, bool) and v >= low
+        and (high is None or v <= high)
         for v in value
     )
     if not ok:
         bounds = f"[{low}, {high}]" if high is not None else f"[{low}, inf)"
-        raise invalid_parameter(estimator, name, f"a tuple of {length} ints in the range {bounds}", value)
+        raise invalid_parameter(estimator, name, f"a tuple of {length} ints in the range {bounds}",
+                                value)
 
 
 def check_target(y, name=None) -> None:
@@ -48,9 +50,9 @@ def check_target(y, name=None) -> None:
     if missing.size:
         what = f"The target {name!r}" if name is not None else "The target (y)"
         shown = ", ".join(map(str, missing[:5])) + (", ..." if missing.size > 5 else "")
-        raise ValueError(f"{what} is missing (NaN or None) in {missing.size} of {values.shape[0]} rows "
-                         f"(rows {shown}): drop those rows to fit; the fitted model can still "
-                         "predict them.")
+        raise ValueError(f"{what} is missing (NaN or None) in {missing.size} of "
+                         f"{values.shape[0]} rows (rows {shown}): drop those rows to fit; the "
+                         "fitted model can still predict them.")
 
 
 def check_fold_count(cv, y, classifier: bool) -> None:
@@ -65,8 +67,10 @@ def check_fold_count(cv, y, classifier: bool) -> None:
         return
     if not classifier:
         if cv > len(y):
-            advice = f"pass cv={len(y)} or fewer, or give more rows" if len(y) >= 2 else "give more rows"
-            raise ValueError(f"cv={cv} folds need at least {cv} rows; got n_samples={len(y)}: {advice}.")
+            advice = (f"pass cv={len(y)} or fewer, or give more rows" if len(y) >= 2
+                      else "give more rows")
+            raise ValueError(f"cv={cv} folds need at least {cv} rows; "
+                             f"got n_samples={len(y)}: {advice}.")
         return
     labels, counts = np.unique(np.asarray(y, dtype=object).astype(str), return_counts=True)
     if cv <= counts.max():  # scikit-learn folds these (warning if a class misses some folds)

@@ -39,7 +39,8 @@ def _pip_name(module: str) -> str:
 
 def _weights_path(name: str) -> str:
     package, cls, _ = NAMED_MODELS[name]
-    module = import_optional(package, who=f"CNNEmbedder(model={name!r})", package=_pip_name(package))
+    module = import_optional(package, who=f"CNNEmbedder(model={name!r})",
+                             package=_pip_name(package))
     return getattr(module, cls).get_model_file_path()
 
 
@@ -95,7 +96,8 @@ def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
     side = max(1, round(min(h, w) * size / (size + 32)))
     top, left = (h - side) // 2, (w - side) // 2
     crop = image[top : top + side, left : left + side]
-    crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+    crop = cv2.resize(crop, (size, size),
+                      interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
     x = crop.astype(np.float32)
     x -= 127.0
     x *= 1.0 / 128.0
@@ -191,7 +193,8 @@ class CNNEmbedder(Extractor):
     Any module, with its own preprocessing:
 
     >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),
+    ...                           torch.nn.Flatten())
     >>> def to_tensor(image):
     ...     return torch.from_numpy(image).permute(2, 0, 1).float() / 255
     >>> CNNEmbedder(net, preprocess=to_tensor, cache=False).fit_transform(images).shape
@@ -213,8 +216,8 @@ class CNNEmbedder(Extractor):
         "precision": [StrOptions({"float32", "int8"})],
     }
 
-    def __init__(self, model="efficientnet-lite0", *, preprocess=None, image_size=None, batch_size=32,
-                 device="auto", backend="auto", precision="float32", half="auto",
+    def __init__(self, model="efficientnet-lite0", *, preprocess=None, image_size=None,
+                 batch_size=32, device="auto", backend="auto", precision="float32", half="auto",
                  max_pixels=DEFAULT_MAX_PIXELS, cache=None, on_error="raise", verbose=False):
         self.model = model
         self.preprocess = preprocess
@@ -234,7 +237,8 @@ class CNNEmbedder(Extractor):
     def _validate(self):
         if isinstance(self.model, str):
             for package in (cnn_networks.MODEL_CODE, NAMED_MODELS[self.model][0]):
-                require(package, who=f"CNNEmbedder(model={self.model!r})", package=_pip_name(package))
+                require(package, who=f"CNNEmbedder(model={self.model!r})",
+                        package=_pip_name(package))
         else:
             import torch
 
@@ -244,7 +248,8 @@ class CNNEmbedder(Extractor):
             if self.preprocess is None:
                 raise invalid_parameter(
                     self, "preprocess", "a callable when model is a torch.nn.Module (a function "
-                    "from an RGB uint8 HxWx3 array to the CHW float tensor the module expects)", None)
+                    "from an RGB uint8 HxWx3 array to the CHW float tensor the module expects)",
+                    None)
         if self.backend == "onnx":
             if not isinstance(self.model, str):
                 raise ValueError("backend='onnx' runs the named models; a torch.nn.Module given as "
@@ -255,7 +260,8 @@ class CNNEmbedder(Extractor):
             raise ValueError("CNNEmbedder(precision='int8') runs a named model in ONNX Runtime: it "
                              "needs onnxruntime installed and backend='onnx' or 'auto'.")
         if self.image_size is not None and self.preprocess is not None:
-            raise ValueError("image_size sets the built-in preprocessing: give it or preprocess, not both.")
+            raise ValueError("image_size sets the built-in preprocessing: give it or preprocess, "
+                             "not both.")
 
     def _input_size(self) -> int:
         return int(self.image_size or NAMED_MODELS[self.model][2])
@@ -270,7 +276,9 @@ class CNNEmbedder(Extractor):
             return "onnx"
         if not onnx_runtime.available() or device not in ("cpu",) and not device.startswith("cuda"):
             return "torch"
-        return "onnx" if device == "cpu" or onnx_runtime.providers(device)[0] != "CPUExecutionProvider" else "torch"
+        if device == "cpu" or onnx_runtime.providers(device)[0] != "CPUExecutionProvider":
+            return "onnx"
+        return "torch"
 
     # ------------------------------------------------------------------ model
 
@@ -345,7 +353,8 @@ class CNNEmbedder(Extractor):
             # a stack of HWC arrays seen as NCHW is already in the channels_last layout
             x = torch.from_numpy(np.stack(loaded)).permute(0, 3, 1, 2)
         else:
-            x = torch.stack([torch.as_tensor(t) for t in loaded]).contiguous(memory_format=torch.channels_last)
+            x = torch.stack([torch.as_tensor(t) for t in loaded])
+            x = x.contiguous(memory_format=torch.channels_last)
         # the input takes the model's dtype: float16 under half, or a user module's own
         dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
         x = x.to(device=device, dtype=dtype)

@@ -79,7 +79,8 @@ class GradientHistogram(Extractor):
     >>> import numpy as np
     >>> from mmfeat.image import GradientHistogram
     >>> stripes = np.zeros((32, 32, 3), np.uint8); stripes[::4] = 255
-    >>> GradientHistogram(size=16, cell_size=8, n_bins=4, cache=False).fit_transform([stripes]).shape
+    >>> hog = GradientHistogram(size=16, cell_size=8, n_bins=4, cache=False)
+    >>> hog.fit_transform([stripes]).shape
     (1, 16)
     >>> GradientHistogram(size=16, cell_size=8, n_bins=4, block_size=2, norm="block",
     ...                   cache=False).fit_transform([stripes]).shape
@@ -142,13 +143,15 @@ class GradientHistogram(Extractor):
         gray = cv2.cvtColor(load_image(item, max_pixels=self.max_pixels), cv2.COLOR_RGB2GRAY)
         width, height = self._window()
         shrinking = gray.shape[0] * gray.shape[1] > width * height
-        return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        return cv2.resize(gray, (width, height),
+                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
     def _features(self, loaded):
         cells_y, cells_x, _, _ = self._grid()
         cs = self.cell_size
         # cell number of every pixel of the part of the window covered by whole cells
-        cell_of_pixel = (np.arange(cells_y * cs) // cs)[:, None] * cells_x + np.arange(cells_x * cs) // cs
+        cell_of_pixel = ((np.arange(cells_y * cs) // cs)[:, None] * cells_x
+                         + np.arange(cells_x * cs) // cs)
         out = np.empty((len(loaded), self.n_features_out_), np.float32)
         for i, gray in enumerate(loaded):
             out[i] = self._descriptor(gray[: cells_y * cs, : cells_x * cs], cell_of_pixel)
@@ -169,8 +172,8 @@ class GradientHistogram(Extractor):
         lower = lower.astype(np.int64) % nb
         upper = (lower + 1) % nb
         n_cells = cells_y * cells_x
-        hist = np.bincount((cell_of_pixel * nb + lower).ravel(), (magnitude * (1 - upper_share)).ravel(),
-                           minlength=n_cells * nb)
+        hist = np.bincount((cell_of_pixel * nb + lower).ravel(),
+                           (magnitude * (1 - upper_share)).ravel(), minlength=n_cells * nb)
         hist += np.bincount((cell_of_pixel * nb + upper).ravel(), (magnitude * upper_share).ravel(),
                             minlength=n_cells * nb)
         hist = hist.reshape(cells_y, cells_x, nb)

@@ -96,8 +96,8 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
         Folder for the corrupted files, ``{work_dir}/{modality}/{perturbation}-{level}/``, kept
         after the call; a modality whose name is not a plain name (letters, digits, ``-``,
         ``_``, ``.``) gets ``{i}-{name}``, its position and its name with the other characters
-        replaced by ``_``: a name is never a path. None uses a temporary folder, deleted before returning (or, after a
-        ``kill -9``, by the next report).
+        replaced by ``_``: a name is never a path. None uses a temporary folder, deleted before
+        returning (or, after a ``kill -9``, by the next report).
 
     Returns
     -------
@@ -122,7 +122,8 @@ def robustness_report(model, X, y, *, modalities=None, corruptions="default", sc
     --------
     >>> from mmfeat.robustness import robustness_report
     >>> report = robustness_report(model, test, test["label"])  # doctest: +SKIP
-    >>> report[report["perturbation"] == "missing"][["modality", "score", "status"]]  # doctest: +SKIP
+    >>> missing = report[report["perturbation"] == "missing"]  # doctest: +SKIP
+    >>> missing[["modality", "score", "status"]]  # doctest: +SKIP
     """
     if not isinstance(X, pd.DataFrame):
         raise TypeError(f"Got X of type {type(X).__name__}, expected a pandas DataFrame with one "
@@ -185,7 +186,8 @@ def _folder_name(index: int, name) -> str:
     replaced. A name is never a path: a model file's modality may be called ``../../x`` or
     ``/etc``."""
     name = str(name)
-    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,59}", name) and not re.fullmatch(r"\d\d-.*", name):
+    if (re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,59}", name)
+            and not re.fullmatch(r"\d\d-.*", name)):
         return name
     return f"{index:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:60]}"
 
@@ -317,15 +319,17 @@ def _modalities(model, modalities, X) -> dict:
         specs = _from_model(model)
         if specs is None:
             raise ValueError(f"Cannot tell the modality columns of a {type(model).__name__}: pass "
-                             "modalities={name: (column, kind)}, e.g. {'image': ('photo', 'image')}.")
+                             "modalities={name: (column, kind)}, "
+                             "e.g. {'image': ('photo', 'image')}.")
     elif isinstance(modalities, Mapping):
         specs = {}
         for name, spec in modalities.items():
             if isinstance(spec, str):
                 kind = name if name in KINDS else spec if spec in KINDS else None
                 if kind is None:
-                    raise ValueError(f"Got modalities[{name!r}]={spec!r}: cannot tell its kind from "
-                                     f"the names, give ({spec!r}, kind) with kind in {KINDS} or None.")
+                    raise ValueError(f"Got modalities[{name!r}]={spec!r}: cannot tell its kind "
+                                     f"from the names, give ({spec!r}, kind) with kind in {KINDS} "
+                                     "or None.")
                 spec = (spec, kind)
             if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str)
                     and spec[1] in (*KINDS, None)):

@@ -110,7 +110,8 @@ def score(model, input, output, *, id_cols=None, chunk_size=10_000, proba=False,
     finally:
         lock.close()
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    summary["rows_per_s"] = summary["rows_this_run"] / summary["seconds"] if summary["seconds"] else 0.0
+    summary["rows_per_s"] = (summary["rows_this_run"] / summary["seconds"]
+                             if summary["seconds"] else 0.0)
     _write_json_atomic(job.out / "_summary.json", summary)
     if progress:
         print(format_summary(summary))
@@ -127,7 +128,8 @@ def _run(job, src) -> dict:
         from ..modelfile import save_model
 
         # Workers load the model from a file: an in-memory model is saved in the folder.
-        job = dataclasses.replace(job, model_path=str(save_model(job.scorer.model, job.out / MODEL_COPY)))
+        copy = save_model(job.scorer.model, job.out / MODEL_COPY)
+        job = dataclasses.replace(job, model_path=str(copy))
     tracker = Tracker(src.total, src.total_exact, job.max_error_rate, job.progress, resumed)
     try:
         engine = run_dask if job.dask is not None else run_pool if job.workers > 1 else run_local

@@ -82,7 +82,8 @@ def _pool_task(job, df, index):
 def run_local(job, src, tracker):
     for index, df in src.chunks(job.chunk_size, job.read_cols):
         if index not in tracker.stats:
-            tracker.add(job.scorer.score_part(df, index, index * job.chunk_size, job.out, job.id_types))
+            tracker.add(job.scorer.score_part(df, index, index * job.chunk_size, job.out,
+                                              job.id_types))
 
 
 def run_pool(job, src, tracker):
@@ -150,7 +151,8 @@ def _dask_client(dask):
     try:
         client = Client(dask, timeout="20s")
     except Exception as exc:
-        raise ScoringError(f"cannot connect to the Dask scheduler at {dask}: {_exc_text(exc)}") from exc
+        raise ScoringError(f"cannot connect to the Dask scheduler at {dask}: "
+                           f"{_exc_text(exc)}") from exc
     return client, [client]
 
 

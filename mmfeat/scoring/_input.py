@@ -61,7 +61,8 @@ class _Input:
                 total += meta.num_rows
                 nbytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
                 if names is None:
-                    names = [n for n in pq.read_schema(f).names if not n.startswith("__index_level_")]
+                    names = [n for n in pq.read_schema(f).names
+                             if not n.startswith("__index_level_")]
             self.columns, self.total, self.total_exact = names, total, True
             self.bytes_per_row = nbytes / total if total else 100.0
         else:

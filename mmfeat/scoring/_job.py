@@ -80,7 +80,8 @@ def check_arguments(chunk_size, workers, max_error_rate, dask):
     """The numeric options, checked and made plain: ``(chunk_size, workers, max_error_rate)``."""
     import numpy as np
 
-    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
+    if (not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool)
+            or chunk_size < 1):
         raise ScoringError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
         raise ScoringError(f"workers must be a positive integer, got {workers!r}")
@@ -223,5 +224,6 @@ def _resolve_id_cols(id_cols, columns):
     id_cols = list(dict.fromkeys(id_cols))
     missing = [c for c in id_cols if c not in columns]
     if missing:
-        raise ScoringError(f"id column(s) {missing} not in the input; its columns are {columns[:20]}")
+        raise ScoringError(f"id column(s) {missing} not in the input; "
+                           f"its columns are {columns[:20]}")
     return id_cols

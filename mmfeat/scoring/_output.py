@@ -54,10 +54,12 @@ def _open_output(out: Path, job: dict, info: dict, overwrite: bool) -> dict:
             try:
                 old = json.loads(job_file.read_text()).get("job")
             except (OSError, ValueError) as exc:
-                raise ScoringError(f"cannot read {job_file}: {exc}; use --overwrite to start over") from None
+                raise ScoringError(f"cannot read {job_file}: {exc}; "
+                                   "use --overwrite to start over") from None
             if old == job:
                 return parts
-            differ = sorted(k for k in set(old or {}) | set(job) if (old or {}).get(k) != job.get(k))
+            differ = sorted(k for k in set(old or {}) | set(job)
+                            if (old or {}).get(k) != job.get(k))
             raise ScoringError(
                 f"the output folder {out} holds another scoring job (it differs in: "
                 f"{', '.join(differ)}). Use --overwrite to replace it, or choose another folder."
@@ -87,8 +89,10 @@ def _part_stats(path: Path, id_cols) -> dict:
     first = []
     if failed:
         table = pq.read_table(path, columns=[*(id_cols or ["row"]), "error"])
-        bad = table.filter(pc.is_valid(table.column("error"))).slice(0, N_FIRST_ERRORS).to_pylist()
-        first = [{"id": {k: v for k, v in r.items() if k != "error"}, "error": r["error"]} for r in bad]
+        failures = table.filter(pc.is_valid(table.column("error")))
+        bad = failures.slice(0, N_FIRST_ERRORS).to_pylist()
+        first = [{"id": {k: v for k, v in r.items() if k != "error"}, "error": r["error"]}
+                 for r in bad]
     return {"part": int(PART_RE.match(path.name).group(1)), "rows": len(err), "failed": failed,
             "imputed": imputed, "errors": first}
 

@@ -121,7 +121,8 @@ class OnnxSentenceModel:
                 batch = [t.lower() for t in batch]
             encodings = self.tokenizer.encode_batch(batch)
             feed = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in encodings],
+                                               dtype=np.int64),
                     "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
             feed = {k: v for k, v in feed.items() if k in self._inputs}
             out[start:start + len(batch)] = self.session.run(None, feed)[0]
@@ -140,7 +141,8 @@ class OnnxSentenceModel:
         was_on = transformers_logging.is_progress_bar_enabled()
         transformers_logging.disable_progress_bar()  # no "Loading weights" bar for an export
         try:
-            transformer = SentenceTransformer(str(self.directory), device="cpu")[0].auto_model.eval()
+            transformer = SentenceTransformer(str(self.directory),
+                                              device="cpu")[0].auto_model.eval()
         finally:
             if was_on:
                 transformers_logging.enable_progress_bar()
@@ -157,7 +159,8 @@ class OnnxSentenceModel:
                 return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
         example = tuple(torch.ones(1, 8, dtype=torch.long) for _ in range(3))
-        dynamic = {name: {0: "n", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids")}
+        dynamic = {name: {0: "n", 1: "tokens"}
+                   for name in ("input_ids", "attention_mask", "token_type_ids")}
         dynamic["embedding"] = {0: "n"}
         with warnings.catch_warnings():  # the tracer's notes are not the user's concern
             warnings.simplefilter("ignore")

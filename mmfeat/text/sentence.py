@@ -66,7 +66,8 @@ def _embedding_dimension(model) -> int:
     if isinstance(model, onnx_model.OnnxSentenceModel):
         return model.dim
     # sentence-transformers 6 renamed get_sentence_embedding_dimension to get_embedding_dimension
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    getter = (getattr(model, "get_embedding_dimension", None)
+              or model.get_sentence_embedding_dimension)
     dim = getter()
     if dim is None:  # some module stacks cannot tell without running
         dim = model.encode(["dimension probe"], convert_to_numpy=True).shape[1]
@@ -226,7 +227,8 @@ class SentenceEmbedder(Extractor):
         source = resolve_model(self.model)
         if not (Path(source).is_dir() and onnx_model.supports(source)):
             return "torch"
-        if device.startswith("cuda") and onnx_runtime.providers(device)[0] == "CPUExecutionProvider":
+        if (device.startswith("cuda")
+                and onnx_runtime.providers(device)[0] == "CPUExecutionProvider"):
             return "torch"  # no onnxruntime-gpu: torch in half precision
         return "onnx"
 
@@ -295,8 +297,8 @@ class SentenceEmbedder(Extractor):
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape[1] != self.embedding_dim_:
             raise ValueError(
-                f"the model gives {vectors.shape[1]}-d vectors but was {self.embedding_dim_}-d when "
-                "fitted: its files changed; fit again"
+                f"the model gives {vectors.shape[1]}-d vectors but was {self.embedding_dim_}-d "
+                "when fitted: its files changed; fit again"
             )
         return vectors
 
