@@ -27,7 +27,8 @@ def _byte_count(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of bytes such as 2e9, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number of bytes such as 2e9, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a non-negative number of bytes, got {text!r}")
     return int(value)
@@ -42,7 +43,8 @@ def _duration(text):
     try:
         value = float(number) * _UNITS[unit.lower()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 30d, 12h or 3600, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30d, 12h or 3600, got {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative duration, got {text!r}")
     return value
@@ -85,7 +87,8 @@ def cmd_cache(args) -> int:
             if args.shared:
                 shared = cache.shared_info()
                 if shared is None:
-                    raise UsageError("no shared tier: set MMFEAT_SHARED_CACHE or pass --shared-cache")
+                    raise UsageError("no shared tier: set MMFEAT_SHARED_CACHE or pass "
+                                     "--shared-cache")
                 print(f"shared    {shared['url']}")
                 print(f"  entries {shared['entries']:,} (this mmfeat version's)")
                 print(f"  memory  {_human_bytes(shared['bytes'])} in use on the server"
@@ -95,7 +98,8 @@ def cmd_cache(args) -> int:
             if args.max_bytes is None and args.older_than is None:
                 raise UsageError("give --max-bytes (e.g. 2e9), --older-than (e.g. 30d) or both")
             removed = cache.prune(args.max_bytes, older_than=args.older_than)
-            print(f"removed {removed:,} entries; {_human_bytes(cache.check()['bytes'])} left in {cache.path}")
+            left = _human_bytes(cache.check()["bytes"])
+            print(f"removed {removed:,} entries; {left} left in {cache.path}")
         elif args.action == "forget":
             if not args.manifest or not args.column:
                 raise UsageError("forget needs a MANIFEST and --column (the items to forget)")
@@ -124,7 +128,8 @@ def _read_manifest(path):
 
 def _column(table, column, manifest):
     if column not in table.columns:
-        raise UsageError(f"no column {column!r} in {manifest}; its columns are {list(table.columns)}")
+        raise UsageError(f"no column {column!r} in {manifest}; "
+                         f"its columns are {list(table.columns)}")
     return table[column]
 
 
@@ -159,8 +164,8 @@ def cmd_extract(args) -> int:
 
         ids = ({"id": table["id"].to_numpy()} if "id" in table.columns
                else {"row": np.arange(len(table))})
-        frame = pd.concat([pd.DataFrame(ids),
-                           pd.DataFrame(features, columns=extractor.get_feature_names_out())], axis=1)
+        named = pd.DataFrame(features, columns=extractor.get_feature_names_out())
+        frame = pd.concat([pd.DataFrame(ids), named], axis=1)
         frame.to_parquet(args.output, index=False)
         print(f"wrote {args.output}")
     if len(table) and failed == len(table):
@@ -211,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", formatter_class=fmt,
-                       help="make the demo data and compare single modalities and fusions on it (mmfeat compare)")
+                       help="make the demo data and compare single modalities and fusions on it "
+                       "(mmfeat compare)")
     p.add_argument("--data-dir", default="data/demo", help="where the demo data is written")
     p.add_argument("--report-dir", default="reports/demo", help="where the report is written")
     p.add_argument("--n-samples", type=_positive_int, default=None,
@@ -231,14 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit each modality alone, early fusion (with and without interactions) and "
         "late fusion (stacking, gated stacking, mean, product) under the same cross-validation "
         "folds, features extracted once (the cache); print the table and write a report.")
-    p.add_argument("manifest", help="CSV, TSV or Parquet file; relative paths are read from its folder")
+    p.add_argument("manifest",
+                   help="CSV, TSV or Parquet file; relative paths are read from its folder")
     p.add_argument("--target", required=True, help="the column to predict")
     for modality, default in DEFAULT_BY_MODALITY.items():
         p.add_argument(f"--{modality}", metavar="COLUMN[:EXTRACTOR]",
                        help=f"the {modality} column, and an extractor (default {default})")
     p.add_argument("--video", metavar="COLUMN", help="a video column: its frames, motion and sound "
                    'track as three modalities (needs "mmfeat[video]")')
-    p.add_argument("--groups", metavar="COLUMN", help="group column (speaker, session): folds by group")
+    p.add_argument("--groups", metavar="COLUMN",
+                   help="group column (speaker, session): folds by group")
     p.add_argument("--cv", type=_positive_int, default=5, help="number of folds")
     p.add_argument("--rank-by", choices=["accuracy", "balanced_accuracy", "macro_f1", "r2", "mae"],
                    help="metric to rank by (default balanced_accuracy, or r2 for regression)")
@@ -256,28 +264,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", formatter_class=fmt,
                        help="compute features for a manifest column (warms the cache)")
-    p.add_argument("manifest", help="CSV, TSV or Parquet file; relative paths are read from its folder")
+    p.add_argument("manifest",
+                   help="CSV, TSV or Parquet file; relative paths are read from its folder")
     p.add_argument("--column", required=True, help="the column of items (paths or texts)")
     p.add_argument("--extractor", required=True, choices=sorted(EXTRACTORS), help="which extractor")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", default=[],
                    help="extractor parameter, a Python literal (repeatable), e.g. n_mfcc=13")
     p.add_argument("--dir", help="cache directory (default: the global cache)")
-    p.add_argument("--output", help="also write the features, with the id (or row) column, to this Parquet file")
+    p.add_argument("--output", help="also write the features, with the id (or row) column, "
+                   "to this Parquet file")
     _shared_option(p)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("cache", formatter_class=fmt, help="inspect, shrink or clear the feature cache",
+    p = sub.add_parser("cache", formatter_class=fmt,
+                       help="inspect, shrink or clear the feature cache",
                        description="info: entries, size, hits, per extractor. prune: drop least "
-                       "recently used entries (--max-bytes) or old ones (--older-than). forget: drop "
-                       "every entry of the items in MANIFEST's --column, under every extractor. "
-                       "clear: drop everything (a damaged store is recreated).")
+                       "recently used entries (--max-bytes) or old ones (--older-than). forget: "
+                       "drop every entry of the items in MANIFEST's --column, under every "
+                       "extractor. clear: drop everything (a damaged store is recreated).")
     p.add_argument("action", choices=["info", "prune", "forget", "clear"], help="what to do")
     p.add_argument("manifest", nargs="?", help="forget: the table holding the items to forget")
     p.add_argument("--column", action="append", help="forget: the column(s) of items (repeatable)")
     p.add_argument("--dir", help="cache directory (default: the global cache)")
-    p.add_argument("--max-bytes", type=_byte_count, help="prune: keep at most this many bytes of vectors, e.g. 2e9")
-    p.add_argument("--older-than", type=_duration, help="prune: drop entries unused for this long, e.g. 30d, 12h, 3600")
-    p.add_argument("--shared", action="store_true", help="info: also report the shared tier (Redis)")
+    p.add_argument("--max-bytes", type=_byte_count,
+                   help="prune: keep at most this many bytes of vectors, e.g. 2e9")
+    p.add_argument("--older-than", type=_duration,
+                   help="prune: drop entries unused for this long, e.g. 30d, 12h, 3600")
+    p.add_argument("--shared", action="store_true",
+                   help="info: also report the shared tier (Redis)")
     _shared_option(p)
     p.set_defaults(func=cmd_cache)
 
@@ -288,13 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="CSV, TSV or Parquet file, or a folder of Parquet files; relative "
                    "paths in a file are read from its folder")
     p.add_argument("output", help="output folder of Parquet parts")
-    p.add_argument("--id-col", action="append", help="id column (repeatable); default 'id' when present, else the row number as 'row'")
-    p.add_argument("--chunk-size", type=_positive_int, default=10_000, help="rows per chunk and per output part (bounds memory)")
+    p.add_argument("--id-col", action="append", help="id column (repeatable); default 'id' when "
+                   "present, else the row number as 'row'")
+    p.add_argument("--chunk-size", type=_positive_int, default=10_000,
+                   help="rows per chunk and per output part (bounds memory)")
     p.add_argument("--proba", action="store_true", help="add proba_<class> columns")
-    p.add_argument("--max-error-rate", type=float, default=1.0, help="fail when more rows than this fraction fail")
-    p.add_argument("--workers", type=_positive_int, default=1, help="local processes, each loading the model once")
-    p.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler address, or 'local' for a LocalCluster")
-    p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT holds another job")
+    p.add_argument("--max-error-rate", type=float, default=1.0,
+                   help="fail when more rows than this fraction fail")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="local processes, each loading the model once")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="a Dask scheduler address, or 'local' for a LocalCluster")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over when OUTPUT holds another job")
     p.add_argument("--trusted", action="append", metavar="TYPE", default=[],
                    help="for .skops files: a further type the file may hold (repeatable), "
                    "e.g. mypkg.features.MyScaler")
@@ -303,15 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "causes in error, or the prediction from the training prior with the causes "
                    "in missing")
     p.add_argument("--trust-model-settings", action="store_true",
-                   help="keep the model file's extractor settings (max_pixels, timeout, batch_size, "
-                   "n_jobs) even past this job's limits; only for files you trust")
+                   help="keep the model file's extractor settings (max_pixels, timeout, "
+                   "batch_size, n_jobs) even past this job's limits; only for files you trust")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    p.epilog = ("OUTPUT gets part-NNNNN.parquet files with the id column(s), prediction, proba_<class> "
-                "(--proba), error (null when the row scored) and missing (the modalities a model "
-                "imputed, and why), and _job.json: rerunning the same command after a crash resumes. "
-                "Exit status 2 when the job fails (bad model or input, another job in OUTPUT, every "
-                "row failed, error rate above --max-error-rate). .joblib model files are pickles: "
-                "load only trusted ones; .skops files load only safe types.")
+    p.epilog = ("OUTPUT gets part-NNNNN.parquet files with the id column(s), prediction, "
+                "proba_<class> (--proba), error (null when the row scored) and missing (the "
+                "modalities a model imputed, and why), and _job.json: rerunning the same command "
+                "after a crash resumes. Exit status 2 when the job fails (bad model or input, "
+                "another job in OUTPUT, every row failed, error rate above --max-error-rate). "
+                ".joblib model files are pickles: load only trusted ones; .skops files load only "
+                "safe types.")
     _shared_option(p)
     p.set_defaults(func=cmd_score)
     return parser
@@ -325,7 +346,8 @@ def _version() -> str:
 
 def _shared_option(p) -> None:
     p.add_argument("--shared-cache", metavar="URL",
-                   help="the shared cache tier, e.g. redis://host:6379/0 (default: MMFEAT_SHARED_CACHE)")
+                   help="the shared cache tier, e.g. redis://host:6379/0 "
+                   "(default: MMFEAT_SHARED_CACHE)")
 
 
 def _use_shared_cache(url) -> None:

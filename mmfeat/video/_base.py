@@ -96,9 +96,11 @@ class WrapsExtractor(VideoExtractor):
     def _cache_label(self):
         # "VideoFrames(n_frames=4)" -> "VideoFrames(n_frames=4, extractor=ColorHistogram(...))"
         head = super()._cache_label()[:-1]
-        return f"{head}{'' if head.endswith('(') else ', '}extractor={self.extractor_._cache_label()})"
+        sep = "" if head.endswith("(") else ", "
+        return f"{head}{sep}extractor={self.extractor_._cache_label()})"
 
     def _inner_features(self, items) -> np.ndarray:
         """The wrapped extractor's features for its loaded items, ``batch_size`` at a time."""
         bs = self.extractor_.batch_size
-        return np.concatenate([self.extractor_._features(items[i : i + bs]) for i in range(0, len(items), bs)])
+        return np.concatenate([self.extractor_._features(items[i : i + bs])
+                               for i in range(0, len(items), bs)])

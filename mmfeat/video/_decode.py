@@ -315,7 +315,8 @@ class VideoReader:
 
 def sample_indices(n_frames: int, fps: float, n: int, sampling) -> list[int]:
     """Indices of the frames to use: ``n`` spread evenly (the middle of ``n`` equal segments,
-    never the first or last frame, often a fade), or one every ``sampling`` seconds, at most ``n``."""
+    never the first or last frame, often a fade), or one every ``sampling`` seconds, at most
+    ``n``."""
     if n_frames <= 0:
         return []
     if sampling == "uniform":
@@ -330,7 +331,8 @@ def no_frames_error(n_frames: int) -> ItemError:
     """The error of a video none of whose sampled frames decoded."""
     if n_frames == 0:
         return ItemError("no decodable frames (the video stream holds none)")
-    return ItemError(f"no decodable frames (of the {n_frames} its header lists: corrupt, or cut short)")
+    return ItemError(f"no decodable frames (of the {n_frames} its header lists: corrupt, "
+                     "or cut short)")
 
 
 def warn_partial(path: str, got: int, wanted: int, what: str = "frames") -> None:
@@ -371,9 +373,11 @@ def read_sound(path: str, *, sr: int, max_duration=None, timeout=None) -> np.nda
                     break
             else:
                 chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-        except (av.FFmpegError, OSError, ValueError) as exc:  # corrupt or cut short: keep what decoded
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            # corrupt or cut short: keep what decoded
             broken = getattr(exc, "strerror", None) or str(exc)
-    wave = np.concatenate(chunks)[: None if limit == math.inf else limit] if chunks else np.zeros(0, np.float32)
+    wave = (np.concatenate(chunks)[: None if limit == math.inf else limit] if chunks
+            else np.zeros(0, np.float32))
     if broken is not None:
         if wave.size == 0:
             raise ItemError(f"sound track does not decode ({broken})")

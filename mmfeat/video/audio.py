@@ -62,8 +62,8 @@ class VideoAudio(WrapsExtractor):
     feature_prefix = "sound"
     inner_modality = "audio"
 
-    def __init__(self, extractor=None, *, max_duration=600.0, timeout=60.0, batch_size=16, n_jobs=None,
-                 cache=None, on_error="raise", verbose=False):
+    def __init__(self, extractor=None, *, max_duration=600.0, timeout=60.0, batch_size=16,
+                 n_jobs=None, cache=None, on_error="raise", verbose=False):
         self.extractor = extractor
         self.max_duration = max_duration
         self.timeout = timeout
@@ -74,7 +74,8 @@ class VideoAudio(WrapsExtractor):
         self.verbose = verbose
 
     # max_frames is a bound on frames, which this extractor never decodes
-    _parameter_constraints = {k: v for k, v in WrapsExtractor._parameter_constraints.items() if k != "max_frames"}
+    _parameter_constraints = {k: v for k, v in WrapsExtractor._parameter_constraints.items()
+                              if k != "max_frames"}
 
     def _default_extractor(self):
         from ..audio import MFCCStats

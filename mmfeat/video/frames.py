@@ -1,4 +1,5 @@
-"""What is seen: frames sampled from a video, run through an image extractor, summarised over time."""
+"""What is seen: frames sampled from a video, run through an image extractor, summarised over
+time."""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ class VideoFrames(WrapsExtractor):
         per_frame = self._inner_features([frame for frames in loaded for frame in frames])
         stats = check_stats(self.stats)
         bounds = np.cumsum([0] + counts)
-        return np.stack([summarise(per_frame[a:b].T, stats) for a, b in zip(bounds[:-1], bounds[1:])])
+        return np.stack([summarise(per_frame[a:b].T, stats)
+                         for a, b in zip(bounds[:-1], bounds[1:])])
 
     def _feature_suffixes(self):
         inner = self.extractor_.get_feature_names_out()

@@ -1,4 +1,5 @@
-"""How things move: dense optical flow on frame pairs at a small fixed size, summarised over time."""
+"""How things move: dense optical flow on frame pairs at a small fixed size, summarised over
+time."""
 
 from __future__ import annotations
 
@@ -88,8 +89,9 @@ class MotionStats(VideoExtractor):
     --------
     >>> from mmfeat.video import MotionStats
     >>> motion = MotionStats(speed_edges=(0.1, 1.0), orientation_bins=4, stats=("mean",))
-    >>> motion.fit([]).get_feature_names_out().tolist()[:6]
-    ['motion_speed_mean', 'motion_moving_mean', 'motion_dx_mean', 'motion_dy_mean', 'motion_speed_b0_mean', 'motion_speed_b1_mean']
+    >>> motion.fit([]).get_feature_names_out().tolist()[:6]  # doctest: +NORMALIZE_WHITESPACE
+    ['motion_speed_mean', 'motion_moving_mean', 'motion_dx_mean', 'motion_dy_mean',
+     'motion_speed_b0_mean', 'motion_speed_b1_mean']
     """
 
     feature_prefix = "motion"
@@ -107,8 +109,8 @@ class MotionStats(VideoExtractor):
     def __init__(self, n_pairs=16, *, step=1, size=96, method="farneback",
                  speed_edges=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0), orientation_bins=8,
                  stats=("mean", "std", "max"), max_duration=None, max_frames=None,
-                 max_pixels=DEFAULT_MAX_PIXELS, timeout=60.0, batch_size=16, n_jobs=None, cache=None,
-                 on_error="raise", verbose=False):
+                 max_pixels=DEFAULT_MAX_PIXELS, timeout=60.0, batch_size=16, n_jobs=None,
+                 cache=None, on_error="raise", verbose=False):
         self.n_pairs = n_pairs
         self.step = step
         self.size = size
@@ -131,7 +133,8 @@ class MotionStats(VideoExtractor):
         check_stats(self.stats, self)
         edges = self.speed_edges
         ok = isinstance(edges, (tuple, list)) and len(edges) >= 1 and all(
-            isinstance(e, Real) and not isinstance(e, bool) and np.isfinite(e) and e > 0 for e in edges
+            isinstance(e, Real) and not isinstance(e, bool) and np.isfinite(e) and e > 0
+            for e in edges
         ) and all(a < b for a, b in zip(edges[:-1], edges[1:]))
         if not ok:
             raise invalid_parameter(self, "speed_edges", "a non-empty tuple of increasing positive "
@@ -145,15 +148,19 @@ class MotionStats(VideoExtractor):
                          max_pixels=self.max_pixels, timeout=self.timeout) as video:
             n_starts = video.n_frames - self.step
             if n_starts <= 0:
-                raise no_frames_error(0) if video.n_frames == 0 else _too_short(video.n_frames, self.step)
+                if video.n_frames == 0:
+                    raise no_frames_error(0)
+                raise _too_short(video.n_frames, self.step)
             starts = sorted({int((k + 0.5) * n_starts / self.n_pairs) for k in range(self.n_pairs)})
-            # each frame is shrunk to grey as soon as it is decoded: at most one full frame at a time
+            # each frame is shrunk to grey as soon as it is decoded: at most one full frame at a
+            # time
             small = video.read(starts + [s + self.step for s in starts],
                                lambda rgb: self._resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)))
             fps = video.fps
         if not small:
             raise no_frames_error(video.n_frames)
-        pairs = [(small[s], small[s + self.step]) for s in starts if s in small and s + self.step in small]
+        pairs = [(small[s], small[s + self.step]) for s in starts
+                 if s in small and s + self.step in small]
         if not pairs:
             raise _too_short(len(small), self.step, decodable=True)
         warn_partial(path, len(pairs), len(starts), "frame pairs")
@@ -176,7 +183,8 @@ class MotionStats(VideoExtractor):
     def _features(self, loaded):
         import cv2
 
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if self.method == "dis" else None
+        dis = (cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if self.method == "dis"
+               else None)
         stats = check_stats(self.stats)
         out = []
         for pairs, scale in loaded:
@@ -185,8 +193,9 @@ class MotionStats(VideoExtractor):
                 if dis is not None:
                     flow = dis.calc(prev, nxt, None)
                 else:
-                    flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, pyr_scale=0.5, levels=3, winsize=15,
-                                                        iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+                    flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, pyr_scale=0.5, levels=3,
+                                                        winsize=15, iterations=3, poly_n=5,
+                                                        poly_sigma=1.2, flags=0)
                 rows.append(self._pair_features(flow * scale))
             out.append(summarise(np.stack(rows, axis=1), stats))
         return np.stack(out)
@@ -202,10 +211,12 @@ class MotionStats(VideoExtractor):
         width = 360.0 / self.orientation_bins
         # shifted by half a bin so that bin 0 is centred on rightward motion
         turned = (angle[moving] + width / 2) % 360.0
-        directions = np.histogram(turned, bins=self.orientation_bins, range=(0.0, 360.0), weights=speed[moving])[0]
+        directions = np.histogram(turned, bins=self.orientation_bins, range=(0.0, 360.0),
+                                  weights=speed[moving])[0]
         total = directions.sum()
         directions = directions / total if total > 0 else directions
-        return np.concatenate([[speed.mean(), moving.mean(), fx.mean(), fy.mean()], bands, directions])
+        return np.concatenate([[speed.mean(), moving.mean(), fx.mean(), fy.mean()], bands,
+                               directions])
 
     def _feature_suffixes(self):
         width = 360 / self.orientation_bins
