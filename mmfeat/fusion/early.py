@@ -87,7 +87,8 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         Blocks fitted in parallel (``ColumnTransformer`` semantics). Extractors have their own
         ``n_jobs`` for their feature code.
     **more_modalities : tuple
-        Further modalities, by name, in the same form (e.g. ``thumbnail=("thumb", ColorHistogram())``).
+        Further modalities, by name, in the same form
+        (e.g. ``thumbnail=("thumb", ColorHistogram())``).
 
     Returns
     -------
@@ -154,5 +155,6 @@ def make_early_fusion(*, image=None, text=None, audio=None, passthrough=None, es
         union.set_output(transform="pandas")
         steps.append(("interactions", ModalityInteractions(interactions, rank=rank)))
     if estimator is not None:
-        steps.append(("model", TunedLogisticRegression() if isinstance(estimator, str) else estimator))
+        model = TunedLogisticRegression() if isinstance(estimator, str) else estimator
+        steps.append(("model", model))
     return union if len(steps) == 1 else Pipeline(steps)

@@ -162,7 +162,8 @@ class ModalityInteractions(TransformerMixin, BaseEstimator):
         return values
 
     def _products(self, X):
-        reduced = {name: pca.transform(self._block(X, name)) for name, pca in self.reducers_.items()}
+        reduced = {name: pca.transform(self._block(X, name))
+                   for name, pca in self.reducers_.items()}
         products = [np.einsum("ni,nj->nij", reduced[a], reduced[b]).reshape(len(X), -1)
                     for a, b in self.pairs_]
         return np.hstack(products) if products else np.empty((len(X), 0))

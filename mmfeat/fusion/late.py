@@ -150,7 +150,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     Attributes
     ----------
     estimators_ : dict of str -> Pipeline
-        Per modality, ``Pipeline([("extractor", fitted extractor), ("estimator", fitted estimator)])``,
+        Per modality,
+        ``Pipeline([("extractor", fitted extractor), ("estimator", fitted estimator)])``,
         fitted on the rows where the modality is available.
     final_estimator_ : estimator or None
         The fitted meta-learner (None with a fixed rule).
@@ -212,7 +213,8 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     >>> import numpy as np, pandas as pd
     >>> from sklearn.datasets import make_classification
     >>> from mmfeat.fusion import LateFusionClassifier
-    >>> X, y = make_classification(200, n_features=6, n_informative=6, n_redundant=0, random_state=0)
+    >>> X, y = make_classification(200, n_features=6, n_informative=6, n_redundant=0,
+    ...                            random_state=0)
     >>> df = pd.DataFrame(X, columns=["a0", "a1", "a2", "b0", "b1", "b2"])
     >>> df.loc[:39, ["b0", "b1", "b2"]] = np.nan
     >>> model = LateFusionClassifier({"a": (["a0", "a1", "a2"], "passthrough"),
@@ -278,8 +280,9 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
 
     The same as :class:`LateFusionClassifier` (see there for ``modalities``, ``cv``,
     ``passthrough``, ``outliers``, ``handle_missing``, ``n_jobs``, ``random_state`` and how
-    missing modalities are handled) with each modality's ``predict`` as its output. A modality missing in a row is
-    replaced by the training mean of the target, with its ``{modality}_available`` column 0.
+    missing modalities are handled) with each modality's ``predict`` as its output. A modality
+    missing in a row is replaced by the training mean of the target, with its
+    ``{modality}_available`` column 0.
 
     Parameters
     ----------

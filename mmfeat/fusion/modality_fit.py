@@ -147,8 +147,9 @@ def fit_modality(name, column, extractor, candidates, items, y, classes, cv, spl
 
 def _out_of_fold(name, estimator, features, y, classes, splits, method, fit_params, groups,
                  inner_cv):
-    """Out-of-fold output of ``method`` in the fusion's columns (:func:`~mmfeat.fusion.task.class_columns`; for
-    ``"platt"``, decision values in :func:`~mmfeat.fusion.platt.decision_columns`), each
+    """Out-of-fold output of ``method`` in the fusion's columns
+    (:func:`~mmfeat.fusion.task.class_columns`; for ``"platt"``, decision values in
+    :func:`~mmfeat.fusion.platt.decision_columns`), each
     row predicted by the model of the split that held it out (``cross_val_predict``, with fit
     parameters and groups indexed per split)."""
     n = features.shape[0]

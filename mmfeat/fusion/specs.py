@@ -28,7 +28,8 @@ def parse_modality(name, spec, n_extra, what):
             f"(column, extractor, {what})."
         )
     column, extractor, *extra = spec
-    if extractor != "passthrough" and not (hasattr(extractor, "fit") and hasattr(extractor, "transform")):
+    is_transformer = hasattr(extractor, "fit") and hasattr(extractor, "transform")
+    if extractor != "passthrough" and not is_transformer:
         raise TypeError(
             f"Got {name}=({column!r}, {extractor!r}, ...): the second element must be an mmfeat "
             "Extractor or a scikit-learn transformer."
