@@ -253,9 +253,10 @@ class FeatureCache:
         """Claim the keys that no live process is computing.
 
         Returns ``(claimed, busy)``: compute ``claimed`` then :meth:`release` them; wait for
-        ``busy`` with :meth:`wait_for`. A claim whose process is gone (same host, pid not
-        alive) or older than ``stale_after`` seconds is taken over. On a store error every key
-        is returned as claimed, so the caller simply computes everything.
+        ``busy`` with :meth:`wait_for`. A key stored since it was looked up is busy, not
+        claimed (:meth:`wait_for` returns it at once). A claim whose process is gone (same
+        host, pid not alive) or older than ``stale_after`` seconds is taken over. On a store
+        error every key is returned as claimed, so the caller simply computes everything.
         """
         keys = list(dict.fromkeys(keys))
         return self._store.claim(keys, stale_after) if keys else ([], [])

@@ -136,12 +136,21 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.set(self._claim_key(key), owner, nx=True, px=int(self.lease_s * 1000))
-            won = pipe.execute()
-            claimed = [k for k, ok in zip(keys, won) if ok]
+            won = [k for k, ok in zip(keys, pipe.execute()) if ok]
+            # A key stored since the caller looked it up (computed elsewhere in between) is not
+            # computed again: the claim just won is dropped and the key comes back busy, which
+            # wait_for reads at once.
+            for key in won:
+                pipe.exists(self.namespace + key)
+            stored = {k for k, n in zip(won, pipe.execute()) if n}
+            for key in stored:
+                pipe.delete(self._claim_key(key))
+            pipe.execute()
+            claimed = [k for k in won if k not in stored]
             with self._lock:
                 self._renewing.update({self._claim_key(k): owner for k in claimed})
             self._start_renewer()
-            return claimed, [k for k, ok in zip(keys, won) if not ok]
+            return claimed, [k for k in keys if k not in claimed]
         return self._run(op, (list(keys), [])) if keys else ([], [])
 
     def live_claims(self, keys) -> set:

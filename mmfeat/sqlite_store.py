@@ -208,7 +208,9 @@ class SQLiteStore:
         host, pid = socket.gethostname(), os.getpid()
         now = time.time_ns()
         with _transaction(db, wait_ms=self._write_wait_ms()):
-            busy = _live_claims(db, keys, stale_after)
+            # A key stored since the caller looked it up (another process computed it in
+            # between) is not claimed again: it comes back busy, and wait_for reads it at once.
+            busy = _live_claims(db, keys, stale_after) | _stored(db, keys)
             claimed = [k for k in keys if k not in busy]
             db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
                            [(k, host, pid, now) for k in claimed])
@@ -364,6 +366,15 @@ def _live_claims(db, keys, stale_after):
             if alive and now - since < stale_after * 1e9:
                 live.add(key)
     return live
+
+
+def _stored(db, keys):
+    stored = set()
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        stored.update(k for (k,) in db.execute(
+            f"SELECT key FROM features WHERE key IN ({marks})", chunk))
+    return stored
 
 
 def _pid_alive(pid):

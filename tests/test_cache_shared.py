@@ -102,6 +102,18 @@ def test_a_server_down_degrades_to_the_local_tier_with_one_warning_and_comes_bac
     assert FeatureCache(tmp_path / "m2", shared=url).get_many(KEYS[3:]).keys() == set(KEYS[3:])
 
 
+def test_a_key_another_machine_stored_after_the_lookup_is_not_claimed(tmp_path, url):
+    first = FeatureCache(tmp_path / "m1", shared=url)
+    second = FeatureCache(tmp_path / "m2", shared=url)
+    keys = [k.replace("0", "e", 1) for k in KEYS[:3]]  # keys no other test stores
+    assert second.get_many(keys) == {}
+    first.put_many({k: np.full(3, 7, np.float32) for k in keys[:2]})  # written to the tier
+    assert second.shared.claim(keys) == ([keys[2]], keys[:2])
+    assert second.shared.live_claims(keys) == {keys[2]}  # the claims it dropped are gone
+    assert sorted(second.wait_for(keys[:2], timeout=5)) == sorted(keys[:2])
+    second.release([keys[2]])
+
+
 _HOLD = """
 import sys, time
 from mmfeat.cache import FeatureCache

@@ -369,6 +369,19 @@ def test_claims_split_work_and_are_taken_over_from_dead_processes(tmp_path):
     assert store.wait_for(["b"], timeout=5) == {}
 
 
+def test_a_key_stored_between_the_lookup_and_the_claim_is_not_computed_again(tmp_path):
+    # Two workers of a grid search miss the same fold; the other one stores it and drops its
+    # claims before this one claims: claiming then must not compute the fold a second time.
+    mine, other = FeatureCache(tmp_path), FeatureCache(tmp_path)
+    keys = [f"{i:032x}" + f"{i:064x}" for i in range(3)]
+    assert mine.get_many(keys) == {}  # the lookup: all missed
+    other.put_many({k: np.full(3, i, np.float32) for i, k in enumerate(keys[:2])})
+    assert mine.claim_many(keys) == ([keys[2]], keys[:2])  # stored since: busy, not claimed
+    arrived = mine.wait_for(keys[:2], timeout=5)  # read at once
+    assert sorted(arrived) == sorted(keys[:2]) and arrived[keys[1]][0] == 1
+    mine.release([keys[2]])
+
+
 # ---------------------------------------------------------------------- the in-memory tier
 
 
