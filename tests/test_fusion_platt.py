@@ -34,6 +34,18 @@ def test_alone_it_gives_calibratedclassifiercv_probabilities(n_classes):
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+@pytest.mark.parametrize("params, match", [
+    ({"estimator": "svm"}, "'estimator' parameter"),
+    ({"estimator": SVC(), "cv": 1}, "'cv' parameter"),
+])
+def test_parameters_are_validated(three_classes, params, match):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = three_classes
+    with pytest.raises(InvalidParameterError, match=match):
+        PlattScaled(**params).fit(X, y)
+
+
 def test_a_split_missing_classes_gets_their_columns_at_the_lowest_value():
     # Trained on classes 0 and 2 of 0..3: a binary SVM's one decision value becomes two
     # columns, and classes 1 and 3 get a value under any the row has.

@@ -10,13 +10,15 @@ SVM candidate of the narrow audio block was about two thirds of the whole fusion
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
-from .._sklearn_compat import _safe_indexing
+from .._sklearn_compat import HasMethods, Interval, _fit_context, _safe_indexing
 
 # A class the model of a split never saw gets this decision value (or one under the row's
 # lowest), under any one-vs-rest value of an SVM (votes at least 0, confidences within
@@ -117,10 +119,16 @@ class PlattScaled(ClassifierMixin, BaseEstimator):
     (:meth:`from_decisions`).
     """
 
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "decision_function"])],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+    }
+
     def __init__(self, estimator, cv=3):
         self.estimator = estimator
         self.cv = cv
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, **fit_params):
         """Fit ``estimator`` on ``cv`` inner folds for held-out decisions, the sigmoids on
         those, then ``estimator`` on all rows; ``fit_params`` go to each of its fits (a
