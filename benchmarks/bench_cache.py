@@ -22,6 +22,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _timing import adding_seconds_to  # noqa: E402
 from joblib import Memory  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
@@ -47,18 +48,8 @@ def _counting_compute(self, items, *args, **kwargs):
     return _compute(self, items, *args, **kwargs)
 
 
-def _timing(method):
-    def timed_method(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            IN_EXTRACTORS[0] += time.perf_counter() - start
-    return timed_method
-
-
 Extractor._compute = _counting_compute
-Extractor.fit, Extractor.transform = _timing(_fit), _timing(_transform)
+Extractor.fit, Extractor.transform = map(adding_seconds_to(IN_EXTRACTORS), (_fit, _transform))
 
 
 def timed(fn):

@@ -73,8 +73,7 @@ def startup_rows(workdir: Path) -> list:
 
 
 def grid_rows(n: int, workdir: Path) -> list:
-    import numpy as np
-    import pandas as pd
+    from _timing import two_topic_notes
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -82,12 +81,7 @@ def grid_rows(n: int, workdir: Path) -> list:
 
     from mmfeat.text import SentenceEmbedder
 
-    rng = np.random.default_rng(0)
-    topics = [["cats", "kittens", "purring"], ["stocks", "markets", "shares"]]
-    labels = rng.integers(0, 2, n)
-    texts = [f"a note {i} about {rng.choice(topics[y])} and {rng.choice(topics[y])}"
-             for i, y in enumerate(labels)]
-    df = pd.DataFrame({"text": texts, "label": labels})
+    df = two_topic_notes(n)
     cache = str(workdir / "grid-cache")
     pipe = Pipeline([("features",
                       ColumnTransformer([("text", SentenceEmbedder(cache=cache), "text")])),

@@ -32,8 +32,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from _timing import adding_seconds_to, two_topic_notes  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
@@ -52,17 +51,8 @@ from mmfeat.text import SentenceEmbedder  # noqa: E402
 IN_EXTRACTORS = [0.0]  # seconds inside extractors' fit and transform, in this process
 
 
-def _timing(method):
-    def timed_method(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            IN_EXTRACTORS[0] += time.perf_counter() - start
-    return timed_method
-
-
-Extractor.fit, Extractor.transform = _timing(Extractor.fit), _timing(Extractor.transform)
+Extractor.fit, Extractor.transform = map(adding_seconds_to(IN_EXTRACTORS),
+                                               (Extractor.fit, Extractor.transform))
 
 
 def in_extractors(fn) -> float:
@@ -97,12 +87,7 @@ def lookup_share(data, workdir: Path, rounds: int) -> list:
 
 def parallel_grid(n: int, workdir: Path, rounds: int) -> dict:
     """Seconds per round of the warm n_jobs=2 grid search (two ways) and of the matrix's."""
-    rng = np.random.default_rng(0)
-    topics = [["cats", "kittens", "purring"], ["stocks", "markets", "shares"]]
-    labels = rng.integers(0, 2, n)
-    texts = [f"a note {i} about {rng.choice(topics[y])} and {rng.choice(topics[y])}"
-             for i, y in enumerate(labels)]
-    df = pd.DataFrame({"text": texts, "label": labels})
+    df = two_topic_notes(n)
     base = workdir / "text"
 
     def pipe(path):
