@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from mmfeat.errors import collect_errors
 from mmfeat.fusion import LateFusionClassifier, LateFusionRegressor, make_early_fusion
-from mmfeat.fusion.novelty import fit_novelty, novelty
+from mmfeat.fusion.novelty import fit_novelty, kept_share, novelty
 from mmfeat.modelfile import load_model, save_model
 from mmfeat.robustness import robustness_report
 from mmfeat.scoring import score
@@ -75,9 +75,9 @@ def test_missing_recovers_most_of_the_loss_and_says_why(data, fitted):
     assert "looks unlike the training items (novelty " in error.cause
     threshold = guarded.modality_report_.set_index("modality").loc["a", "novelty_threshold"]
     assert f"threshold {threshold:.3g})" in error.cause
-    # The strange view's share of the decision falls to 0 on those rows only.
+    # The strange view's share of the decision falls on those rows (to 0 where set aside).
     weights = guarded.modality_weights(corrupted)
-    assert (weights.loc[flagged, "a"] == 0).all()
+    assert weights.loc[flagged, "a"].mean() < 0.05
     assert weights.loc[~wrong, "a"].mean() > 0.2
 
 
@@ -85,10 +85,13 @@ def test_clean_rows_are_predicted_as_without_the_option(data, fitted):
     _, _, test, y_test, *_ = data
     with collect_errors() as found:
         proba = fitted["missing"].predict_proba(test)
-    set_aside = sorted({error.row for error in found})
-    assert len(set_aside) <= 0.02 * len(test)
-    kept = np.setdiff1d(np.arange(len(test)), set_aside)
-    np.testing.assert_array_equal(proba[kept], fitted[None].predict_proba(test)[kept])
+    assert len({error.row for error in found}) <= 0.02 * len(test)
+    # A row whose every view's novelty is at most half its threshold keeps all of each output.
+    models = fitted["missing"]._novelty
+    typical = np.all([novelty(models[view], test[cols].to_numpy()) <= 0.5 * models[view][
+        "threshold"] for view, cols in (("a", A), ("b", B))], axis=0)
+    assert typical.mean() > 0.9
+    np.testing.assert_array_equal(proba[typical], fitted[None].predict_proba(test)[typical])
     # The option acts at predict time only: switched off, the model is the plain one.
     off = fitted["missing"].set_params(outliers=None)
     try:
@@ -292,3 +295,31 @@ def test_features_on_several_scales_are_also_scored_standardised():
     assert (novelty(model, test) > model["threshold"]).mean() <= 0.03
     own_units = {**model, "views": model["views"][:1]}
     assert (novelty(own_units, noisy) > model["threshold"]).mean() < 0.1
+
+
+def test_missing_draws_a_strange_output_towards_the_fill_by_its_novelty(data, fitted):
+    """Late fusion keeps all of a modality's output up to half its threshold, half of it at the
+    threshold and none from 1.5 times it (missing there): a rare clean row just past the
+    threshold is not treated as one far past it."""
+    np.testing.assert_allclose(kept_share([0.0, 0.5, 1.0, 1.25, 1.5, 9.0], 1.0),
+                               [1.0, 1.0, 0.5, 0.25, 0.0, 0.0])
+    _, _, test, _, corrupted, wrong = data
+    guarded = fitted["missing"]
+    model, fill = guarded._novelty["a"], guarded._fill["a"]
+    rows = np.r_[np.flatnonzero(~wrong)[:20], np.flatnonzero(wrong)[:20]]
+    mixed = pd.concat([test.iloc[rows[:20]], corrupted.iloc[rows[20:]]])
+    share = kept_share(novelty(model, mixed[A].to_numpy()), model["threshold"])
+    plain = fitted[None]._outputs(mixed)[0]
+    drawn = guarded._outputs(mixed)[0]
+    kept = share > 0
+    np.testing.assert_allclose(drawn["a"][kept],
+                               fill + share[kept, None] * (plain["a"][kept] - fill))
+    assert np.isnan(drawn["a"][~kept]).all() and (~kept[20:]).mean() > 0.9
+    typical_b = kept_share(novelty(guarded._novelty["b"], mixed[B].to_numpy()),
+                           guarded._novelty["b"]["threshold"]) == 1
+    np.testing.assert_array_equal(drawn["b"][typical_b], plain["b"][typical_b])
+    with collect_errors() as found:
+        guarded.predict(mixed)
+    partly = [error for error in found if error.extractor == "a"
+              and 0 < share[error.row] < 1]
+    assert all(f"weight {share[error.row]:.2g})" in error.cause for error in partly)

@@ -113,11 +113,14 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         per modality from the features it extracts anyway (:mod:`mmfeat.fusion.novelty`: the
         distance to a PCA of the training features, 0 for a typical row) and a threshold, the
         99.5th percentile of the training rows' own out-of-fold scores
-        (``modality_report_["novelty_threshold"]``). "missing": at predict time, a modality
-        whose novelty passes its threshold is treated as missing in that row (the others
-        decide; :meth:`modality_weights` gives it 0, and ``mmfeat score`` writes why in its
-        ``missing`` column); training rows are used as they are, so switching it off with
-        ``set_params(outliers=None)`` gives the predictions of a model fitted without it.
+        (``modality_report_["novelty_threshold"]``). "missing": at predict time, a modality's
+        output in a row is drawn towards what a missing modality gets by its novelty (all of
+        it kept up to half the threshold, half at the threshold, none from 1.5 times it:
+        :func:`~mmfeat.fusion.novelty.kept_share`), and treated as missing where none is kept
+        (the others decide; :meth:`modality_weights` gives it 0; ``mmfeat score`` writes why,
+        for each row past the threshold, in its ``missing`` column); training rows are used
+        as they are, so switching it off with ``set_params(outliers=None)`` gives the
+        predictions of a model fitted without it.
         Needs ``handle_missing=True``. "trust": the meta-learner also sees each modality's
         novelty over its threshold (capped at 2; 0 where missing) and the modality's outputs'
         departure from the missing fill times it (``{modality}_novelty``,

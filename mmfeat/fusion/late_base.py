@@ -367,7 +367,7 @@ class _BaseLateFusion(ModalityComposition):
             outputs[m.name], scores = predict_modality(
                 m, select(X, m.column), self.stack_method_[m.name], classes,
                 calibration.get(m.name), self.handle_missing, self._fill[m.name].shape[0],
-                models.get(m.name) if use else None, drop)
+                models.get(m.name) if use else None, drop, self._fill[m.name])
             if scores is not None:
                 novelties[m.name] = scores
         return outputs, X, novelties

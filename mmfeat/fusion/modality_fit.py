@@ -24,7 +24,7 @@ from .blocks import as_feature_matrix, available_rows, set_nan_on_error
 from .calibration import apply_calibration
 from .columns import as_numbers
 from .meta import confidence as _confidence  # noqa: F401  (its home before meta.py)
-from .novelty import fit_novelty, novelty, report_strange
+from .novelty import fit_novelty, kept_share, novelty, report_strange
 from .platt import PlattScaled, cross_fitted_sigmoids, decision_columns, fit_sigmoids
 from .task import class_columns
 
@@ -255,27 +255,34 @@ def available_features(features, handle_missing):
 
 
 def predict_modality(modality, items, method, classes, calibration, handle_missing, width,
-                     novelty_model=None, drop_strange=False):
+                     novelty_model=None, drop_strange=False, fill=None):
     """A fitted modality's (a :class:`~mmfeat.fusion.late.Modality`) output on new rows, in the
     columns of its out-of-fold output (and calibrated as it was): ``(n, width)``, all-NaN rows
     where the modality is missing; and, with ``novelty_model``, each row's novelty (NaN where
-    missing; else None). ``drop_strange``: rows whose novelty passes the model's threshold are
-    missing too, and reported to :func:`mmfeat.errors.collect_errors` with the cause."""
+    missing; else None). ``drop_strange``: each row's output is drawn towards ``fill`` (what a
+    missing modality gets) by its novelty (:func:`~mmfeat.fusion.novelty.kept_share`), missing
+    where nothing is kept; rows past the threshold are reported to
+    :func:`mmfeat.errors.collect_errors` with the cause."""
     name, estimator = modality.name, modality.estimator
     features = extract(name, modality.column, modality.extractor, items)
     available = available_features(features, handle_missing)
-    scores = None
+    scores, kept = None, None
     if novelty_model is not None:
         scores = np.full(available.shape[0], np.nan)
         if available.any():
             scores[available] = novelty(novelty_model, features[available])
         if drop_strange:
+            kept = np.ones(available.shape[0])
+            kept[available] = kept_share(scores[available], novelty_model["threshold"])
             strange = available & (scores > novelty_model["threshold"])
-            report_strange(name, modality.extractor, items, strange, scores, novelty_model)
-            available = available & ~strange
+            report_strange(name, modality.extractor, items, strange, scores, novelty_model, kept)
+            available = available & (kept > 0)
     out = np.full((available.shape[0], width), np.nan)
     if available.any():
         found = class_columns(name, getattr(estimator, method)(features[available]),
                               getattr(estimator, "classes_", None), classes, method)
         out[available] = apply_calibration(calibration, found)
+        if kept is not None:  # a strange row's output drawn towards the missing fill
+            share, own = kept[available, None], out[available]
+            out[available] = np.where(share < 1, fill + share * (own - fill), own)
     return out, scores
