@@ -404,7 +404,7 @@ def test_a_long_file_is_sought_never_decoded_whole(odd_clips, monkeypatch):
 
 def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
     """8 frames of 250 (OpenCV's MPEG-4 writes a keyframe every 12 frames): each frame is the
-    one a full decode gives at its index, and far fewer frames are decoded than 250."""
+    one a full decode gives at its index, decoded forward from the keyframe before it."""
     import av
 
     from mmfeat.video._decode import VideoReader, sample_indices
@@ -413,7 +413,8 @@ def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
     path = write_cv2(tmp_path / "gop.mp4", [np.clip(scene(t) + rng.integers(0, 40, (SIZE, SIZE, 3)),
                                                     0, 255).astype(np.uint8) for t in range(250)])
     with av.open(path) as container:
-        every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        every = [(f.to_ndarray(format="rgb24"), f.key_frame) for f in container.decode(video=0)]
+    keys = [i for i, (_, key) in enumerate(every) if key]
     decoded = []
 
     class Counting(VideoReader):
@@ -427,9 +428,48 @@ def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
         frames = video.read(wanted)
     assert sorted(frames) == wanted == [15, 46, 78, 109, 140, 171, 203, 234]
     for index in wanted:
+        np.testing.assert_array_equal(frames[index], every[index][0])
+    # each decoded from the keyframe before it (the first one too), not all 250
+    before = [max(k for k in keys if k <= index) for index in wanted]
+    assert sorted(decoded) == sorted(i for k, index in zip(before, wanted)
+                                     for i in range(k, index + 1))
+    assert len(decoded) < 100
+
+
+def test_a_seek_landing_behind_teaches_the_keyframe_spacing(tmp_path):
+    """One keyframe in 250 frames: the second seek lands back on frame 0, shows the keyframes
+    are further apart than that, and the later gaps are decoded through, not sought again
+    (250 frames decoded in all, about once each, not from frame 0 for every index)."""
+    import av
+
+    from mmfeat.video._decode import VideoReader, sample_indices
+
+    path = str(tmp_path / "one_key.mp4")
+    base = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 250
+        for t in range(250):
+            image = av.VideoFrame.from_ndarray(np.roll(base, t, axis=1), format="rgb24")
+            container.mux(stream.encode(image))
+        container.mux(stream.encode())
+    with av.open(path) as container:
+        every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    decoded = []
+
+    class Counting(VideoReader):
+        def _decoded(self):
+            for item in super()._decoded():
+                decoded.append(item[0])
+                yield item
+
+    with Counting(path) as video:
+        wanted = sample_indices(video.n_frames, video.fps, 8, "uniform")
+        frames = video.read(wanted)
+    for index in wanted:
         np.testing.assert_array_equal(frames[index], every[index])
-    assert len(decoded) < 120  # at most a keyframe interval before each frame, not all 250
-    assert video._key_gap == 12
+    assert video._key_gap == wanted[1] + 1 and len(decoded) == wanted[0] + 1 + wanted[-1] + 1
 
 
 def test_stateful_image_extractor_learns_from_sampled_frames(tmp_path):

@@ -20,9 +20,9 @@ from ..errors import ItemError, PartialDecodeWarning
 from ..io import DEFAULT_MAX_PIXELS
 from ._files import open_media, too_slow
 
-#: Forward gaps up to this many frames are skipped by grabbing (no colour conversion) rather
-#: than seeking, until the spacing of the stream's keyframes is known: a seek decodes from the
-#: keyframe before the frame asked for, so it pays off once the gap spans a keyframe.
+#: Forward gaps up to this many frames (at most the spacing of the stream's keyframes) are
+#: decoded through rather than sought: a seek decodes from the keyframe before the frame asked
+#: for, so it pays off once the gap spans a keyframe.
 _SEEK_GAP = 32
 
 class Deadline:
@@ -92,6 +92,7 @@ class VideoReader:
         self.path, self.max_pixels = path, max_pixels
         self._key_gap = None   # the longest distance between keyframes decoded one after another
         self._last_key = None  # index of the last keyframe decoded (None after a seek)
+        self._sought = None    # (position before, index) of the last seek, until it lands
         self.deadline = Deadline(timeout)
         self.container = open_media(path, max_pixels=max_pixels, deadline=self.deadline)
         try:
@@ -206,6 +207,14 @@ class VideoReader:
                     if self._last_key is not None and count > self._last_key:
                         self._key_gap = max(self._key_gap or 0, count - self._last_key)
                     self._last_key = count
+                if self._sought is not None:
+                    # A seek that lands before where decoding was (no keyframe in between)
+                    # shows the keyframes are further apart than that gap: later ones of its
+                    # size are decoded through.
+                    before, index = self._sought
+                    if count < before:
+                        self._key_gap = max(self._key_gap or 0, index - count + 1)
+                    self._sought = None
                 yield count, frame
 
     def _refusal(self, packet):
@@ -229,13 +238,17 @@ class VideoReader:
             self.container.seek(offset, stream=self.stream)
         except Exception:  # noqa: BLE001 - a container that cannot seek is read from where it is
             pass
+        before = self._next if self._frames is not None else 0
+        self._sought = (before, index) if index > before else None  # a forward one
         self._frames, self._pending, self._next = self._decoded(), None, index
         self._last_key = None  # the next keyframe decoded does not follow the last one
 
     def _seek_gap(self) -> int:
         """Forward gaps longer than this are sought: the keyframe spacing once seen (a seek
-        then lands past where decoding is), :data:`_SEEK_GAP` until then."""
-        return min(self._key_gap, _SEEK_GAP) if self._key_gap else _SEEK_GAP
+        then lands past where decoding is), at most :data:`_SEEK_GAP`; every gap until then (a
+        seek lands no earlier than decoding from where it is would start, and one that lands
+        before where decoding was shows the spacing)."""
+        return min(self._key_gap, _SEEK_GAP) if self._key_gap else 0
 
     def read(self, indices, convert=None) -> dict:
         """Frames by index, for the indices that decode: RGB ``uint8`` arrays, or what
@@ -251,7 +264,7 @@ class VideoReader:
         frames = {}
         for index in sorted(set(int(i) for i in indices)):
             if self._frames is None:
-                if self.seekable and index > _SEEK_GAP:
+                if self.seekable and index > 0:
                     self._seek(index)
                 else:
                     self._frames = self._decoded()
