@@ -402,19 +402,11 @@ def test_a_long_file_is_sought_never_decoded_whole(odd_clips, monkeypatch):
         assert 0 < len(decoded) < 10 * 60 * FPS / 4, (type(ext).__name__, len(decoded))
 
 
-def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
-    """8 frames of 250 (OpenCV's MPEG-4 writes a keyframe every 12 frames): each frame is the
-    one a full decode gives at its index, decoded forward from the keyframe before it."""
-    import av
-
+def _read_eight_counting(path):
+    """Read 8 uniformly sampled frames of ``path``: ``(reader, indices, frames, the index of
+    every frame the reader decoded on the way)``."""
     from mmfeat.video._decode import VideoReader, sample_indices
 
-    rng = np.random.default_rng(0)
-    path = write_cv2(tmp_path / "gop.mp4", [np.clip(scene(t) + rng.integers(0, 40, (SIZE, SIZE, 3)),
-                                                    0, 255).astype(np.uint8) for t in range(250)])
-    with av.open(path) as container:
-        every = [(f.to_ndarray(format="rgb24"), f.key_frame) for f in container.decode(video=0)]
-    keys = [i for i, (_, key) in enumerate(every) if key]
     decoded = []
 
     class Counting(VideoReader):
@@ -426,6 +418,21 @@ def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
     with Counting(path) as video:
         wanted = sample_indices(video.n_frames, video.fps, 8, "uniform")
         frames = video.read(wanted)
+    return video, wanted, frames, decoded
+
+
+def test_sparse_frames_are_sought_from_the_keyframe_before_and_exact(tmp_path):
+    """8 frames of 250 (OpenCV's MPEG-4 writes a keyframe every 12 frames): each frame is the
+    one a full decode gives at its index, decoded forward from the keyframe before it."""
+    import av
+
+    rng = np.random.default_rng(0)
+    path = write_cv2(tmp_path / "gop.mp4", [np.clip(scene(t) + rng.integers(0, 40, (SIZE, SIZE, 3)),
+                                                    0, 255).astype(np.uint8) for t in range(250)])
+    with av.open(path) as container:
+        every = [(f.to_ndarray(format="rgb24"), f.key_frame) for f in container.decode(video=0)]
+    keys = [i for i, (_, key) in enumerate(every) if key]
+    _, wanted, frames, decoded = _read_eight_counting(path)
     assert sorted(frames) == wanted == [15, 46, 78, 109, 140, 171, 203, 234]
     for index in wanted:
         np.testing.assert_array_equal(frames[index], every[index][0])
@@ -442,8 +449,6 @@ def test_a_seek_landing_behind_teaches_the_keyframe_spacing(tmp_path):
     (250 frames decoded in all, about once each, not from frame 0 for every index)."""
     import av
 
-    from mmfeat.video._decode import VideoReader, sample_indices
-
     path = str(tmp_path / "one_key.mp4")
     base = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     with av.open(path, "w") as container:
@@ -456,17 +461,7 @@ def test_a_seek_landing_behind_teaches_the_keyframe_spacing(tmp_path):
         container.mux(stream.encode())
     with av.open(path) as container:
         every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    decoded = []
-
-    class Counting(VideoReader):
-        def _decoded(self):
-            for item in super()._decoded():
-                decoded.append(item[0])
-                yield item
-
-    with Counting(path) as video:
-        wanted = sample_indices(video.n_frames, video.fps, 8, "uniform")
-        frames = video.read(wanted)
+    video, wanted, frames, decoded = _read_eight_counting(path)
     for index in wanted:
         np.testing.assert_array_equal(frames[index], every[index])
     assert video._key_gap == wanted[1] + 1 and len(decoded) == wanted[0] + 1 + wanted[-1] + 1
